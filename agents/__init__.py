@@ -1,0 +1,29 @@
+"""The agent API: everything a custom transport agent imports.
+
+    from agents import SmtpReceiveAgent, RcptToEvent, SmtpResponse
+
+    class BlockInterns(SmtpReceiveAgent):
+        name = "Block Interns"
+
+        async def on_rcpt_to(self, event: RcptToEvent) -> None:
+            if event.recipient.address.startswith("intern"):
+                event.reject_command(SmtpResponse(550, "5.7.1", "Interns receive no mail"))
+
+Built-in agents live in sub-packages (`agents.senderid`, …) and are named in transport.yaml by dotted path.
+"""
+
+from transport.agent import Agent, AgentConfig, AgentContext, RoutingAgent, SmtpReceiveAgent
+from transport.events import (
+    AuthEvent, CategorizedEvent, ConnectEvent, DataEvent, DisconnectEvent, EhloEvent, EndOfDataEvent,
+    EndOfHeadersEvent, HeloEvent, MailFromEvent, RcptToEvent, RejectEvent, Replies, ResolvedEvent, RoutedEvent,
+    RsetEvent, SmtpResponse, StartTlsEvent, SubmittedEvent,
+)
+from transport.mailitem import AuthAs, MailItem, Recipient, RecipientStatus, SessionInfo, Source, Verdict
+
+__all__ = [
+    "Agent", "AgentConfig", "AgentContext", "RoutingAgent", "SmtpReceiveAgent",
+    "AuthEvent", "CategorizedEvent", "ConnectEvent", "DataEvent", "DisconnectEvent", "EhloEvent", "EndOfDataEvent",
+    "EndOfHeadersEvent", "HeloEvent", "MailFromEvent", "RcptToEvent", "RejectEvent", "Replies", "ResolvedEvent",
+    "RoutedEvent", "RsetEvent", "SmtpResponse", "StartTlsEvent", "SubmittedEvent",
+    "AuthAs", "MailItem", "Recipient", "RecipientStatus", "SessionInfo", "Source", "Verdict",
+]

@@ -1,0 +1,1 @@
+"""Example custom agents (importable as `examples.<module>:<Class>` from the repository root)."""

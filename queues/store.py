@@ -1,0 +1,344 @@
+"""The durable queue store: SQLite in WAL mode behind one writer thread that group-commits.
+
+Every write is an operation handed to the writer thread; the thread runs all operations waiting at that
+moment in one transaction (each inside its own savepoint, so one bad operation fails alone) and commits once.
+While one commit's fsync is in flight the next operations pile up, so under load one fsync serves many
+receptions, and the event loop never blocks on SQLite. A caller's await returns only after the commit.
+
+Schema (designed for the queue semantics: retry, expiry, Unreachable, Poison, suspend):
+- ``messages``: one row per mail item — envelope and session as JSON, the raw bytes, a few columns for listing.
+- ``queue_items``: one row per (message, queue): the Submission queue, a delivery queue keyed by next hop,
+  Unreachable or Poison, with status, recipients, attempts, crash count, next retry and last error.
+  A message row goes away with its last queue item.
+- ``queues``: queue-level state set by administrators (Suspended).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import queue as thread_queue
+import sqlite3
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable, Iterable, Sequence
+
+from transport.mailitem import MailItem
+
+__all__ = ["QueueStore", "StoredItem", "SUBMISSION", "UNREACHABLE", "POISON", "StoreError"]
+
+SUBMISSION, UNREACHABLE, POISON = "Submission", "Unreachable", "Poison"
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS messages (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    message_id TEXT NOT NULL DEFAULT '',
+    sender TEXT NOT NULL DEFAULT '',
+    subject TEXT NOT NULL DEFAULT '',
+    size INTEGER NOT NULL DEFAULT 0,
+    source TEXT NOT NULL DEFAULT 'SMTP',
+    envelope TEXT NOT NULL,
+    raw BLOB NOT NULL,
+    received_at REAL NOT NULL
+);
+CREATE TABLE IF NOT EXISTS queue_items (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    message INTEGER NOT NULL REFERENCES messages(id) ON DELETE CASCADE,
+    queue TEXT NOT NULL,
+    status TEXT NOT NULL DEFAULT 'Ready',
+    recipients TEXT NOT NULL DEFAULT '[]',
+    attempts INTEGER NOT NULL DEFAULT 0,
+    crash_count INTEGER NOT NULL DEFAULT 0,
+    next_attempt REAL NOT NULL DEFAULT 0,
+    first_attempt REAL,
+    last_error TEXT NOT NULL DEFAULT '',
+    created REAL NOT NULL
+);
+CREATE INDEX IF NOT EXISTS queue_items_by_queue ON queue_items(queue, status, next_attempt);
+CREATE INDEX IF NOT EXISTS queue_items_by_message ON queue_items(message);
+CREATE TABLE IF NOT EXISTS queues (
+    name TEXT PRIMARY KEY,
+    status TEXT NOT NULL DEFAULT 'Ready'
+);
+"""
+
+
+class StoreError(Exception):
+    """The queue database could not do what was asked (disk full, corrupt file, closed store)."""
+
+
+@dataclass(slots=True)
+class StoredItem:
+    """A queue item as read back from the database (recovery and administration)."""
+
+    id: int
+    message: int
+    queue: str
+    status: str
+    recipients: list[str]
+    attempts: int
+    crash_count: int
+    next_attempt: float
+    last_error: str
+    created: float
+
+
+def connect(path: Path, durable: bool = True) -> sqlite3.Connection:
+    """A connection with the store's pragmas; creates the schema on first use."""
+    conn = sqlite3.connect(str(path), isolation_level=None, check_same_thread=False, timeout=30)
+    conn.execute("PRAGMA journal_mode=WAL")
+    conn.execute(f"PRAGMA synchronous={'FULL' if durable else 'OFF'}")
+    conn.execute("PRAGMA foreign_keys=ON")
+    conn.execute("PRAGMA busy_timeout=30000")
+    conn.executescript(SCHEMA)
+    return conn
+
+
+def _row_item(row: Sequence[Any]) -> StoredItem:
+    return StoredItem(row[0], row[1], row[2], row[3], json.loads(row[4]), row[5], row[6], row[7], row[8], row[9])
+
+
+ITEM_COLUMNS = "id, message, queue, status, recipients, attempts, crash_count, next_attempt, last_error, created"
+
+Op = Callable[[sqlite3.Connection], Any]
+
+
+class QueueStore:
+    """Durable queues. Writes go through `_write` (group commit); reads use a separate connection."""
+
+    def __init__(self, path: Path, durable: bool = True, batch_size: int = 256) -> None:
+        self.path = Path(path)
+        self.durable = durable
+        self.batch_size = batch_size
+        self.commits = 0
+        self._ops: thread_queue.SimpleQueue[tuple[Op, asyncio.Future] | None] = thread_queue.SimpleQueue()
+        self._thread: threading.Thread | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._reader: sqlite3.Connection | None = None
+        self._read_lock = threading.Lock()
+
+    # -- life cycle -----------------------------------------------------------------------------------
+    def open(self) -> None:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        writer = connect(self.path, self.durable)
+        self._reader = connect(self.path, self.durable)
+        self._loop = asyncio.get_running_loop()
+        self._thread = threading.Thread(target=self._run, args=(writer,), name="queue-store-writer", daemon=True)
+        self._thread.start()
+
+    async def close(self) -> None:
+        if self._thread is None:
+            return
+        self._ops.put(None)
+        await asyncio.to_thread(self._thread.join)
+        self._thread = None
+        if self._reader is not None:
+            self._reader.close()
+            self._reader = None
+
+    # -- the writer thread ----------------------------------------------------------------------------
+    def _run(self, conn: sqlite3.Connection) -> None:
+        try:
+            while True:
+                first = self._ops.get()
+                if first is None:
+                    return
+                batch = [first]
+                while len(batch) < self.batch_size:
+                    try:
+                        nxt = self._ops.get_nowait()
+                    except thread_queue.Empty:
+                        break
+                    if nxt is None:
+                        self._ops.put(None)  # finish this batch, then stop
+                        break
+                    batch.append(nxt)
+                self._commit(conn, batch)
+        finally:
+            conn.close()
+
+    def _commit(self, conn: sqlite3.Connection, batch: list[tuple[Op, asyncio.Future]]) -> None:
+        results: list[tuple[asyncio.Future, bool, Any]] = []
+        try:
+            conn.execute("BEGIN IMMEDIATE")
+            for op, fut in batch:
+                conn.execute("SAVEPOINT op")
+                try:
+                    value = op(conn)
+                except Exception as e:
+                    conn.execute("ROLLBACK TO op")
+                    results.append((fut, False, StoreError(f"{type(e).__name__}: {e}")))
+                else:
+                    results.append((fut, True, value))
+                conn.execute("RELEASE op")
+            conn.execute("COMMIT")
+            self.commits += 1
+        except Exception as e:  # the whole commit failed: nobody's write is durable
+            try:
+                conn.execute("ROLLBACK")
+            except sqlite3.Error:
+                pass
+            err = StoreError(f"queue database commit failed: {e}")
+            results = [(fut, False, err) for _, fut in batch]
+        assert self._loop is not None
+        self._loop.call_soon_threadsafe(_resolve, results)
+
+    async def _write(self, op: Op) -> Any:
+        if self._thread is None:
+            raise StoreError("the queue store is not open")
+        fut = asyncio.get_running_loop().create_future()
+        self._ops.put((op, fut))
+        return await fut
+
+    # -- writes ---------------------------------------------------------------------------------------
+    async def enqueue(self, item: MailItem, queue: str = SUBMISSION) -> int:
+        """Persist a new message in a queue (Submission by default); returns its internal id."""
+        envelope = json.dumps(item.envelope_dict())
+        recipients = json.dumps([r.address for r in item.pending()])
+        row = (item.message_id, item.sender, item.subject[:255], item.size, item.source.value, envelope,
+               item.raw, item.received_at)
+
+        def op(conn: sqlite3.Connection) -> int:
+            cur = conn.execute(
+                "INSERT INTO messages(message_id, sender, subject, size, source, envelope, raw, received_at)"
+                " VALUES (?,?,?,?,?,?,?,?)", row)
+            mid = cur.lastrowid
+            conn.execute("INSERT INTO queue_items(message, queue, recipients, created) VALUES (?,?,?,?)",
+                         (mid, queue, recipients, time.time()))
+            return mid
+
+        item.internal_id = await self._write(op)
+        return item.internal_id
+
+    async def claim(self, message_ids: Sequence[int], queue: str = SUBMISSION) -> None:
+        """Mark messages durably "in process" before anything runs on them (the poison-message guard)."""
+        ids = list(message_ids)
+
+        def op(conn: sqlite3.Connection) -> None:
+            conn.executemany("UPDATE queue_items SET status='Active' WHERE message=? AND queue=?",
+                             [(i, queue) for i in ids])
+
+        await self._write(op)
+
+    async def route(self, item: MailItem, deliveries: dict[str, list[str]], from_queue: str = SUBMISSION) -> dict[str, int]:
+        """Replace the message's item in `from_queue` by one item per next hop; returns queue → item id.
+
+        An empty `deliveries` means nothing is left to deliver: the message is removed.
+        """
+        envelope = json.dumps(item.envelope_dict())
+        raw = item.raw
+        now = time.time()
+
+        def op(conn: sqlite3.Connection) -> dict[str, int]:
+            conn.execute("DELETE FROM queue_items WHERE message=? AND queue=?", (item.internal_id, from_queue))
+            if not deliveries:
+                _drop_if_orphan(conn, item.internal_id)
+                return {}
+            conn.execute("UPDATE messages SET envelope=?, raw=?, size=? WHERE id=?",
+                         (envelope, raw, len(raw), item.internal_id))
+            ids = {}
+            for q, rcpts in deliveries.items():
+                cur = conn.execute("INSERT INTO queue_items(message, queue, recipients, created) VALUES (?,?,?,?)",
+                                   (item.internal_id, q, json.dumps(rcpts), now))
+                ids[q] = cur.lastrowid
+            return ids
+
+        return await self._write(op)
+
+    async def complete(self, item_ids: Iterable[int]) -> None:
+        """Queue items done (delivered or failed for good); messages with no items left go too."""
+        ids = list(item_ids)
+
+        def op(conn: sqlite3.Connection) -> None:
+            messages = {r[0] for i in ids for r in conn.execute("SELECT message FROM queue_items WHERE id=?", (i,))}
+            conn.executemany("DELETE FROM queue_items WHERE id=?", [(i,) for i in ids])
+            for m in messages:
+                _drop_if_orphan(conn, m)
+
+        await self._write(op)
+
+    async def update_item(self, item_id: int, **fields: Any) -> None:
+        """Set status, attempts, next_attempt, last_error, crash_count, queue or recipients of one item."""
+        allowed = {"status", "attempts", "next_attempt", "last_error", "crash_count", "queue", "recipients",
+                   "first_attempt"}
+        if not fields or set(fields) - allowed:
+            raise ValueError(f"cannot update {sorted(set(fields) - allowed)}")
+        if "recipients" in fields:
+            fields["recipients"] = json.dumps(fields["recipients"])
+        sets = ", ".join(f"{k}=?" for k in fields)
+        values = [*fields.values(), item_id]
+
+        def op(conn: sqlite3.Connection) -> None:
+            conn.execute(f"UPDATE queue_items SET {sets} WHERE id=?", values)
+
+        await self._write(op)
+
+    async def crash(self, message_id: int, threshold: int) -> bool:
+        """Count a crash against the message's Submission item; at the threshold move it to Poison.
+
+        Returns True when the message is now in the Poison queue.
+        """
+        def op(conn: sqlite3.Connection) -> bool:
+            conn.execute("UPDATE queue_items SET crash_count=crash_count+1, status='Ready' WHERE message=? AND queue=?",
+                         (message_id, SUBMISSION))
+            return bool(_poison_at(conn, threshold, "message=?", (message_id,)))
+
+        return await self._write(op)
+
+    async def recover(self, threshold: int) -> list[int]:
+        """At start-up: Submission items left "in process" count a crash; those at the threshold go to Poison.
+
+        Returns the ids of the messages moved to Poison.
+        """
+        def op(conn: sqlite3.Connection) -> list[int]:
+            conn.execute("UPDATE queue_items SET crash_count=crash_count+1, status='Ready'"
+                         " WHERE queue=? AND status='Active'", (SUBMISSION,))
+            return _poison_at(conn, threshold, "1", ())
+
+        return await self._write(op)
+
+    async def run(self, op: Op) -> Any:
+        """Run a custom write operation in the next group commit (for queue administration)."""
+        return await self._write(op)
+
+    # -- reads ----------------------------------------------------------------------------------------
+    def read(self, sql: str, params: Sequence[Any] = ()) -> list[tuple]:
+        assert self._reader is not None, "store not open"
+        with self._read_lock:
+            return self._reader.execute(sql, params).fetchall()
+
+    def items(self, where: str = "1", params: Sequence[Any] = ()) -> list[StoredItem]:
+        return [_row_item(r) for r in self.read(f"SELECT {ITEM_COLUMNS} FROM queue_items WHERE {where} ORDER BY id", params)]
+
+    def load_message(self, message_id: int) -> MailItem | None:
+        rows = self.read("SELECT envelope, raw FROM messages WHERE id=?", (message_id,))
+        if not rows:
+            return None
+        return MailItem.from_dict(json.loads(rows[0][0]), bytes(rows[0][1]), message_id)
+
+
+def _poison_at(conn: sqlite3.Connection, threshold: int, where: str, params: Sequence[Any]) -> list[int]:
+    """Move Submission items at or over the crash threshold to Poison; returns their message ids."""
+    cond = f"queue=? AND crash_count>=? AND {where}"
+    args = (SUBMISSION, threshold, *params)
+    moved = [r[0] for r in conn.execute(f"SELECT message FROM queue_items WHERE {cond}", args)]
+    conn.execute(f"UPDATE queue_items SET queue=?, status='Suspended', last_error=? WHERE {cond}",
+                 (POISON, "550 5.3.0 message crashed the transport process", *args))
+    return moved
+
+
+def _drop_if_orphan(conn: sqlite3.Connection, message_id: int) -> None:
+    if conn.execute("SELECT 1 FROM queue_items WHERE message=? LIMIT 1", (message_id,)).fetchone() is None:
+        conn.execute("DELETE FROM messages WHERE id=?", (message_id,))
+
+
+def _resolve(results: list[tuple[asyncio.Future, bool, Any]]) -> None:
+    for fut, ok, value in results:
+        if fut.done():
+            continue
+        if ok:
+            fut.set_result(value)
+        else:
+            fut.set_exception(value)

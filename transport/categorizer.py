@@ -1,0 +1,138 @@
+"""The categorizer: takes messages off the Submission queue, resolves and routes their recipients.
+
+Order, as Exchange runs it: OnSubmittedMessage → resolve recipients → OnResolvedMessage → route (pick each
+recipient's next hop) → OnRoutedMessage → OnCategorizedMessage → one delivery queue item per next hop.
+Before any agent runs, the batch is durably marked "in process", so a message that crashes the process is
+counted at the next start and, at the poison threshold, isolated in the Poison queue.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import Callable
+
+from queues.store import POISON, UNREACHABLE, QueueStore
+
+from .config import DomainType, TransportConfig
+from .events import Action, CategorizedEvent, Replies, ResolvedEvent, RoutedEvent, RoutingEvent, SubmittedEvent
+from .mailitem import MailItem, RecipientStatus
+from .pipeline import AgentFailure, Pipeline
+from .tracking import TrackingLog
+
+__all__ = ["Categorizer", "MAILBOX_QUEUE"]
+
+log = logging.getLogger("transport.categorizer")
+
+MAILBOX_QUEUE = "mailbox"
+Dispatch = Callable[[str, int, MailItem, list[str]], None]
+
+
+class Categorizer:
+    """One task draining the in-memory Submission feed in batches."""
+
+    def __init__(self, config: TransportConfig, pipeline: Pipeline, store: QueueStore, tracking: TrackingLog,
+                 dispatch: Dispatch) -> None:
+        self.config = config
+        self.pipeline = pipeline
+        self.store = store
+        self.tracking = tracking
+        self.dispatch = dispatch
+        self.feed: asyncio.Queue[MailItem] = asyncio.Queue()
+        self._busy = 0
+
+    def push(self, item: MailItem) -> None:
+        self.feed.put_nowait(item)
+
+    @property
+    def idle(self) -> bool:
+        return self.feed.empty() and not self._busy
+
+    async def run(self) -> None:
+        batch_size = self.config.queue.batch_size
+        while True:
+            batch = [await self.feed.get()]
+            while len(batch) < batch_size and not self.feed.empty():
+                batch.append(self.feed.get_nowait())
+            self._busy = len(batch)
+            try:
+                await self.store.claim([i.internal_id for i in batch])
+                for item in batch:
+                    await self._categorize(item)
+            except Exception:
+                log.exception("categorizer batch failed; the messages stay in the Submission queue")
+            finally:
+                self._busy = 0
+
+    async def _categorize(self, item: MailItem) -> None:
+        self.tracking.log("SUBMIT", item, "QUEUE", source_context="Submission")
+        try:
+            if await self._event(SubmittedEvent(item)):
+                return
+            self._resolve(item)
+            if await self._event(ResolvedEvent(item)):
+                return
+            self._route(item)
+            if await self._event(RoutedEvent(item)) or await self._event(CategorizedEvent(item)):
+                return
+        except AgentFailure as failure:
+            await self._crashed(item, str(failure))
+            return
+        deliveries: dict[str, list[str]] = {}
+        for r in item.recipients:
+            if r.status is RecipientStatus.READY:
+                deliveries.setdefault(r.next_hop, []).append(r.address)
+        ids = await self.store.route(item, deliveries)
+        failed = [r for r in item.recipients if r.status is RecipientStatus.FAILED]
+        for r in failed:
+            self.tracking.log("FAIL", item, "ROUTING", [r.address], r.response)
+        for queue, rcpts in deliveries.items():
+            if queue == UNREACHABLE:
+                self.tracking.log("DEFER", item, "ROUTING", rcpts, "451 4.4.0 Unreachable: no route to next hop",
+                                  source_context="Unreachable")
+            self.dispatch(queue, ids[queue], item, rcpts)
+
+    async def _event(self, event: RoutingEvent) -> bool:
+        """Run a routing event; True when an agent ended the message's categorization here."""
+        if not self.pipeline.has(event.name):
+            return False
+        await self.pipeline.run(event)
+        if event.action is Action.DELETE:
+            self.tracking.log("AGENTINFO", event.mail_item, "AGENT", custom_data=f"{event.decided_by}: deleted")
+            await self.store.route(event.mail_item, {})
+            return True
+        if event.action is Action.DEFER:
+            item = event.mail_item
+            self.tracking.log("DEFER", item, "AGENT", recipient_status=str(event.response or ""),
+                              custom_data=f"{event.decided_by}: deferred {event.defer_seconds:g}s")
+            await self.store.run(lambda c: c.execute(
+                "UPDATE queue_items SET status='Retry' WHERE message=? AND queue='Submission'", (item.internal_id,)))
+            asyncio.get_running_loop().call_later(event.defer_seconds, self.push, item)
+            return True
+        return False
+
+    async def _crashed(self, item: MailItem, why: str) -> None:
+        log.error("message %s crashed the categorizer: %s", item.internal_id, why)
+        poisoned = await self.store.crash(item.internal_id, self.config.queue.poison_threshold)
+        if poisoned:
+            self.tracking.log("POISONMESSAGE", item, "POISONMESSAGE", custom_data=why, source_context=POISON)
+        else:
+            asyncio.get_running_loop().call_later(1.0, self.push, item)
+
+    def _resolve(self, item: MailItem) -> None:
+        """Recipients in an authoritative domain must be mailboxes; others relay (or wait in Unreachable)."""
+        for r in item.pending():
+            domain = self.config.accepted_domain(r.domain)
+            if domain is not None and domain.domain_type is DomainType.AUTHORITATIVE:
+                if self.config.mailbox(r.address) is None:
+                    r.status = RecipientStatus.FAILED
+                    r.response = str(Replies.RECIPIENT_NOT_FOUND)
+                elif not r.next_hop:
+                    r.next_hop = MAILBOX_QUEUE
+
+    def _route(self, item: MailItem) -> None:
+        """No send connectors exist yet: everything not for a local mailbox waits in Unreachable."""
+        for r in item.pending():
+            if not r.next_hop:
+                r.next_hop = UNREACHABLE
+

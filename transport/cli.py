@@ -1,0 +1,200 @@
+"""The `transport` command: run the hub, check a configuration, show the pipeline, and (in time) the
+Exchange cmdlet equivalents. Each subcommand lives in one function; `--json` where scripts read the output.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import logging
+import signal
+import sys
+from pathlib import Path
+from typing import Any, Callable, Sequence
+
+from . import __version__
+from .config import ConfigError, TransportConfig, load_config
+
+__all__ = ["main", "command", "print_table"]
+
+DEFAULT_CONFIG = "transport.yaml"
+_COMMANDS: dict[str, tuple[Callable[[argparse.ArgumentParser], None], Callable[[argparse.Namespace], int], str]] = {}
+
+
+def command(name: str, help: str) -> Callable:
+    """Register a subcommand: the decorated function gets (args) and returns an exit code; `.arguments`
+    is set with a second decorator-style call so each command keeps its options next to its code."""
+    def wrap(func: Callable[[argparse.Namespace], int]) -> Callable[[argparse.Namespace], int]:
+        _COMMANDS[name] = (getattr(func, "arguments", lambda p: None), func, help)
+        return func
+    return wrap
+
+
+def arguments(setup: Callable[[argparse.ArgumentParser], None]) -> Callable:
+    def wrap(func: Callable) -> Callable:
+        func.arguments = setup  # type: ignore[attr-defined]
+        return func
+    return wrap
+
+
+def print_table(rows: list[dict[str, Any]], columns: Sequence[str], out: Any = None) -> None:
+    """A plain aligned table (like Format-Table), columns in the order given."""
+    out = out or sys.stdout
+    cells = [[str(r.get(c, "")) for c in columns] for r in rows]
+    widths = [max([len(c)] + [len(row[i]) for row in cells]) for i, c in enumerate(columns)]
+    print("  ".join(c.ljust(w) for c, w in zip(columns, widths)).rstrip(), file=out)
+    print("  ".join("-" * w for w in widths), file=out)
+    for row in cells:
+        print("  ".join(v.ljust(w) for v, w in zip(row, widths)).rstrip(), file=out)
+
+
+def _load(args: argparse.Namespace) -> TransportConfig:
+    return load_config(args.config)
+
+
+def _config_arg(p: argparse.ArgumentParser) -> None:
+    p.add_argument("-c", "--config", default=DEFAULT_CONFIG, help=f"configuration file (default: {DEFAULT_CONFIG})")
+
+
+# -- run ------------------------------------------------------------------------------------------------
+@command("run", "start the hub and serve until SIGINT/SIGTERM")
+@arguments(lambda p: p.add_argument("--log-level", default="INFO", help="DEBUG, INFO, WARNING, ERROR"))
+def cmd_run(args: argparse.Namespace) -> int:
+    logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    if args.log_level.upper() != "DEBUG":
+        logging.getLogger("mail.log").setLevel(logging.WARNING)  # aiosmtpd logs every command at INFO
+    config = _load(args)
+    return asyncio.run(_serve(config))
+
+
+async def _serve(config: TransportConfig) -> int:
+    from .hub import Hub
+    from .pipeline import AgentLoadError
+
+    try:
+        hub = Hub(config)
+    except AgentLoadError as e:
+        raise ConfigError(f"agents: {e}") from None
+    try:
+        await hub.start()
+    except OSError as e:
+        await hub.stop(grace=0)
+        raise ConfigError(f"cannot listen on {', '.join(config.receive.bindings)}: {e.strerror or e}") from None
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    print(f"transport hub ready: SMTP on {', '.join(f'{h}:{p}' for h, p in hub.addresses)}; "
+          f"data under {config.data_root}", flush=True)
+    await stop.wait()
+    await hub.stop()
+    return 0
+
+
+# -- check-config ---------------------------------------------------------------------------------------
+@command("check-config", "validate a configuration file (one line per problem, exit 1 if any)")
+@arguments(lambda p: p.add_argument("--defaults", action="store_true", help="print every setting with its default and description"))
+def cmd_check_config(args: argparse.Namespace) -> int:
+    if args.defaults:
+        _print_defaults(TransportConfig, "")
+        return 0
+    config = _load(args)
+    from .agent import AgentContext
+    from .counters import Counters
+    from .dns import DnsResolver
+    from .pipeline import AgentLoadError, load_pipeline
+
+    try:
+        load_pipeline(config.agents, AgentContext(config, DnsResolver(config.dns), Counters(), logging.getLogger()))
+    except AgentLoadError as e:
+        raise ConfigError(f"{args.config}: {e}") from None
+    print(f"{args.config}: OK ({len(config.accepted_domains)} accepted domain(s), {len(config.mailboxes)} mailbox(es), "
+          f"{sum(a.enabled for a in config.agents)} agent(s) enabled)")
+    return 0
+
+
+def _print_defaults(model: type, prefix: str) -> None:
+    from pydantic import BaseModel
+
+    for name, field in model.model_fields.items():
+        key = f"{prefix}{field.alias or name}"
+        ann = field.annotation
+        if isinstance(ann, type) and issubclass(ann, BaseModel):
+            print(f"{key}:  # {field.description or ''}")
+            _print_defaults(ann, key + ".")
+            continue
+        default = field.get_default(call_default_factory=True)
+        if hasattr(default, "model_dump"):
+            default = default.model_dump(mode="json")
+        elif isinstance(default, list):
+            default = [d.model_dump(mode="json", by_alias=True) if hasattr(d, "model_dump") else str(d) for d in default]
+        elif isinstance(default, Path):
+            default = str(default)
+        elif hasattr(default, "value"):
+            default = default.value
+        print(f"{key} = {json.dumps(default)}  # {field.description or ''}")
+
+
+# -- pipeline -------------------------------------------------------------------------------------------
+@command("pipeline", "list the events with their agents in order (like Get-TransportPipeline)")
+@arguments(lambda p: p.add_argument("--json", action="store_true", help="print JSON"))
+def cmd_pipeline(args: argparse.Namespace) -> int:
+    config = _load(args)
+    from .agent import AgentContext
+    from .counters import Counters
+    from .dns import DnsResolver
+    from .pipeline import AgentLoadError, load_pipeline
+
+    try:
+        pipeline = load_pipeline(config.agents, AgentContext(config, DnsResolver(config.dns), Counters(), logging.getLogger()))
+    except AgentLoadError as e:
+        raise ConfigError(f"{args.config}: {e}") from None
+    rows = pipeline.table()
+    if args.json:
+        print(json.dumps(rows, indent=2))
+    elif not rows:
+        print("No transport agents are enabled.")
+    else:
+        print_table(rows, ["event", "agent", "priority", "kind", "on_error"])
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="transport", description="Exchange-style mail transport pipeline simulator")
+    parser.add_argument("--version", action="version", version=f"transport {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for name, (setup, func, help_) in _COMMANDS.items():
+        p = sub.add_parser(name, help=help_, description=help_)
+        _config_arg(p)
+        setup(p)
+        p.set_defaults(func=func)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    _import_command_modules()
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not getattr(args, "func", None):
+        parser.print_help()
+        return 2
+    try:
+        return args.func(args)
+    except ConfigError as e:
+        print(str(e), file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 130
+
+
+def _import_command_modules() -> None:
+    """Subcommands defined beside the code they drive register themselves on import."""
+    import importlib
+
+    for module in ("agents.senderid.cli", "queues.cli", "pickup.cli"):
+        try:
+            importlib.import_module(module)
+        except ModuleNotFoundError as e:
+            if e.name is None or not module.startswith(e.name):
+                raise

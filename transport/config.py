@@ -1,0 +1,269 @@
+"""Configuration: pydantic models loaded from YAML, with Exchange's setting names and defaults.
+
+Every setting has a default and a one-line description (`transport check-config --defaults` prints them).
+A bad file is reported as ``file:line: key: problem``, never as a traceback: the YAML node tree is kept
+so each validation error can be traced back to the line that caused it.
+"""
+
+from __future__ import annotations
+
+import enum
+import ipaddress
+import re
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import yaml
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from .dns import DnsSettings
+
+__all__ = ["ConfigError", "TransportConfig", "load_config", "ByteSize"]
+
+_UNITS = {"": 1, "B": 1, "KB": 1024, "MB": 1024**2, "GB": 1024**3}
+
+
+def _parse_size(value: Any) -> Any:
+    """Accept 10485760, "10MB", "256 KB" (binary units, as Exchange's ByteQuantifiedSize)."""
+    if isinstance(value, str):
+        m = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([KMG]?B?)\s*", value.upper())
+        if not m:
+            raise ValueError(f"{value!r} is not a size (use bytes or a number with KB, MB or GB)")
+        return int(float(m.group(1)) * _UNITS[m.group(2) if m.group(2) != "K" else "KB"])
+    return value
+
+
+ByteSize = Annotated[int, BeforeValidator(_parse_size), Field(ge=0)]
+
+
+class Model(BaseModel):
+    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+
+
+class DomainType(str, enum.Enum):
+    AUTHORITATIVE = "Authoritative"
+    INTERNAL_RELAY = "InternalRelay"
+    EXTERNAL_RELAY = "ExternalRelay"
+
+
+class AcceptedDomain(Model):
+    domain: str = Field(description="The SMTP domain the organisation accepts mail for (e.g. contoso.com).")
+    domain_type: DomainType = Field(
+        DomainType.AUTHORITATIVE, alias="type",
+        description="Authoritative: recipients must exist here; InternalRelay/ExternalRelay: relay onward.")
+
+    @field_validator("domain")
+    @classmethod
+    def _lower(cls, v: str) -> str:
+        return v.strip().lower().rstrip(".")
+
+
+class Mailbox(Model):
+    address: str = Field(description="Primary SMTP address of the mailbox.")
+    display_name: str = Field("", description="Display name, used in tables and NDRs.")
+    password: str | None = Field(None, description="Password for SMTP AUTH as this mailbox (lab use; none = cannot log in).")
+    scl_junk_threshold: int | None = Field(
+        None, ge=0, le=9, description="Per-mailbox SCLJunkThreshold; messages with SCL above it go to Junk (None = organisation's).")
+
+    @field_validator("address")
+    @classmethod
+    def _addr(cls, v: str) -> str:
+        v = v.strip()
+        if "@" not in v:
+            raise ValueError(f"{v!r} is not an SMTP address")
+        return v.lower()
+
+
+class Organization(Model):
+    name: str = Field("Contoso", description="Organisation name, shown in banners and reports.")
+    scl_junk_threshold: int = Field(
+        4, ge=0, le=9, description="SCLJunkThreshold (Set-OrganizationConfig): SCL above this moves mail to Junk.")
+
+
+class TlsSettings(Model):
+    enabled: bool = Field(True, description="Offer STARTTLS.")
+    certificate: Path | None = Field(None, description="PEM certificate; empty = a self-signed one made on first run under the data root.")
+    key: Path | None = Field(None, description="PEM private key for the certificate.")
+
+
+class ReceiveConnector(Model):
+    """Set-ReceiveConnector settings for the SMTP listener."""
+
+    name: str = Field("Default Frontend", description="Receive connector name (connector-id in logs).")
+    bindings: list[str] = Field(["127.0.0.1:2525"], description="Addresses to listen on, as host:port ([v6]:port).")
+    fqdn: str = Field("hub.contoso.com", description="Name used in the banner, EHLO reply and Received headers.")
+    max_message_size: ByteSize = Field(36 * 1024**2, description="MaxMessageSize: larger messages get 552 5.3.4.")
+    max_header_size: ByteSize = Field(256 * 1024, description="MaxHeaderSize: larger header blocks get 552 5.3.4.")
+    max_recipients_per_message: int = Field(200, ge=1, description="MaxRecipientsPerMessage: more get 452 4.5.3.")
+    connection_inactivity_timeout: float = Field(300, gt=0, description="ConnectionInactivityTimeout in seconds.")
+    max_protocol_errors: int = Field(5, ge=1, description="MaxProtocolErrors before 421 4.7.0 and disconnect.")
+    auth_mechanisms: list[Literal["PLAIN", "LOGIN"]] = Field(["PLAIN", "LOGIN"], description="AUTH mechanisms offered.")
+    require_tls_for_auth: bool = Field(False, description="Offer AUTH only after STARTTLS (Exchange's default on client connectors).")
+    tls: TlsSettings = Field(default_factory=TlsSettings, description="STARTTLS certificate.")
+
+    @field_validator("bindings")
+    @classmethod
+    def _bindings(cls, v: list[str]) -> list[str]:
+        for b in v:
+            parse_binding(b)
+        return v
+
+
+def parse_binding(binding: str) -> tuple[str, int]:
+    host, sep, port = binding.rpartition(":")
+    if not sep or not port.isdigit() or not 0 <= int(port) <= 65535:
+        raise ValueError(f"{binding!r} is not host:port")
+    return host.strip("[]") or "0.0.0.0", int(port)
+
+
+class QueueSettings(Model):
+    """Queue database and the poison-message policy."""
+
+    durable: bool = Field(True, description="fsync each group commit (synchronous=FULL); off only for benchmarks.")
+    poison_threshold: int = Field(2, ge=1, le=10, description="PoisonThreshold: crashes while a message is in process before it goes to Poison.")
+    batch_size: int = Field(256, ge=1, description="Most messages one group commit or one delivery batch takes.")
+
+
+class TrackingSettings(Model):
+    enabled: bool = Field(True, description="MessageTrackingLogEnabled.")
+    max_age_days: int = Field(30, ge=1, description="MessageTrackingLogMaxAge in days; older daily files are removed.")
+
+
+class ErrorPolicy(str, enum.Enum):
+    FAIL_OPEN = "fail_open"
+    FAIL_CLOSED = "fail_closed"
+
+
+class AgentEntry(Model):
+    """One transport agent in the pipeline (Install-TransportAgent + Set-TransportAgent)."""
+
+    cls: str = Field(alias="class", description="Dotted path `package.module:Class`, or an entry point name in `transport.agents`.")
+    name: str | None = Field(None, max_length=64, description="Name shown by `transport pipeline` (default: the agent's own).")
+    enabled: bool = Field(True, description="Enable-/Disable-TransportAgent.")
+    priority: int = Field(100, description="Lower runs first within each event.")
+    on_error: ErrorPolicy = Field(ErrorPolicy.FAIL_OPEN, description="fail_open: log and go on; fail_closed: 451 4.3.2 / defer.")
+    config: dict[str, Any] = Field(default_factory=dict, description="The agent's own settings, validated by its Config model.")
+
+
+class TransportConfig(Model):
+    """The whole hub: transport.yaml."""
+
+    organization: Organization = Field(default_factory=Organization, description="Organisation-wide settings.")
+    data_root: Path = Field(Path("var"), description="Where queue, mailboxes, pickup, replay, logs live (relative to this file).")
+    accepted_domains: list[AcceptedDomain] = Field(
+        default_factory=lambda: [AcceptedDomain(domain="contoso.com")], description="Accepted domains.")
+    mailboxes: list[Mailbox] = Field(default_factory=list, description="The mailbox directory.")
+    internal_smtp_servers: list[str] = Field(
+        default_factory=list, description="InternalSMTPServers: IPs/CIDRs of the organisation's own relays.")
+    receive: ReceiveConnector = Field(default_factory=ReceiveConnector, description="The SMTP receive connector.")
+    queue: QueueSettings = Field(default_factory=QueueSettings, description="Queue database.")
+    tracking: TrackingSettings = Field(default_factory=TrackingSettings, description="Message tracking log.")
+    dns: DnsSettings = Field(default_factory=DnsSettings, description="DNS servers and local zone files.")
+    agents: list[AgentEntry] = Field(default_factory=list, description="Transport agents, in any order (priority orders them).")
+
+    @field_validator("internal_smtp_servers")
+    @classmethod
+    def _networks(cls, v: list[str]) -> list[str]:
+        for net in v:
+            try:
+                ipaddress.ip_network(net, strict=False)
+            except ValueError:
+                raise ValueError(f"{net!r} is not an IP address or CIDR range") from None
+        return v
+
+    @model_validator(mode="after")
+    def _mailbox_domains(self) -> "TransportConfig":
+        domains = {d.domain for d in self.accepted_domains}
+        for mb in self.mailboxes:
+            if mb.address.rpartition("@")[2] not in domains:
+                raise ValueError(f"mailbox {mb.address} is not in an accepted domain ({', '.join(sorted(domains))})")
+        return self
+
+    # Derived look-ups used on the hot path.
+    def accepted_domain(self, domain: str) -> AcceptedDomain | None:
+        domain = domain.lower()
+        for d in self.accepted_domains:
+            if d.domain == domain or (d.domain.startswith("*.") and domain.endswith(d.domain[1:])):
+                return d
+        return None
+
+    def mailbox(self, address: str) -> Mailbox | None:
+        address = address.lower()
+        for mb in self.mailboxes:
+            if mb.address == address:
+                return mb
+        return None
+
+    def resolve_paths(self, base: Path) -> None:
+        """Make relative paths relative to the configuration file's folder."""
+        if not self.data_root.is_absolute():
+            self.data_root = (base / self.data_root).resolve()
+        tls = self.receive.tls
+        for attr in ("certificate", "key"):
+            p = getattr(tls, attr)
+            if p is not None and not p.is_absolute():
+                setattr(tls, attr, (base / p).resolve())
+        self.dns.zone_files = [p if p.is_absolute() else (base / p).resolve() for p in self.dns.zone_files]
+
+
+class ConfigError(Exception):
+    """A configuration problem, already phrased as `file:line: key: problem` lines."""
+
+
+def _line_map(node: yaml.Node, path: tuple = (), out: dict | None = None) -> dict[tuple, int]:
+    """Map each key path in the YAML tree to its 1-based line number."""
+    out = {} if out is None else out
+    out.setdefault(path, node.start_mark.line + 1)
+    if isinstance(node, yaml.MappingNode):
+        for k, v in node.value:
+            key = k.value
+            out[path + (key,)] = k.start_mark.line + 1
+            _line_map(v, path + (key,), out)
+    elif isinstance(node, yaml.SequenceNode):
+        for i, v in enumerate(node.value):
+            _line_map(v, path + (i,), out)
+    return out
+
+
+def _format_errors(file: str, err: ValidationError, lines: dict[tuple, int]) -> str:
+    out = []
+    for e in err.errors():
+        loc = tuple(p for p in e["loc"] if not (isinstance(p, str) and p.startswith("function-")))
+        probe = loc
+        while probe and probe not in lines:
+            probe = probe[:-1]
+        line = lines.get(probe, 1)
+        key = ".".join(str(p) for p in loc) or "(top level)"
+        msg = e["msg"].removeprefix("Value error, ")
+        if e["type"] == "extra_forbidden":
+            msg = "unknown setting"
+        out.append(f"{file}:{line}: {key}: {msg}")
+    return "\n".join(out)
+
+
+def load_config(path: str | Path) -> TransportConfig:
+    """Read and validate a transport.yaml; raise ConfigError with `file:line: key: problem` lines."""
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as e:
+        raise ConfigError(f"{path}: cannot read: {e.strerror}") from None
+    except UnicodeDecodeError as e:
+        raise ConfigError(f"{path}: not UTF-8 text ({e.reason} at byte {e.start})") from None
+    try:
+        node = yaml.compose(text)
+        data = yaml.safe_load(text)
+    except yaml.MarkedYAMLError as e:
+        mark = e.problem_mark or e.context_mark
+        line = mark.line + 1 if mark else 1
+        raise ConfigError(f"{path}:{line}: (yaml): {e.problem or e.context}") from None
+    if data is None:
+        data = {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}:1: (top level): expected a mapping of settings, got {type(data).__name__}")
+    try:
+        cfg = TransportConfig.model_validate(data)
+    except ValidationError as e:
+        raise ConfigError(_format_errors(str(path), e, _line_map(node) if node else {})) from None
+    cfg.resolve_paths(path.resolve().parent)
+    return cfg

@@ -1,0 +1,181 @@
+"""Mailbox delivery: Maildir folders under `<data root>/mailboxes/<address>/`, Inbox or Junk by SCL.
+
+Junk is the Maildir++ folder `.Junk`; a message goes there when its SCL is above the mailbox's
+SCLJunkThreshold (the organisation's unless the mailbox overrides it), as Exchange moves mail when
+SCL > threshold. Files are written to `tmp/`, fsynced, then renamed into `new/`; the `new/` folders touched by
+a batch are fsynced once per batch, so a delivery is on disk before its queue item is completed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import logging
+import os
+import socket
+import time
+from dataclasses import dataclass
+from email.utils import formatdate
+from pathlib import Path
+
+from typing import TYPE_CHECKING
+
+from ..config import TransportConfig
+from ..mailitem import MailItem
+
+if TYPE_CHECKING:
+    from queues.store import QueueStore
+
+    from ..tracking import TrackingLog
+
+__all__ = ["MailboxStore", "MailboxQueue", "Delivery", "JUNK_FOLDER"]
+
+log = logging.getLogger("transport.delivery.mailbox")
+
+JUNK_FOLDER = ".Junk"
+
+
+@dataclass(slots=True)
+class Delivery:
+    """One recipient's copy: where it went (folder and file) or why it could not be written."""
+
+    recipient: str
+    folder: str = ""
+    path: str = ""
+    error: str = ""
+
+
+class MailboxStore:
+    """The Maildir tree of every mailbox in the directory."""
+
+    def __init__(self, root: Path, config: TransportConfig) -> None:
+        self.root = root
+        self.config = config
+        self._host = socket.gethostname().replace("/", "_").replace(":", "_")
+        self._seq = itertools.count()
+
+    def maildir(self, address: str) -> Path:
+        return self.root / address.lower()
+
+    def create(self, address: str) -> Path:
+        """Make the mailbox's Maildir (Inbox) and its Junk folder if missing."""
+        base = self.maildir(address)
+        for folder in (base, base / JUNK_FOLDER):
+            for sub in ("cur", "new", "tmp"):
+                (folder / sub).mkdir(parents=True, exist_ok=True)
+        (base / JUNK_FOLDER / "maildirfolder").touch(exist_ok=True)
+        return base
+
+    def junk_threshold(self, address: str) -> int:
+        mb = self.config.mailbox(address)
+        if mb is not None and mb.scl_junk_threshold is not None:
+            return mb.scl_junk_threshold
+        return self.config.organization.scl_junk_threshold
+
+    def folder_for(self, item: MailItem, address: str) -> str:
+        scl = item.stamps.get("SCL")
+        if isinstance(scl, int) and scl > self.junk_threshold(address):
+            return JUNK_FOLDER
+        return ""
+
+    def _name(self) -> str:
+        now = time.time()
+        return f"{int(now)}.M{int(now * 1e6) % 1000000}P{os.getpid()}Q{next(self._seq)}.{self._host}"
+
+    def write(self, item: MailItem, recipients: list[str], fqdn: str) -> list[Delivery]:
+        """Write one copy per recipient (blocking: run it off the event loop)."""
+        results = []
+        touched: set[Path] = set()
+        date = formatdate(localtime=False, usegmt=True)
+        for address in recipients:
+            d = Delivery(address)
+            try:
+                folder = self.folder_for(item, address)
+                base = self.create(address) / folder if folder else self.create(address)
+                name = self._name()
+                trace = (f"Return-Path: <{item.sender}>\r\n"
+                         f"Received: from {fqdn} by {fqdn} with mailbox delivery id {item.internal_id}"
+                         f" for <{address}>; {date}\r\n").encode("utf-8", "surrogateescape")
+                tmp = base / "tmp" / name
+                with open(tmp, "wb") as f:
+                    f.write(trace)
+                    f.write(item.raw)
+                    f.flush()
+                    os.fsync(f.fileno())
+                final = base / "new" / name
+                os.rename(tmp, final)
+                touched.add(base / "new")
+                d.folder, d.path = folder or "Inbox", str(final)
+            except OSError as e:
+                d.error = f"{e.strerror or e}"
+            results.append(d)
+        for folder in touched:
+            fd = os.open(folder, os.O_RDONLY)
+            try:
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+        return results
+
+
+class MailboxQueue:
+    """The delivery queue for local mailboxes: batches of copies written off the loop, then completed."""
+
+    def __init__(self, mailboxes: MailboxStore, store: "QueueStore", tracking: "TrackingLog", fqdn: str,
+                 batch_size: int = 64) -> None:
+        self.mailboxes = mailboxes
+        self.store = store
+        self.tracking = tracking
+        self.fqdn = fqdn
+        self.batch_size = batch_size
+        self.feed: asyncio.Queue[tuple[int, MailItem, list[str]]] = asyncio.Queue()
+        self._busy = 0
+        self.delivered = 0
+
+    def push(self, item_id: int, item: MailItem, recipients: list[str]) -> None:
+        self.feed.put_nowait((item_id, item, recipients))
+
+    @property
+    def idle(self) -> bool:
+        return self.feed.empty() and not self._busy
+
+    def _write_batch(self, batch: list[tuple[int, MailItem, list[str]]]) -> list[list[Delivery]]:
+        return [self.mailboxes.write(item, rcpts, self.fqdn) for _, item, rcpts in batch]
+
+    async def run(self) -> None:
+        while True:
+            batch = [await self.feed.get()]
+            while len(batch) < self.batch_size and not self.feed.empty():
+                batch.append(self.feed.get_nowait())
+            self._busy = len(batch)
+            try:
+                await self._deliver(batch)
+            except Exception:
+                log.exception("mailbox delivery batch failed; it is retried")
+                await asyncio.sleep(1)
+                for entry in batch:
+                    self.feed.put_nowait(entry)
+            finally:
+                self._busy = 0
+
+    async def _deliver(self, batch: list[tuple[int, MailItem, list[str]]]) -> None:
+        results = await asyncio.to_thread(self._write_batch, batch)
+        done, retry = [], []
+        for (item_id, item, _), deliveries in zip(batch, results):
+            failed = [d.recipient for d in deliveries if d.error]
+            for d in deliveries:
+                if not d.error:
+                    self.tracking.log("DELIVER", item, "STOREDRIVER", [d.recipient], "250 2.0.0 Delivered",
+                                      source_context=d.folder)
+            if failed:
+                err = "; ".join(d.error for d in deliveries if d.error)
+                self.tracking.log("DEFER", item, "STOREDRIVER", failed, f"432 4.2.0 {err}")
+                retry.append((item_id, item, failed))
+            else:
+                done.append(item_id)
+            self.delivered += len(deliveries) - len(failed)
+        if done:
+            await self.store.complete(done)
+        for item_id, item, failed in retry:
+            await self.store.update_item(item_id, recipients=failed, status="Retry", last_error="432 4.2.0 mailbox write failed")
+            asyncio.get_running_loop().call_later(30, self.push, item_id, item, failed)

@@ -1,0 +1,213 @@
+"""The hub: wires configuration, DNS, agents, queues, categorizer, delivery and the SMTP listeners together.
+
+Data flows one way: sources (SMTP receive now; pickup, replay, store driver and agents later) hand mail items
+to `submit`, which commits them to the Submission queue and feeds the categorizer; the categorizer routes them
+into delivery queues; delivery completes them. On start, whatever the store holds is fed back in, so a message
+acknowledged before a crash or a restart is delivered after it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ipaddress
+import logging
+import shutil
+import subprocess
+import ssl
+import time
+from datetime import datetime, timezone
+from pathlib import Path
+
+from queues.store import SUBMISSION, QueueStore
+
+from .agent import AgentContext
+from .categorizer import MAILBOX_QUEUE, Categorizer
+from .config import TransportConfig, parse_binding
+from .counters import Counters
+from .delivery.mailbox import MailboxQueue, MailboxStore
+from .dns import DnsResolver
+from .mailitem import MailItem, new_message_id
+from .pipeline import load_pipeline
+from .receive import ORGANIZATION_HEADER_PREFIX, ReceiveProtocol, is_in, received_header
+from .tracking import TrackingLog
+
+__all__ = ["Hub"]
+
+log = logging.getLogger("transport.hub")
+
+
+class Hub:
+    """One transport server. `await start()`, then `await stop()` (or `serve()` until a signal)."""
+
+    def __init__(self, config: TransportConfig) -> None:
+        self.config = config
+        root = config.data_root
+        self.counters = Counters()
+        self.dns = DnsResolver(config.dns)
+        self.tracking = TrackingLog(root / "logs" / "MessageTracking", config.receive.fqdn,
+                                    config.tracking.enabled, config.tracking.max_age_days)
+        self.store = QueueStore(root / "queue" / "mail.que", config.queue.durable, config.queue.batch_size)
+        self.mailboxes = MailboxStore(root / "mailboxes", config)
+        context = AgentContext(config, self.dns, self.counters, logging.getLogger("transport.agents"),
+                               submit=self.submit)
+        self.pipeline = load_pipeline(config.agents, context)
+        self.categorizer = Categorizer(config, self.pipeline, self.store, self.tracking, self._dispatch)
+        self.mailbox_queue = MailboxQueue(self.mailboxes, self.store, self.tracking, config.receive.fqdn)
+        self.sessions: set[ReceiveProtocol] = set()
+        self.servers: list[asyncio.AbstractServer] = []
+        self.draining = False
+        self._internal = [ipaddress.ip_network(n, strict=False) for n in config.internal_smtp_servers]
+        self._tasks: list[asyncio.Task] = []
+
+    # -- facts used by receive ----------------------------------------------------------------------
+    def is_internal(self, ip: str) -> bool:
+        return is_in(ip, self._internal)
+
+    def back_pressure(self) -> bool:
+        """Whether receive should answer 452 4.3.1 (the queues issue fills this in with real resources)."""
+        return False
+
+    @property
+    def addresses(self) -> list[tuple[str, int]]:
+        """Where the listeners actually are (ports resolved when the configuration said 0)."""
+        return [s.sockets[0].getsockname()[:2] for s in self.servers for _ in s.sockets[:1]]
+
+    # -- submission path ----------------------------------------------------------------------------
+    def stamp_received(self, item: MailItem) -> None:
+        """Trace and organisation headers every received message gets, and the header firewall.
+
+        Anonymous senders may not bring X-MS-Exchange-Organization-* headers (they would set their own SCL);
+        authenticated sessions and internal servers may.
+        """
+        s = item.session
+        if not (s.authenticated or s.internal):
+            item.remove_headers([ORGANIZATION_HEADER_PREFIX], prefix=True)
+        top = [("Received", received_header(s, self.config.receive.fqdn))]
+        item.prepend_headers(top)
+        stamps = [
+            (ORGANIZATION_HEADER_PREFIX + "AuthAs", s.auth_as.value),
+            (ORGANIZATION_HEADER_PREFIX + "AuthSource", self.config.receive.fqdn),
+            (ORGANIZATION_HEADER_PREFIX + "OriginalArrivalTime",
+             datetime.now(timezone.utc).strftime("%d %b %Y %H:%M:%S.%f")[:-2] + " (UTC)"),
+        ]
+        if s.authenticated:
+            stamps.append(("X-Originating-IP", f"[{s.client_ip}]"))
+        if not item.message_id:
+            stamps.append(("Message-ID", new_message_id(self.config.receive.fqdn)))
+        item.append_headers(stamps)
+
+    async def submit(self, item: MailItem) -> int:
+        """Durably queue a message in the Submission queue; returns its internal id once committed."""
+        internal_id = await self.store.enqueue(item)
+        self.tracking.log("RECEIVE", item, item.source.value, connector_id=self.config.receive.name,
+                          source_context=item.session.session_id)
+        self.categorizer.push(item)
+        return internal_id
+
+    def quarantine(self, item: MailItem, reason: str) -> None:
+        """Quarantine: deliver to the recipients' Junk folders with the reason stamped (SCL 9)."""
+        item.stamps["SCL"] = 9
+        item.stamps["Quarantine"] = reason
+        item.set_header(ORGANIZATION_HEADER_PREFIX + "SCL", "9")
+
+    def _dispatch(self, queue: str, item_id: int, item: MailItem, recipients: list[str]) -> None:
+        if queue == MAILBOX_QUEUE:
+            self.mailbox_queue.push(item_id, item, recipients)
+
+    # -- life cycle ---------------------------------------------------------------------------------
+    async def start(self) -> None:
+        root = self.config.data_root
+        for sub in ("queue", "mailboxes", "logs/MessageTracking"):
+            (root / sub).mkdir(parents=True, exist_ok=True)
+        for mb in self.config.mailboxes:
+            self.mailboxes.create(mb.address)
+        self.store.open()
+        await self._recover()
+        await self.pipeline.start()
+        self._tasks = [asyncio.create_task(t, name=n) for n, t in (
+            ("categorizer", self.categorizer.run()), ("mailbox-delivery", self.mailbox_queue.run()),
+            ("tracking-flush", self._flush_tracking()))]
+        tls = self._tls_context()
+        loop = asyncio.get_running_loop()
+        for binding in self.config.receive.bindings:
+            host, port = parse_binding(binding)
+            server = await loop.create_server(lambda: ReceiveProtocol(self, tls), host, port, reuse_address=True)
+            self.servers.append(server)
+        log.info("listening on %s", ", ".join(f"{h}:{p}" for h, p in self.addresses))
+
+    async def _recover(self) -> None:
+        """Feed back what the store holds; Submission items left in process count a crash (Poison guard)."""
+        for message_id in await self.store.recover(self.config.queue.poison_threshold):
+            item = self.store.load_message(message_id)
+            if item is not None:
+                self.tracking.log("POISONMESSAGE", item, "POISONMESSAGE", source_context="Poison")
+        count = 0
+        for stored in self.store.items("queue IN (?, ?) AND status != 'Suspended'", (SUBMISSION, MAILBOX_QUEUE)):
+            item = self.store.load_message(stored.message)
+            if item is None:
+                continue
+            count += 1
+            if stored.queue == SUBMISSION:
+                self.categorizer.push(item)
+            else:
+                self.mailbox_queue.push(stored.id, item, stored.recipients)
+        if count:
+            log.info("recovered %d queued message(s) from %s", count, self.store.path)
+
+    async def _flush_tracking(self) -> None:
+        while True:
+            await asyncio.sleep(0.5)
+            self.tracking.flush()
+
+    def _tls_context(self) -> ssl.SSLContext | None:
+        tls = self.config.receive.tls
+        if not tls.enabled:
+            return None
+        cert, key = tls.certificate, tls.key
+        if cert is None:
+            cert, key = self.config.data_root / "tls" / "cert.pem", self.config.data_root / "tls" / "key.pem"
+            if not cert.exists() and not _make_self_signed(cert, key, self.config.receive.fqdn):
+                log.warning("STARTTLS is off: no certificate configured and openssl could not make one")
+                return None
+        ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+        ctx.load_cert_chain(str(cert), str(key) if key else None)
+        return ctx
+
+    async def idle(self, timeout: float = 10.0) -> bool:
+        """Wait until nothing is left to categorize or deliver in memory (tests and shutdown)."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.categorizer.idle and self.mailbox_queue.idle:
+                return True
+            await asyncio.sleep(0.01)
+        return False
+
+    async def stop(self, grace: float = 10.0) -> None:
+        """Stop accepting, let sessions and in-flight work finish (up to `grace` seconds), close the store."""
+        self.draining = True
+        for server in self.servers:
+            server.close()
+        deadline = time.monotonic() + grace
+        while self.sessions and time.monotonic() < deadline:
+            await asyncio.sleep(0.05)
+        for session in list(self.sessions):
+            session._close()
+        await self.idle(max(0.0, deadline - time.monotonic()))
+        for task in self._tasks:
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        await self.pipeline.stop()
+        await self.store.close()
+        self.tracking.close()
+        log.info("stopped")
+
+
+def _make_self_signed(cert: Path, key: Path, fqdn: str) -> bool:
+    """A self-signed certificate for STARTTLS, made once with the system's openssl."""
+    if shutil.which("openssl") is None:
+        return False
+    cert.parent.mkdir(parents=True, exist_ok=True)
+    result = subprocess.run(
+        ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "3650", "-subj", f"/CN={fqdn}",
+         "-keyout", str(key), "-out", str(cert)], capture_output=True)
+    return result.returncode == 0

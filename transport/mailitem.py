@@ -1,0 +1,212 @@
+"""The mail item: the one object that travels from receive through the queues to delivery.
+
+It carries the envelope (MAIL FROM and its parameters, each recipient with its parameters and status), the
+session facts, the raw content as bytes with a lazily parsed header view, the stamps agents leave (SCL,
+Sender ID result, …) and the history of verdicts. Everything here is plain data so the queue store can
+persist it as JSON next to the raw bytes.
+"""
+
+from __future__ import annotations
+
+import enum
+import time
+import uuid
+from dataclasses import asdict, dataclass, field
+from typing import Any, Iterable, Sequence
+
+from . import headers as hdr
+
+__all__ = ["Source", "AuthAs", "RecipientStatus", "Recipient", "SessionInfo", "Verdict", "MailItem"]
+
+
+class Source(str, enum.Enum):
+    """Where the message entered the hub (the tracking log's `source`)."""
+
+    SMTP = "SMTP"
+    PICKUP = "PICKUP"
+    REPLAY = "REPLAY"
+    AGENT = "AGENT"
+    STOREDRIVER = "STOREDRIVER"
+
+
+class AuthAs(str, enum.Enum):
+    """How the session is trusted: X-MS-Exchange-Organization-AuthAs."""
+
+    ANONYMOUS = "Anonymous"
+    INTERNAL = "Internal"
+    EXTERNAL = "External"
+    PARTNER = "Partner"
+
+
+class RecipientStatus(str, enum.Enum):
+    READY = "Ready"
+    DELIVERED = "Delivered"
+    FAILED = "Failed"
+    DEFERRED = "Deferred"
+    QUARANTINED = "Quarantined"
+
+
+@dataclass(slots=True)
+class Recipient:
+    """An envelope recipient with its RCPT parameters (NOTIFY, ORCPT) and where it stands."""
+
+    address: str
+    params: dict[str, str] = field(default_factory=dict)
+    status: RecipientStatus = RecipientStatus.READY
+    response: str = ""
+    next_hop: str = ""
+
+    @property
+    def domain(self) -> str:
+        return self.address.rpartition("@")[2].lower()
+
+
+@dataclass(slots=True)
+class SessionInfo:
+    """What the receiving side knew about the peer when the message came in."""
+
+    session_id: str = ""
+    client_ip: str = ""
+    client_port: int = 0
+    server_ip: str = ""
+    server_port: int = 0
+    helo: str = ""
+    esmtp: bool = False
+    tls: bool = False
+    auth_user: str = ""
+    auth_mechanism: str = ""
+    auth_as: AuthAs = AuthAs.ANONYMOUS
+    internal: bool = False  # the peer is listed in internal_smtp_servers
+
+    @property
+    def authenticated(self) -> bool:
+        return bool(self.auth_user)
+
+
+@dataclass(slots=True, frozen=True)
+class Verdict:
+    """One agent's recorded decision: which agent, at which event, what it did and why."""
+
+    agent: str
+    event: str
+    action: str
+    reason: str = ""
+    response: str = ""
+
+
+def new_message_id(domain: str) -> str:
+    return f"<{uuid.uuid4()}@{domain}>"
+
+
+@dataclass(slots=True)
+class MailItem:
+    """A message in flight. `raw` is the truth; `headers` is a cached view rebuilt after edits."""
+
+    sender: str
+    recipients: list[Recipient]
+    raw: bytes
+    source: Source = Source.SMTP
+    mail_params: dict[str, str] = field(default_factory=dict)
+    session: SessionInfo = field(default_factory=SessionInfo)
+    stamps: dict[str, Any] = field(default_factory=dict)
+    verdicts: list[Verdict] = field(default_factory=list)
+    internal_id: int = 0
+    received_at: float = field(default_factory=time.time)
+    _headers: list[hdr.Header] | None = field(default=None, repr=False)
+
+    # -- header view ---------------------------------------------------------------------------------
+    @property
+    def headers(self) -> list[hdr.Header]:
+        if self._headers is None:
+            self._headers = hdr.parse_headers(self.raw)
+        return self._headers
+
+    def header(self, name: str) -> str | None:
+        """The first value of a header field, or None."""
+        key = name.lower()
+        for h in self.headers:
+            if h.key == key:
+                return h.value
+        return None
+
+    def header_values(self, name: str) -> list[str]:
+        key = name.lower()
+        return [h.value for h in self.headers if h.key == key]
+
+    @property
+    def message_id(self) -> str:
+        return self.header("Message-ID") or ""
+
+    @property
+    def subject(self) -> str:
+        return hdr.decode_value(self.header("Subject") or "")
+
+    @property
+    def size(self) -> int:
+        return len(self.raw)
+
+    # -- header edits (applied to the raw bytes) ------------------------------------------------------
+    def prepend_headers(self, fields: Sequence[tuple[str, str]]) -> None:
+        self.raw = hdr.prepend_headers(self.raw, fields)
+        self._headers = None
+
+    def append_headers(self, fields: Sequence[tuple[str, str]]) -> None:
+        self.raw = hdr.append_headers(self.raw, fields)
+        self._headers = None
+
+    def remove_headers(self, names: Iterable[str], prefix: bool = False) -> None:
+        raw = hdr.remove_headers(self.raw, names, prefix)
+        if raw is not self.raw:
+            self.raw = raw
+            self._headers = None
+
+    def set_header(self, name: str, value: str) -> None:
+        """Replace every field of that name by one (added at the end of the header block)."""
+        self.remove_headers([name])
+        self.append_headers([(name, value)])
+
+    # -- recipients -----------------------------------------------------------------------------------
+    def pending(self) -> list[Recipient]:
+        return [r for r in self.recipients if r.status in (RecipientStatus.READY, RecipientStatus.DEFERRED)]
+
+    def record(self, verdict: Verdict) -> None:
+        self.verdicts.append(verdict)
+
+    # -- persistence ----------------------------------------------------------------------------------
+    def envelope_dict(self) -> dict[str, Any]:
+        """Everything but the raw bytes, as JSON-ready data."""
+        return {
+            "sender": self.sender,
+            "mail_params": self.mail_params,
+            "recipients": [
+                {"address": r.address, "params": r.params, "status": r.status.value,
+                 "response": r.response, "next_hop": r.next_hop}
+                for r in self.recipients
+            ],
+            "source": self.source.value,
+            "session": {**asdict(self.session), "auth_as": self.session.auth_as.value},
+            "stamps": self.stamps,
+            "verdicts": [asdict(v) for v in self.verdicts],
+            "received_at": self.received_at,
+        }
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any], raw: bytes, internal_id: int = 0) -> "MailItem":
+        session = dict(data.get("session") or {})
+        session["auth_as"] = AuthAs(session.get("auth_as", "Anonymous"))
+        return cls(
+            sender=data["sender"],
+            recipients=[
+                Recipient(r["address"], r.get("params", {}), RecipientStatus(r.get("status", "Ready")),
+                          r.get("response", ""), r.get("next_hop", ""))
+                for r in data["recipients"]
+            ],
+            raw=raw,
+            source=Source(data.get("source", "SMTP")),
+            mail_params=data.get("mail_params", {}),
+            session=SessionInfo(**session),
+            stamps=data.get("stamps", {}),
+            verdicts=[Verdict(**v) for v in data.get("verdicts", [])],
+            internal_id=internal_id,
+            received_at=data.get("received_at", time.time()),
+        )

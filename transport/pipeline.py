@@ -1,0 +1,163 @@
+"""The agent pipeline: loading agents from configuration, ordering them, and running their hooks.
+
+Ordering is data: by event, then by priority (lower first), then by position in the file. An agent's
+exception never reaches the caller: it is logged with the agent's name, recorded on the mail item, counted,
+and handled by the agent's error policy (fail open: go on; fail closed: 451 4.3.2 on receive events, a
+crash on routing events, which the queue counts towards Poison).
+"""
+
+from __future__ import annotations
+
+import importlib
+import logging
+from dataclasses import dataclass
+from importlib.metadata import entry_points
+from typing import Any, Awaitable, Callable
+
+from pydantic import ValidationError
+
+from .agent import Agent, AgentContext
+from .config import AgentEntry, ErrorPolicy
+from .events import EVENTS, Event, MessageEvent, Replies, RoutingEvent
+from .mailitem import Verdict
+
+__all__ = ["AgentLoadError", "AgentFailure", "LoadedAgent", "Pipeline", "load_pipeline"]
+
+log = logging.getLogger("transport.pipeline")
+
+
+class AgentLoadError(Exception):
+    """An agent named in the configuration cannot be loaded or configured (one readable line)."""
+
+
+class AgentFailure(Exception):
+    """A fail-closed routing agent raised: the categorizer treats the message as having crashed it."""
+
+    def __init__(self, agent: str, event: str, error: BaseException) -> None:
+        super().__init__(f"agent {agent!r} failed in {event}: {type(error).__name__}: {error}")
+        self.agent, self.event = agent, event
+
+
+@dataclass
+class LoadedAgent:
+    agent: Agent
+    name: str
+    priority: int
+    on_error: ErrorPolicy
+    position: int
+    kind: str
+    calls: int = 0
+    errors: int = 0
+
+
+def resolve_class(spec: str) -> type[Agent]:
+    """`package.module:Class`, or the name of an entry point in the `transport.agents` group."""
+    if ":" in spec:
+        module_name, _, attr = spec.partition(":")
+        try:
+            module = importlib.import_module(module_name)
+        except ImportError as e:
+            raise AgentLoadError(f"cannot import {module_name!r}: {e}") from None
+        obj: Any = module
+        for part in attr.split("."):
+            obj = getattr(obj, part, None)
+            if obj is None:
+                raise AgentLoadError(f"{module_name!r} has no {attr!r}")
+    else:
+        found = [ep for ep in entry_points(group="transport.agents") if ep.name == spec]
+        if not found:
+            raise AgentLoadError(f"{spec!r} is neither `module:Class` nor a `transport.agents` entry point")
+        obj = found[0].load()
+    if not (isinstance(obj, type) and issubclass(obj, Agent)):
+        raise AgentLoadError(f"{spec!r} is not a transport agent class (subclass SmtpReceiveAgent or RoutingAgent)")
+    return obj
+
+
+def _load_one(index: int, entry: AgentEntry, context: AgentContext) -> LoadedAgent:
+    where = f"agents[{index}]"
+    try:
+        cls = resolve_class(entry.cls)
+    except AgentLoadError as e:
+        raise AgentLoadError(f"{where}.class: {e}") from None
+    try:
+        cfg = cls.Config.model_validate(entry.config)
+    except ValidationError as e:
+        problems = "; ".join(
+            f"{'.'.join(str(p) for p in err['loc'])}: {err['msg']}" if err["loc"] else err["msg"]
+            for err in e.errors())
+        raise AgentLoadError(f"{where}.config: {problems}") from None
+    name = entry.name or cls.name or cls.__name__
+    agent = cls(cfg, context)
+    kind = next(k.__name__ for k in type(agent).__mro__ if k.__name__ in ("SmtpReceiveAgent", "RoutingAgent"))
+    return LoadedAgent(agent, name, entry.priority, entry.on_error, index, kind)
+
+
+class Pipeline:
+    """Hooks per event, in order; `run` calls them until one acts."""
+
+    def __init__(self, agents: list[LoadedAgent]) -> None:
+        self.agents = sorted(agents, key=lambda a: (a.priority, a.position))
+        self._hooks: dict[str, list[tuple[LoadedAgent, Callable[[Any], Awaitable[None]]]]] = {}
+        for la in self.agents:
+            for event_name in la.agent.hooks():
+                self._hooks.setdefault(event_name, []).append((la, getattr(la.agent, event_name)))
+
+    def has(self, event_name: str) -> bool:
+        return event_name in self._hooks
+
+    async def run(self, event: Event) -> Event:
+        """Run the event's hooks in order; stop at the first that acts. Never raises an agent's error."""
+        for la, hook in self._hooks.get(event.name, ()):
+            event.agent = la.name
+            la.calls += 1
+            try:
+                await hook(event)
+            except Exception as error:  # an agent must never take the hub down
+                la.errors += 1
+                self._failed(la, event, error)
+            if event.acted:
+                break
+        return event
+
+    def _failed(self, la: LoadedAgent, event: Event, error: Exception) -> None:
+        log.error("agent %r raised in %s: %s: %s", la.name, event.exchange_name, type(error).__name__, error,
+                  exc_info=error)
+        mail_item = getattr(event, "mail_item", None)
+        if mail_item is not None:
+            mail_item.record(Verdict(la.name, event.name, "Error", f"{type(error).__name__}: {error}"))
+        if la.on_error is ErrorPolicy.FAIL_OPEN:
+            return
+        if isinstance(event, RoutingEvent):
+            raise AgentFailure(la.name, event.exchange_name, error) from error
+        if isinstance(event, MessageEvent):
+            event.reject_message(Replies.AGENT_ERROR, f"agent error: {type(error).__name__}")
+        elif hasattr(event, "reject_command"):
+            event.reject_command(Replies.AGENT_ERROR, f"agent error: {type(error).__name__}")
+        elif hasattr(event, "reject_connection"):
+            event.reject_connection(Replies.AGENT_ERROR, f"agent error: {type(error).__name__}")
+
+    async def start(self) -> None:
+        for la in self.agents:
+            await la.agent.start()
+
+    async def stop(self) -> None:
+        for la in reversed(self.agents):
+            try:
+                await la.agent.stop()
+            except Exception:
+                log.exception("agent %r failed to stop", la.name)
+
+    def table(self) -> list[dict[str, Any]]:
+        """Events in pipeline order with their agents, like Get-TransportPipeline."""
+        rows = []
+        for name, cls in EVENTS.items():
+            for la, _ in self._hooks.get(name, ()):
+                rows.append({"event": cls.exchange_name, "agent": la.name, "priority": la.priority,
+                             "kind": la.kind, "on_error": la.on_error.value, "calls": la.calls, "errors": la.errors})
+        return rows
+
+
+def load_pipeline(entries: list[AgentEntry], context: AgentContext) -> Pipeline:
+    """Instantiate the enabled agents; raise AgentLoadError naming the entry at fault."""
+    return Pipeline([_load_one(i, e, context) for i, e in enumerate(entries) if e.enabled])
+

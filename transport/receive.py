@@ -1,0 +1,432 @@
+"""SMTP receive: aiosmtpd's protocol engine with Exchange's replies and receive events.
+
+aiosmtpd does the line handling, STARTTLS and the AUTH exchanges; this subclass replaces the commands whose
+behaviour Exchange defines (HELO/EHLO, MAIL, RCPT, DATA, RSET, QUIT, NOOP) so that each one fires its event
+through the agent pipeline, answers with Exchange's texts and enhanced status codes, and enforces the receive
+connector's limits. End of DATA builds the mail item, runs OnEndOfHeaders and OnEndOfData, and answers 250 only
+once the Submission queue has durably committed the message.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ipaddress
+import itertools
+import logging
+import os
+import ssl
+from email.utils import formatdate
+from typing import TYPE_CHECKING, Any, Optional
+
+from aiosmtpd.smtp import SMTP, AuthResult, LoginPassword
+
+from . import events as ev
+from .events import Action, Replies, SmtpResponse
+from .headers import header_end
+from .mailitem import AuthAs, MailItem, Recipient, SessionInfo, Source
+
+if TYPE_CHECKING:
+    from .hub import Hub
+
+__all__ = ["ReceiveProtocol", "received_header", "is_in", "ORGANIZATION_HEADER_PREFIX"]
+
+log = logging.getLogger("transport.receive")
+
+ORGANIZATION_HEADER_PREFIX = "X-MS-Exchange-Organization-"
+SERVER_VERSION = "15.20.0.0"
+MAX_HOP_COUNT = 30
+_session_ids = itertools.count(1)
+_MAIL_PARAMS = {"SIZE", "BODY", "RET", "ENVID", "AUTH", "SMTPUTF8"}
+_RCPT_PARAMS = {"NOTIFY", "ORCPT"}
+
+
+class _NoHooks:
+    """aiosmtpd wants a handler object; every command it would hand over is implemented here instead."""
+
+
+_NO_HOOKS = _NoHooks()
+
+
+def received_header(session: SessionInfo, fqdn: str, internal_id: int | str = "") -> str:
+    """The value of the Received header this hub adds for an SMTP hop (Exchange 2013+ layout)."""
+    with_ = "Microsoft SMTP Server" + (" (TLS)" if session.tls else "")
+    ident = f" id {SERVER_VERSION}" if not internal_id else f" id {internal_id}"
+    return (f"from {session.helo or 'unknown'} ([{session.client_ip}]) by {fqdn} ([{session.server_ip}])"
+            f" with {with_}{ident}; {formatdate(localtime=False, usegmt=True)}")
+
+
+def _params(words: list[str], allowed: set[str]) -> dict[str, str] | None:
+    """ESMTP parameters as a dict (keyword upper-cased, value as sent); None when one is not understood."""
+    out: dict[str, str] = {}
+    for word in words:
+        key, eq, value = word.partition("=")
+        key = key.upper()
+        if key not in allowed or (eq and not value):
+            return None
+        out[key] = value if eq else ""
+    return out
+
+
+class ReceiveProtocol(SMTP):
+    """One SMTP session on the receive connector."""
+
+    def __init__(self, hub: "Hub", tls_context: ssl.SSLContext | None) -> None:
+        rc = hub.config.receive
+        super().__init__(
+            _NO_HOOKS,
+            data_size_limit=rc.max_message_size,
+            enable_SMTPUTF8=True,
+            hostname=rc.fqdn,
+            tls_context=tls_context,
+            timeout=rc.connection_inactivity_timeout,
+            auth_require_tls=rc.require_tls_for_auth and tls_context is not None,
+            auth_exclude_mechanism=[m for m in ("PLAIN", "LOGIN") if m not in rc.auth_mechanisms],
+            authenticator=self._authenticate,
+            loop=asyncio.get_running_loop(),
+        )
+        self.hub = hub
+        self.pipeline = hub.pipeline
+        self.info = SessionInfo()
+        self.mail_from: str | None = None
+        self.mail_params: dict[str, str] = {}
+        self.rcpts: list[Recipient] = []
+        self.errors = 0
+
+    # -- connection ---------------------------------------------------------------------------------
+    async def _handle_client(self) -> None:
+        assert self.transport is not None
+        peer = self.transport.get_extra_info("peername") or ("", 0)
+        sock = self.transport.get_extra_info("sockname") or ("", 0)
+        info = self.info
+        info.session_id = f"{os.getpid():x}{next(_session_ids):08X}"
+        info.client_ip, info.client_port = str(peer[0]), int(peer[1])
+        info.server_ip, info.server_port = str(sock[0]), int(sock[1])
+        info.internal = self.hub.is_internal(info.client_ip)
+        self.hub.sessions.add(self)
+        try:
+            if self.pipeline.has("on_connect"):
+                event = await self.pipeline.run(ev.ConnectEvent(info))
+                if event.action in (Action.REJECT, Action.DISCONNECT):
+                    if event.response is not None:
+                        await self.push(str(event.response))
+                    self.transport.close()
+                    return
+            if self.hub.draining:
+                await self.push("421 4.3.2 Service not available, closing transmission channel")
+                self.transport.close()
+                return
+            self.__ident__ = f"Microsoft ESMTP MAIL Service ready at {formatdate(localtime=False, usegmt=True)}"
+            await super()._handle_client()
+        finally:
+            self.hub.sessions.discard(self)
+
+    def connection_lost(self, error: Optional[Exception]) -> None:
+        super().connection_lost(error)
+        if self.pipeline.has("on_disconnect"):
+            asyncio.ensure_future(self.pipeline.run(ev.DisconnectEvent(self.info)))
+
+    def _timeout_cb(self) -> None:
+        if self.transport is not None and not self.transport.is_closing():
+            self.transport.write(f"{Replies.IDLE_TIMEOUT}\r\n".encode())
+        super()._timeout_cb()
+
+    async def push(self, status: Any) -> None:
+        await super().push(status)
+        if isinstance(status, str) and status[:1] in ("4", "5") and self.pipeline.has("on_reject"):
+            await self.pipeline.run(ev.RejectEvent(self.info, SmtpResponse.parse(status), ""))
+
+    async def reply(self, response: SmtpResponse) -> None:
+        await self.push(str(response))
+
+    async def _command_event(self, event: ev.CommandEvent) -> bool:
+        """Run a command event; True when an agent rejected the command or dropped the session."""
+        if not self.pipeline.has(event.name):
+            return False
+        await self.pipeline.run(event)
+        if event.action is Action.DISCONNECT:
+            self._close()
+            return True
+        if event.action is Action.REJECT and event.response is not None:
+            await self.reply(event.response)
+            return True
+        return False
+
+    def _close(self) -> None:
+        if self.transport is not None:
+            self.transport.close()
+
+    async def _protocol_error(self, response: SmtpResponse) -> None:
+        """Count an error; past MaxProtocolErrors the session is closed with 421 4.7.0."""
+        self.errors += 1
+        if self.errors >= self.hub.config.receive.max_protocol_errors:
+            await self.reply(Replies.TOO_MANY_ERRORS)
+            self._close()
+        else:
+            await self.reply(response)
+
+    def _reset(self) -> None:
+        self.mail_from = None
+        self.mail_params = {}
+        self.rcpts = []
+
+    # -- HELO / EHLO --------------------------------------------------------------------------------
+    async def smtp_HELO(self, hostname: str) -> None:
+        await self._hello(hostname, esmtp=False)
+
+    async def smtp_EHLO(self, hostname: str) -> None:
+        await self._hello(hostname, esmtp=True)
+
+    async def _hello(self, hostname: str | None, esmtp: bool) -> None:
+        verb = "EHLO" if esmtp else "HELO"
+        if not hostname:
+            await self._protocol_error(SmtpResponse(501, "5.5.4", f"Invalid domain name ({verb} needs one)"))
+            return
+        event_cls = ev.EhloEvent if esmtp else ev.HeloEvent
+        if await self._command_event(event_cls(self.info, hostname)):
+            return
+        self._reset()
+        assert self.session is not None
+        self.session.host_name = hostname
+        self.session.extended_smtp = esmtp
+        self.info.helo, self.info.esmtp = hostname, esmtp
+        greeting = f"{self.hostname} Hello [{self.info.client_ip}]"
+        if not esmtp:
+            await self.push(f"250 {greeting}")
+            return
+        lines = [greeting, f"SIZE {self.data_size_limit}", "PIPELINING", "DSN", "ENHANCEDSTATUSCODES"]
+        if self.tls_context and not self._tls_protocol:
+            lines.append("STARTTLS")
+        if self._auth_methods and (not self._auth_require_tls or self._tls_protocol):
+            lines.append("AUTH " + " ".join(sorted(self._auth_methods)))
+        lines += ["8BITMIME", "SMTPUTF8"]
+        await self.push("\r\n".join(f"250-{line}" for line in lines[:-1]) + f"\r\n250 {lines[-1]}")
+
+    # -- STARTTLS / AUTH ----------------------------------------------------------------------------
+    async def smtp_STARTTLS(self, arg: str) -> None:
+        if await self._command_event(ev.StartTlsEvent(self.info)):
+            return
+        await super().smtp_STARTTLS(arg)
+        self.info.tls = self._tls_protocol is not None
+        self._reset()
+        self.info.helo = ""
+
+    async def smtp_AUTH(self, arg: str) -> None:
+        mechanism = (arg or "").split(" ")[0].upper()
+        if await self._command_event(ev.AuthEvent(self.info, mechanism)):
+            return
+        await super().smtp_AUTH(arg)
+        assert self.session is not None
+        if self.session.authenticated:
+            login = self.session.login_data
+            user = login.decode() if isinstance(login, bytes) else str(login)
+            self.info.auth_user, self.info.auth_mechanism = user.lower(), mechanism
+            self.info.auth_as = AuthAs.INTERNAL
+
+    def _authenticate(self, server: SMTP, session: Any, envelope: Any, mechanism: str, auth_data: Any) -> AuthResult:
+        if isinstance(auth_data, LoginPassword):
+            user = auth_data.login.decode("utf-8", "replace").strip().lower()
+            password = auth_data.password.decode("utf-8", "replace")
+            mb = self.hub.config.mailbox(user)
+            if mb is not None and mb.password is not None and mb.password == password:
+                return AuthResult(success=True, auth_data=auth_data)
+        return AuthResult(success=False, handled=False, message=str(Replies.AUTH_FAILED))
+
+    # -- MAIL / RCPT --------------------------------------------------------------------------------
+    async def _parse_path(self, arg: str | None, keyword: str) -> tuple[str, list[str]] | None:
+        """`FROM:<addr> params` → (addr, params); None after replying with the error."""
+        if arg is None or not arg[: len(keyword)].upper() == keyword:
+            await self._protocol_error(Replies.SYNTAX_MAIL)
+            return None
+        address, rest = self._getaddr(arg[len(keyword):].strip())
+        if address is None:
+            await self._protocol_error(Replies.BAD_ADDRESS)
+            return None
+        return address, (rest or "").split()
+
+    async def smtp_MAIL(self, arg: str | None) -> None:
+        if not self.info.helo:
+            await self._protocol_error(Replies.SEND_HELLO_FIRST)
+            return
+        if self.mail_from is not None:
+            await self._protocol_error(Replies.SENDER_ALREADY)
+            return
+        parsed = await self._parse_path(arg, "FROM:")
+        if parsed is None:
+            return
+        address, words = parsed
+        params = _params(words, _MAIL_PARAMS) if self.info.esmtp or not words else None
+        if params is None:
+            await self._protocol_error(SmtpResponse(501, "5.5.4", "Unrecognized parameter"))
+            return
+        if "SIZE" in params:
+            if not params["SIZE"].isdigit():
+                await self._protocol_error(SmtpResponse(501, "5.5.4", "Invalid SIZE parameter"))
+                return
+            if int(params["SIZE"]) > self.data_size_limit:
+                await self.reply(Replies.SIZE_EXCEEDED)
+                return
+        if address and "@" not in address:
+            await self._protocol_error(Replies.BAD_ADDRESS)
+            return
+        if self.hub.back_pressure():
+            await self.reply(Replies.RESOURCES)
+            return
+        if await self._command_event(ev.MailFromEvent(self.info, address, params)):
+            return
+        self.mail_from, self.mail_params = address, params
+        await self.reply(Replies.OK_SENDER)
+
+    async def smtp_RCPT(self, arg: str | None) -> None:
+        if self.mail_from is None:
+            await self._protocol_error(Replies.NEED_MAIL)
+            return
+        parsed = await self._parse_path(arg, "TO:")
+        if parsed is None:
+            return
+        address, words = parsed
+        params = _params(words, _RCPT_PARAMS) if self.info.esmtp or not words else None
+        if params is None:
+            await self._protocol_error(SmtpResponse(501, "5.5.4", "Unrecognized parameter"))
+            return
+        if "@" not in address or address.startswith("@"):
+            await self._protocol_error(Replies.BAD_ADDRESS)
+            return
+        if len(self.rcpts) >= self.hub.config.receive.max_recipients_per_message:
+            await self.reply(Replies.TOO_MANY_RECIPIENTS)
+            return
+        recipient = Recipient(address, params)
+        if not self.info.authenticated and self.hub.config.accepted_domain(recipient.domain) is None:
+            await self.reply(Replies.RELAY_DENIED)
+            return
+        if await self._command_event(ev.RcptToEvent(self.info, self.mail_from, recipient, self.rcpts)):
+            return
+        self.rcpts.append(recipient)
+        await self.reply(Replies.OK_RECIPIENT)
+
+    async def smtp_RSET(self, arg: str) -> None:
+        self._reset()
+        if self.pipeline.has("on_rset"):
+            await self.pipeline.run(ev.RsetEvent(self.info))
+        await self.push("250 2.0.0 Resetting")
+
+    async def smtp_NOOP(self, arg: str) -> None:
+        await self.push("250 2.0.0 OK")
+
+    async def smtp_QUIT(self, arg: str) -> None:
+        await self.reply(Replies.CLOSING)
+        self._close()
+
+    async def smtp_VRFY(self, arg: str) -> None:
+        await self.push("252 2.1.5 Cannot VRFY user")
+
+    async def smtp_EXPN(self, arg: str) -> None:
+        await self.push("502 5.3.3 Command not implemented")
+
+    # -- DATA ---------------------------------------------------------------------------------------
+    async def smtp_DATA(self, arg: str) -> None:
+        if self.mail_from is None:
+            await self._protocol_error(Replies.NEED_MAIL)
+            return
+        if not self.rcpts:
+            await self._protocol_error(Replies.NEED_RCPT)
+            return
+        if await self._command_event(ev.DataEvent(self.info, self.mail_from, self.rcpts)):
+            return
+        await self.reply(Replies.START_DATA)
+        data = await self._read_data()
+        if data is None:
+            return
+        response = await self._end_of_data(data)
+        self._reset()
+        if response is not None:
+            await self.reply(response)
+
+    async def _read_data(self) -> bytes | bytearray | None:
+        """Read up to CRLF.CRLF (nothing else ends DATA: no smuggling); None when the reply was sent."""
+        reader = self._reader
+        limit = self.data_size_limit
+        saved_limit = reader._limit  # aiosmtpd sizes the reader for command lines; DATA wants whole chunks
+        reader._limit = 1 << 20
+        buf = bytearray()
+        too_big = False
+        try:
+            while True:
+                try:
+                    chunk = await reader.readuntil(b".\r\n")
+                except asyncio.LimitOverrunError as e:
+                    chunk = await reader.read(e.consumed)
+                    buf += chunk
+                else:
+                    buf += chunk
+                    n = len(buf)
+                    if n == 3 or buf[n - 5:n - 3] == b"\r\n":
+                        break
+                if len(buf) > limit + 5:
+                    too_big = True
+                    del buf[:-4]  # keep only what is needed to spot the terminator
+        except asyncio.IncompleteReadError:
+            self._close()
+            return None
+        finally:
+            reader._limit = saved_limit
+        if too_big:
+            await self.reply(Replies.SIZE_EXCEEDED)
+            self._reset()
+            return None
+        del buf[-3:]
+        if buf.startswith(b".."):
+            del buf[0]
+        return buf.replace(b"\r\n..", b"\r\n.")
+
+    async def _end_of_data(self, data: bytes | bytearray) -> SmtpResponse | None:
+        """Build the mail item, run the message events, submit. Returns the reply (None: session dropped)."""
+        hub = self.hub
+        rc = hub.config.receive
+        if len(data) > rc.max_message_size:
+            return Replies.SIZE_EXCEEDED
+        if header_end(data) > rc.max_header_size:
+            return Replies.HEADER_SIZE_EXCEEDED
+        info = self.info
+        item = MailItem(sender=self.mail_from or "", recipients=self.rcpts, raw=bytes(data), source=Source.SMTP,
+                        mail_params=self.mail_params, session=SessionInfo(**{
+                            k: getattr(info, k) for k in SessionInfo.__slots__}))
+        self.rcpts = []
+        if sum(1 for h in item.headers if h.key == "received") >= MAX_HOP_COUNT:
+            return Replies.HOP_COUNT
+        hub.stamp_received(item)
+        for event_cls in (ev.EndOfHeadersEvent, ev.EndOfDataEvent):
+            if not self.pipeline.has(event_cls.name):
+                continue
+            event = await self.pipeline.run(event_cls(item.session, item))
+            if event.action is Action.DISCONNECT:
+                hub.tracking.log("AGENTINFO", item, "AGENT", custom_data=f"{event.decided_by}: disconnect")
+                self._close()
+                return None
+            if event.action is Action.REJECT:
+                hub.tracking.log("AGENTINFO", item, "AGENT", recipient_status=str(event.response),
+                                 custom_data=f"{event.decided_by}: {event.reason}")
+                return event.response
+            if event.action is Action.DELETE:
+                hub.tracking.log("AGENTINFO", item, "AGENT", custom_data=f"{event.decided_by}: deleted {event.reason}")
+                return Replies.queued(item.message_id, 0, rc.fqdn)
+            if event.action is Action.QUARANTINE:
+                hub.quarantine(item, event.reason)
+                break
+        try:
+            internal_id = await hub.submit(item)
+        except Exception as e:
+            log.error("could not queue a message from %s: %s", info.client_ip, e)
+            return SmtpResponse(451, "4.3.1", "Insufficient system resources (queue database unavailable)")
+        return Replies.queued(item.message_id, internal_id, rc.fqdn)
+
+
+def is_in(ip: str, networks: list[ipaddress.IPv4Network | ipaddress.IPv6Network]) -> bool:
+    """Whether an address (IPv4-mapped IPv6 counts as IPv4) falls in any of the networks."""
+    try:
+        addr = ipaddress.ip_address(ip)
+    except ValueError:
+        return False
+    if isinstance(addr, ipaddress.IPv6Address) and addr.ipv4_mapped:
+        addr = addr.ipv4_mapped
+    return any(addr.version == n.version and addr in n for n in networks)
+

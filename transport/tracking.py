@@ -1,0 +1,112 @@
+"""The message tracking log: daily CSV files with Exchange's header lines, field names and event ids.
+
+Files are `MSGTRKyyyymmdd-1.log` under `<data root>/logs/MessageTracking/`, each starting with the
+`#Software`, `#Version`, `#Log-Type`, `#Date` and `#Fields` lines Exchange writes. Rows are buffered and
+flushed a few times a second (and at shutdown): the log is a record, not part of the durability promise.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import time
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import IO, Any, Iterable, Iterator
+
+from .mailitem import MailItem
+
+__all__ = ["FIELDS", "TrackingLog", "read_tracking_log"]
+
+FIELDS = (
+    "date-time", "client-ip", "client-hostname", "server-ip", "server-hostname", "source-context", "connector-id",
+    "source", "event-id", "internal-message-id", "message-id", "network-message-id", "recipient-address",
+    "recipient-status", "total-bytes", "recipient-count", "related-recipient-address", "reference",
+    "message-subject", "sender-address", "return-path", "message-info", "directionality", "tenant-id",
+    "original-client-ip", "original-server-ip", "custom-data",
+)
+
+SOFTWARE = "Exchange Transport Simulator"
+VERSION = "15.20.0.0"
+
+
+class TrackingLog:
+    """Appends tracking rows; one open file per day, rolled at midnight UTC."""
+
+    def __init__(self, folder: Path, server_hostname: str, enabled: bool = True, max_age_days: int = 30) -> None:
+        self.folder = folder
+        self.server_hostname = server_hostname
+        self.enabled = enabled
+        self.max_age_days = max_age_days
+        self._day = ""
+        self._file: IO[str] | None = None
+        self._writer: Any = None
+
+    def _open(self, day: str) -> None:
+        self.close()
+        self.folder.mkdir(parents=True, exist_ok=True)
+        path = self.folder / f"MSGTRK{day}-1.log"
+        new = not path.exists() or path.stat().st_size == 0
+        self._file = open(path, "a", encoding="utf-8", newline="")
+        if new:
+            self._file.write(
+                f"#Software: {SOFTWARE}\r\n#Version: {VERSION}\r\n#Log-Type: Message Tracking Log\r\n"
+                f"#Date: {datetime.now(timezone.utc).strftime('%Y-%m-%dT%H:%M:%S.%fZ')}\r\n"
+                f"#Fields: {','.join(FIELDS)}\r\n")
+        self._writer = csv.writer(self._file, lineterminator="\r\n")
+        self._day = day
+        self._expire()
+
+    def _expire(self) -> None:
+        cutoff = time.time() - self.max_age_days * 86400
+        for old in self.folder.glob("MSGTRK*.log"):
+            try:
+                if old.stat().st_mtime < cutoff:
+                    old.unlink()
+            except OSError:
+                pass
+
+    def log(self, event_id: str, item: MailItem, source: str, recipients: Iterable[str] | None = None,
+            recipient_status: str = "", source_context: str = "", reference: str = "",
+            related_recipient: str = "", custom_data: str = "", connector_id: str = "") -> None:
+        """One row; `recipients` defaults to the message's envelope recipients."""
+        if not self.enabled:
+            return
+        now = datetime.now(timezone.utc)
+        day = now.strftime("%Y%m%d")
+        if day != self._day:
+            self._open(day)
+        rcpts = list(recipients) if recipients is not None else [r.address for r in item.recipients]
+        s = item.session
+        self._writer.writerow((
+            now.strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z", s.client_ip, s.helo, s.server_ip,
+            self.server_hostname, source_context, connector_id, source, event_id, item.internal_id,
+            item.message_id, "", ";".join(rcpts), recipient_status, item.size, len(rcpts), related_recipient,
+            reference, item.subject, item.sender, item.sender, "", "", "",
+            item.stamps.get("OriginalClientIp", ""), "", custom_data,
+        ))
+
+    def flush(self) -> None:
+        if self._file is not None:
+            self._file.flush()
+
+    def close(self) -> None:
+        if self._file is not None:
+            self._file.close()
+            self._file = None
+
+
+def read_tracking_log(folder: Path) -> Iterator[dict[str, str]]:
+    """Every row of every tracking file in the folder, oldest file first, as field → value."""
+    for path in sorted(folder.glob("MSGTRK*.log")):
+        fields: list[str] = list(FIELDS)
+        lines = []
+        with open(path, encoding="utf-8", newline="") as f:
+            for line in f:
+                if line.startswith("#Fields:"):
+                    fields = line[len("#Fields:"):].strip().split(",")
+                elif not line.startswith("#"):
+                    lines.append(line)
+        for row in csv.reader(io.StringIO("".join(lines))):
+            if row:
+                yield dict(zip(fields, row))
