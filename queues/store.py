@@ -11,6 +11,8 @@ Schema (designed for the queue semantics: retry, expiry, Unreachable, Poison, su
   Unreachable or Poison, with status, recipients, attempts, crash count, next retry and last error.
   A message row goes away with its last queue item.
 - ``queues``: queue-level state set by administrators (Suspended).
+- ``control``: ``admin_epoch``, bumped by every administrative change, which the running hub polls to drop
+  what it holds in memory and re-read the queues.
 """
 
 from __future__ import annotations
@@ -54,13 +56,18 @@ CREATE TABLE IF NOT EXISTS queue_items (
     next_attempt REAL NOT NULL DEFAULT 0,
     first_attempt REAL,
     last_error TEXT NOT NULL DEFAULT '',
-    created REAL NOT NULL
+    created REAL NOT NULL,
+    delay_notified INTEGER NOT NULL DEFAULT 0
 );
 CREATE INDEX IF NOT EXISTS queue_items_by_queue ON queue_items(queue, status, next_attempt);
 CREATE INDEX IF NOT EXISTS queue_items_by_message ON queue_items(message);
 CREATE TABLE IF NOT EXISTS queues (
     name TEXT PRIMARY KEY,
     status TEXT NOT NULL DEFAULT 'Ready'
+);
+CREATE TABLE IF NOT EXISTS control (
+    key TEXT PRIMARY KEY,
+    value INTEGER NOT NULL
 );
 """
 
@@ -113,6 +120,7 @@ class QueueStore:
         self.durable = durable
         self.batch_size = batch_size
         self.commits = 0
+        self.pending_writes = 0
         self._ops: thread_queue.SimpleQueue[tuple[Op, asyncio.Future] | None] = thread_queue.SimpleQueue()
         self._thread: threading.Thread | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -189,8 +197,12 @@ class QueueStore:
         if self._thread is None:
             raise StoreError("the queue store is not open")
         fut = asyncio.get_running_loop().create_future()
+        self.pending_writes += 1
         self._ops.put((op, fut))
-        return await fut
+        try:
+            return await fut
+        finally:
+            self.pending_writes -= 1
 
     # -- writes ---------------------------------------------------------------------------------------
     async def enqueue(self, item: MailItem, queue: str = SUBMISSION) -> int:
@@ -262,7 +274,7 @@ class QueueStore:
     async def update_item(self, item_id: int, **fields: Any) -> None:
         """Set status, attempts, next_attempt, last_error, crash_count, queue or recipients of one item."""
         allowed = {"status", "attempts", "next_attempt", "last_error", "crash_count", "queue", "recipients",
-                   "first_attempt"}
+                   "first_attempt", "delay_notified"}
         if not fields or set(fields) - allowed:
             raise ValueError(f"cannot update {sorted(set(fields) - allowed)}")
         if "recipients" in fields:
@@ -275,14 +287,15 @@ class QueueStore:
 
         await self._write(op)
 
-    async def crash(self, message_id: int, threshold: int) -> bool:
+    async def crash(self, message_id: int, threshold: int, retry_in: float = 1.0) -> bool:
         """Count a crash against the message's Submission item; at the threshold move it to Poison.
 
-        Returns True when the message is now in the Poison queue.
+        Below the threshold the item waits in Retry for `retry_in` seconds. Returns True when the message is
+        now in the Poison queue.
         """
         def op(conn: sqlite3.Connection) -> bool:
-            conn.execute("UPDATE queue_items SET crash_count=crash_count+1, status='Ready' WHERE message=? AND queue=?",
-                         (message_id, SUBMISSION))
+            conn.execute("UPDATE queue_items SET crash_count=crash_count+1, status='Retry', next_attempt=?"
+                         " WHERE message=? AND queue=?", (time.time() + retry_in, message_id, SUBMISSION))
             return bool(_poison_at(conn, threshold, "message=?", (message_id,)))
 
         return await self._write(op)

@@ -10,9 +10,10 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from typing import Callable
 
-from queues.store import POISON, UNREACHABLE, QueueStore
+from queues.store import POISON, SUBMISSION, UNREACHABLE, QueueStore
 
 from .config import DomainType, TransportConfig
 from .events import Action, CategorizedEvent, Replies, ResolvedEvent, RoutedEvent, RoutingEvent, SubmittedEvent
@@ -43,6 +44,16 @@ class Categorizer:
 
     def push(self, item: MailItem) -> None:
         self.feed.put_nowait(item)
+
+    @property
+    def backlog(self) -> int:
+        """Messages waiting for or in categorization: the Submission queue's length as back pressure sees it."""
+        return self.feed.qsize() + self._busy
+
+    def drain(self) -> None:
+        """Forget what is waiting in memory (it is re-read from the store after an admin change)."""
+        while not self.feed.empty():
+            self.feed.get_nowait()
 
     @property
     def idle(self) -> bool:
@@ -105,9 +116,10 @@ class Categorizer:
             item = event.mail_item
             self.tracking.log("DEFER", item, "AGENT", recipient_status=str(event.response or ""),
                               custom_data=f"{event.decided_by}: deferred {event.defer_seconds:g}s")
+            due = time.time() + event.defer_seconds
             await self.store.run(lambda c: c.execute(
-                "UPDATE queue_items SET status='Retry' WHERE message=? AND queue='Submission'", (item.internal_id,)))
-            asyncio.get_running_loop().call_later(event.defer_seconds, self.push, item)
+                "UPDATE queue_items SET status='Retry', next_attempt=?, last_error=? WHERE message=? AND queue=?",
+                (due, str(event.response or "deferred by agent"), item.internal_id, SUBMISSION)))
             return True
         return False
 
@@ -116,8 +128,6 @@ class Categorizer:
         poisoned = await self.store.crash(item.internal_id, self.config.queue.poison_threshold)
         if poisoned:
             self.tracking.log("POISONMESSAGE", item, "POISONMESSAGE", custom_data=why, source_context=POISON)
-        else:
-            asyncio.get_running_loop().call_later(1.0, self.push, item)
 
     def _resolve(self, item: MailItem) -> None:
         """Recipients in an authoritative domain must be mailboxes; others relay (or wait in Unreachable)."""

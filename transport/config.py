@@ -35,6 +35,25 @@ def _parse_size(value: Any) -> Any:
 
 ByteSize = Annotated[int, BeforeValidator(_parse_size), Field(ge=0)]
 
+_SPANS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+
+
+def _parse_duration(value: Any) -> Any:
+    """Seconds as a number, "30s", "5m", "4h", "2d", or Exchange's TimeSpan "[d.]hh:mm:ss"."""
+    if not isinstance(value, str):
+        return value
+    text = value.strip().lower()
+    m = re.fullmatch(r"(\d+(?:\.\d+)?)\s*([smhd]?)", text)
+    if m:
+        return float(m.group(1)) * _SPANS[m.group(2) or "s"]
+    m = re.fullmatch(r"(?:(\d+)\.)?(\d{1,2}):(\d{2}):(\d{2}(?:\.\d+)?)", text)
+    if m:
+        return int(m.group(1) or 0) * 86400 + int(m.group(2)) * 3600 + int(m.group(3)) * 60 + float(m.group(4))
+    raise ValueError(f"{value!r} is not a duration (use seconds, 30s, 5m, 4h, 2d or d.hh:mm:ss)")
+
+
+Duration = Annotated[float, BeforeValidator(_parse_duration), Field(ge=0)]
+
 
 class Model(BaseModel):
     model_config = ConfigDict(extra="forbid", populate_by_name=True)
@@ -117,11 +136,19 @@ def parse_binding(binding: str) -> tuple[str, int]:
 
 
 class QueueSettings(Model):
-    """Queue database and the poison-message policy."""
+    """Queue database, retry and expiry (Set-TransportService), poison messages and back pressure."""
 
     durable: bool = Field(True, description="fsync each group commit (synchronous=FULL); off only for benchmarks.")
     poison_threshold: int = Field(2, ge=1, le=10, description="PoisonThreshold: crashes while a message is in process before it goes to Poison.")
     batch_size: int = Field(256, ge=1, description="Most messages one group commit or one delivery batch takes.")
+    transient_failure_retry_count: int = Field(6, ge=0, le=15, description="TransientFailureRetryCount: quick retries after a transient failure.")
+    transient_failure_retry_interval: Duration = Field(300, description="TransientFailureRetryInterval between those quick retries.")
+    outbound_connection_failure_retry_interval: Duration = Field(600, description="OutboundConnectionFailureRetryInterval once quick retries are used up.")
+    delay_notification_timeout: Duration = Field(4 * 3600, description="DelayNotificationTimeout: a delay DSN is recorded once a message waits this long.")
+    message_expiration_timeout: Duration = Field(2 * 86400, description="MessageExpirationTimeout: then the message fails with 550 4.4.7 QUEUE.Expired.")
+    max_submission_queue_length: int = Field(9999, ge=1, description="Back pressure: more messages waiting for the categorizer than this → 452 4.3.1 at MAIL FROM.")
+    min_free_disk_space: ByteSize = Field(512 * 1024**2, description="Back pressure: less free space under the data root than this → 452 4.3.1.")
+    admin_poll_interval: Duration = Field(0.5, gt=0, description="How often the running hub looks for changes made by `transport queue/message` commands.")
 
 
 class TrackingSettings(Model):

@@ -18,7 +18,8 @@ import time
 from datetime import datetime, timezone
 from pathlib import Path
 
-from queues.store import SUBMISSION, QueueStore
+from queues.scheduler import QueueScheduler
+from queues.store import SUBMISSION, UNREACHABLE, QueueStore
 
 from .agent import AgentContext
 from .categorizer import MAILBOX_QUEUE, Categorizer
@@ -52,20 +53,44 @@ class Hub:
                                submit=self.submit)
         self.pipeline = load_pipeline(config.agents, context)
         self.categorizer = Categorizer(config, self.pipeline, self.store, self.tracking, self._dispatch)
-        self.mailbox_queue = MailboxQueue(self.mailboxes, self.store, self.tracking, config.receive.fqdn)
+        self.scheduler = QueueScheduler(self.store, config.queue, self.tracking, self._dispatch,
+                                        self.categorizer.push, self._drain)
+        self.mailbox_queue = MailboxQueue(self.mailboxes, self.store, self.tracking, self.scheduler,
+                                          config.receive.fqdn)
         self.sessions: set[ReceiveProtocol] = set()
         self.servers: list[asyncio.AbstractServer] = []
         self.draining = False
         self._internal = [ipaddress.ip_network(n, strict=False) for n in config.internal_smtp_servers]
         self._tasks: list[asyncio.Task] = []
+        self._pressure = False
+        self._disk_low = False
 
     # -- facts used by receive ----------------------------------------------------------------------
     def is_internal(self, ip: str) -> bool:
         return is_in(ip, self._internal)
 
     def back_pressure(self) -> bool:
-        """Whether receive should answer 452 4.3.1 (the queues issue fills this in with real resources)."""
-        return False
+        """Whether sources should hold off (SMTP answers 452 4.3.1 at MAIL FROM, pickup pauses).
+
+        On when the Submission queue passes max_submission_queue_length or free disk under the data root is
+        below min_free_disk_space; off again once the queue is back under 80 % of the limit and disk is free.
+        """
+        limit = self.config.queue.max_submission_queue_length
+        backlog = self.categorizer.backlog
+        if not self._pressure and (backlog > limit or self._disk_low):
+            self._pressure = True
+            log.warning("back pressure on: Submission queue %d (limit %d), disk low: %s", backlog, limit, self._disk_low)
+        elif self._pressure and backlog <= limit * 0.8 and not self._disk_low:
+            self._pressure = False
+            log.info("back pressure off")
+        return self._pressure
+
+    def _check_disk(self) -> None:
+        try:
+            free = shutil.disk_usage(self.config.data_root).free
+        except OSError:
+            return
+        self._disk_low = free < self.config.queue.min_free_disk_space
 
     @property
     def addresses(self) -> list[tuple[str, int]]:
@@ -111,8 +136,15 @@ class Hub:
         item.set_header(ORGANIZATION_HEADER_PREFIX + "SCL", "9")
 
     def _dispatch(self, queue: str, item_id: int, item: MailItem, recipients: list[str]) -> None:
+        if queue in self.scheduler.suspended:
+            return  # stays Ready in the store; dispatched when the queue is resumed
         if queue == MAILBOX_QUEUE:
+            self.scheduler.inflight.add(item_id)
             self.mailbox_queue.push(item_id, item, recipients)
+
+    def _drain(self) -> list[int]:
+        self.categorizer.drain()
+        return self.mailbox_queue.drain()
 
     # -- life cycle ---------------------------------------------------------------------------------
     async def start(self) -> None:
@@ -124,9 +156,10 @@ class Hub:
         self.store.open()
         await self._recover()
         await self.pipeline.start()
+        self._check_disk()
         self._tasks = [asyncio.create_task(t, name=n) for n, t in (
             ("categorizer", self.categorizer.run()), ("mailbox-delivery", self.mailbox_queue.run()),
-            ("tracking-flush", self._flush_tracking()))]
+            ("queue-scheduler", self.scheduler.run()), ("housekeeping", self._housekeeping()))]
         tls = self._tls_context()
         loop = asyncio.get_running_loop()
         for binding in self.config.receive.bindings:
@@ -136,28 +169,40 @@ class Hub:
         log.info("listening on %s", ", ".join(f"{h}:{p}" for h, p in self.addresses))
 
     async def _recover(self) -> None:
-        """Feed back what the store holds; Submission items left in process count a crash (Poison guard)."""
+        """Feed back what the store holds.
+
+        Submission items left in process count a crash (Poison guard); Unreachable is resubmitted, since the
+        configuration may have changed since the last run; Retry items wait for the scheduler.
+        """
         for message_id in await self.store.recover(self.config.queue.poison_threshold):
             item = self.store.load_message(message_id)
             if item is not None:
                 self.tracking.log("POISONMESSAGE", item, "POISONMESSAGE", source_context="Poison")
+        await self.store.run(lambda c: c.execute(
+            "UPDATE queue_items SET queue=?, status='Ready' WHERE queue=? AND status != 'Suspended'",
+            (SUBMISSION, UNREACHABLE)))
         count = 0
-        for stored in self.store.items("queue IN (?, ?) AND status != 'Suspended'", (SUBMISSION, MAILBOX_QUEUE)):
+        for stored in self.store.items("status='Ready' AND queue IN (?, ?)", (SUBMISSION, MAILBOX_QUEUE)):
             item = self.store.load_message(stored.message)
             if item is None:
                 continue
             count += 1
             if stored.queue == SUBMISSION:
+                item.recipients = [r for r in item.recipients if r.address in stored.recipients]
+                for r in item.recipients:
+                    r.next_hop = ""
                 self.categorizer.push(item)
             else:
-                self.mailbox_queue.push(stored.id, item, stored.recipients)
+                self._dispatch(stored.queue, stored.id, item, stored.recipients)
         if count:
             log.info("recovered %d queued message(s) from %s", count, self.store.path)
 
-    async def _flush_tracking(self) -> None:
+    async def _housekeeping(self) -> None:
+        """Flush the tracking log and check free disk a couple of times a second."""
         while True:
             await asyncio.sleep(0.5)
             self.tracking.flush()
+            self._check_disk()
 
     def _tls_context(self) -> ssl.SSLContext | None:
         tls = self.config.receive.tls
@@ -177,7 +222,7 @@ class Hub:
         """Wait until nothing is left to categorize or deliver in memory (tests and shutdown)."""
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
-            if self.categorizer.idle and self.mailbox_queue.idle:
+            if self.categorizer.idle and self.mailbox_queue.idle and not self.store.pending_writes:
                 return True
             await asyncio.sleep(0.01)
         return False

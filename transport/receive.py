@@ -81,7 +81,7 @@ class ReceiveProtocol(SMTP):
             timeout=rc.connection_inactivity_timeout,
             auth_require_tls=rc.require_tls_for_auth and tls_context is not None,
             auth_exclude_mechanism=[m for m in ("PLAIN", "LOGIN") if m not in rc.auth_mechanisms],
-            authenticator=self._authenticate,
+            authenticator=self._check_password,  # not `_authenticate`: that name is aiosmtpd's own method
             loop=asyncio.get_running_loop(),
         )
         self.hub = hub
@@ -129,6 +129,11 @@ class ReceiveProtocol(SMTP):
         if self.transport is not None and not self.transport.is_closing():
             self.transport.write(f"{Replies.IDLE_TIMEOUT}\r\n".encode())
         super()._timeout_cb()
+
+    async def handle_exception(self, error: Exception) -> str:
+        """A bug while handling a command: log it, answer a transient error, keep serving."""
+        log.error("session %s: %s: %s", self.info.session_id, type(error).__name__, error, exc_info=error)
+        return "451 4.7.0 Temporary server error. Please try again later"
 
     async def push(self, status: Any) -> None:
         await super().push(status)
@@ -217,12 +222,12 @@ class ReceiveProtocol(SMTP):
         await super().smtp_AUTH(arg)
         assert self.session is not None
         if self.session.authenticated:
-            login = self.session.login_data
-            user = login.decode() if isinstance(login, bytes) else str(login)
+            login = getattr(self.session.auth_data, "login", b"")
+            user = login.decode("utf-8", "replace") if isinstance(login, bytes) else str(login)
             self.info.auth_user, self.info.auth_mechanism = user.lower(), mechanism
             self.info.auth_as = AuthAs.INTERNAL
 
-    def _authenticate(self, server: SMTP, session: Any, envelope: Any, mechanism: str, auth_data: Any) -> AuthResult:
+    def _check_password(self, server: SMTP, session: Any, envelope: Any, mechanism: str, auth_data: Any) -> AuthResult:
         if isinstance(auth_data, LoginPassword):
             user = auth_data.login.decode("utf-8", "replace").strip().lower()
             password = auth_data.password.decode("utf-8", "replace")
@@ -241,6 +246,8 @@ class ReceiveProtocol(SMTP):
         if address is None:
             await self._protocol_error(Replies.BAD_ADDRESS)
             return None
+        if address == "<>":  # aiosmtpd spells the null reverse path (bounces, DSNs) as "<>"
+            address = ""
         return address, (rest or "").split()
 
     async def smtp_MAIL(self, arg: str | None) -> None:

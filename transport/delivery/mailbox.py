@@ -24,6 +24,7 @@ from ..config import TransportConfig
 from ..mailitem import MailItem
 
 if TYPE_CHECKING:
+    from queues.scheduler import QueueScheduler
     from queues.store import QueueStore
 
     from ..tracking import TrackingLog
@@ -121,11 +122,12 @@ class MailboxStore:
 class MailboxQueue:
     """The delivery queue for local mailboxes: batches of copies written off the loop, then completed."""
 
-    def __init__(self, mailboxes: MailboxStore, store: "QueueStore", tracking: "TrackingLog", fqdn: str,
-                 batch_size: int = 64) -> None:
+    def __init__(self, mailboxes: MailboxStore, store: "QueueStore", tracking: "TrackingLog",
+                 scheduler: "QueueScheduler", fqdn: str, batch_size: int = 64) -> None:
         self.mailboxes = mailboxes
         self.store = store
         self.tracking = tracking
+        self.scheduler = scheduler
         self.fqdn = fqdn
         self.batch_size = batch_size
         self.feed: asyncio.Queue[tuple[int, MailItem, list[str]]] = asyncio.Queue()
@@ -134,6 +136,13 @@ class MailboxQueue:
 
     def push(self, item_id: int, item: MailItem, recipients: list[str]) -> None:
         self.feed.put_nowait((item_id, item, recipients))
+
+    def drain(self) -> list[int]:
+        """Drop what waits in memory; returns the queue item ids dropped (the store still has them)."""
+        dropped = []
+        while not self.feed.empty():
+            dropped.append(self.feed.get_nowait()[0])
+        return dropped
 
     @property
     def idle(self) -> bool:
@@ -151,16 +160,13 @@ class MailboxQueue:
             try:
                 await self._deliver(batch)
             except Exception:
-                log.exception("mailbox delivery batch failed; it is retried")
-                await asyncio.sleep(1)
-                for entry in batch:
-                    self.feed.put_nowait(entry)
+                log.exception("mailbox delivery batch failed; its messages stay queued for the next start")
             finally:
                 self._busy = 0
 
     async def _deliver(self, batch: list[tuple[int, MailItem, list[str]]]) -> None:
         results = await asyncio.to_thread(self._write_batch, batch)
-        done, retry = [], []
+        done = []
         for (item_id, item, _), deliveries in zip(batch, results):
             failed = [d.recipient for d in deliveries if d.error]
             for d in deliveries:
@@ -168,14 +174,12 @@ class MailboxQueue:
                     self.tracking.log("DELIVER", item, "STOREDRIVER", [d.recipient], "250 2.0.0 Delivered",
                                       source_context=d.folder)
             if failed:
-                err = "; ".join(d.error for d in deliveries if d.error)
-                self.tracking.log("DEFER", item, "STOREDRIVER", failed, f"432 4.2.0 {err}")
-                retry.append((item_id, item, failed))
+                error = "432 4.2.0 STOREDRV.Deliver; mailbox unavailable: " + "; ".join(d.error for d in deliveries if d.error)
+                self.tracking.log("DEFER", item, "STOREDRIVER", failed, error)
+                await self.scheduler.defer(item_id, failed, error)
             else:
                 done.append(item_id)
             self.delivered += len(deliveries) - len(failed)
         if done:
             await self.store.complete(done)
-        for item_id, item, failed in retry:
-            await self.store.update_item(item_id, recipients=failed, status="Retry", last_error="432 4.2.0 mailbox write failed")
-            asyncio.get_running_loop().call_later(30, self.push, item_id, item, failed)
+            self.scheduler.inflight.difference_update(done)

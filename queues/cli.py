@@ -1,0 +1,129 @@
+"""`transport queue …` and `transport message …`: Exchange's queue cmdlets on the command line.
+
+They open the queue database directly, so they work whether the hub is running or not; a running hub
+notices the change within `queue.admin_poll_interval`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+from transport.cli import arguments, command, print_table
+from transport.config import TransportConfig, load_config
+from transport.tracking import TrackingLog
+
+from . import admin
+
+QUEUE_COLUMNS = ["identity", "delivery_type", "status", "message_count", "next_retry_time", "last_error"]
+MESSAGE_COLUMNS = ["identity", "from_address", "status", "size", "subject", "recipients", "retry_count", "last_error"]
+
+
+def _db(config: TransportConfig) -> Path:
+    return config.data_root / "queue" / "mail.que"
+
+
+def _emit(args: argparse.Namespace, data: Any, text: str) -> int:
+    print(json.dumps(data, indent=2) if args.json else text)
+    return 0
+
+
+def _run(args: argparse.Namespace, func: Any) -> int:
+    """Run an admin action; AdminError becomes one line on stderr and exit 1."""
+    try:
+        return func(load_config(args.config))
+    except admin.AdminError as e:
+        print(f"transport {args.command}: {e}", file=sys.stderr)
+        return 1
+
+
+def _queue_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("action", choices=["list", "messages", "suspend", "resume", "retry"],
+                   help="list (Get-Queue), messages (Get-Message), suspend/resume/retry (…-Queue)")
+    p.add_argument("queue", nargs="?", help="queue identity: Submission, Unreachable, Poison, mailbox, or SERVER\\NAME")
+    p.add_argument("--resubmit", action="store_true", help="with retry: send the messages back through the categorizer")
+    p.add_argument("--json", action="store_true", help="print JSON")
+
+
+@command("queue", "see and manage queues (Get-Queue, Get-Message, Suspend-/Resume-/Retry-Queue)")
+@arguments(_queue_args)
+def cmd_queue(args: argparse.Namespace) -> int:
+    def act(config: TransportConfig) -> int:
+        server = config.receive.fqdn
+        if args.action == "list":
+            with admin.open_admin(_db(config)) as conn:
+                rows = admin.list_queues(conn, server)
+            if args.json:
+                return _emit(args, rows, "")
+            print_table(rows, QUEUE_COLUMNS)
+            return 0
+        if args.action == "messages":
+            with admin.open_admin(_db(config)) as conn:
+                rows = admin.list_messages(conn, server, args.queue)
+            if args.json:
+                return _emit(args, rows, "")
+            if not rows:
+                print("No messages.")
+            else:
+                print_table([{**r, "recipients": ";".join(r["recipients"])} for r in rows], MESSAGE_COLUMNS)
+            return 0
+        if not args.queue:
+            raise admin.AdminError(f"`queue {args.action}` needs a queue identity")
+        with admin.open_admin(_db(config), write=True) as conn:
+            if args.action == "retry":
+                count = admin.retry_queue(conn, args.queue, args.resubmit)
+                name = admin.queue_name(conn, args.queue)
+                verb = "resubmitted" if args.resubmit else "set to retry now"
+                return _emit(args, {"queue": name, "messages": count, "resubmit": args.resubmit},
+                             f"{server}\\{name}: {count} message(s) {verb}")
+            name = admin.set_queue_status(conn, args.queue, suspended=args.action == "suspend")
+        status = "Suspended" if args.action == "suspend" else "Ready"
+        return _emit(args, {"queue": name, "status": status}, f"{server}\\{name}: {status}")
+    return _run(args, act)
+
+
+def _message_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("action", choices=["suspend", "resume", "remove", "export"],
+                   help="Suspend-/Resume-/Remove-/Export-Message")
+    p.add_argument("identity", help="message identity (the number, or SERVER\\QUEUE\\NUMBER, from `transport queue messages`)")
+    p.add_argument("--with-ndr", action="store_true", help="with remove: fail the recipients with an NDR (tracking FAIL)")
+    p.add_argument("--path", help="with export: the .eml file to write (replay format, X-Sender/X-Receiver envelope)")
+    p.add_argument("--json", action="store_true", help="print JSON")
+
+
+@command("message", "act on one queued message (Suspend-/Resume-/Remove-/Export-Message)")
+@arguments(_message_args)
+def cmd_message(args: argparse.Namespace) -> int:
+    def act(config: TransportConfig) -> int:
+        db = _db(config)
+        if args.action == "export":
+            if not args.path:
+                raise admin.AdminError("export needs --path FILE.eml")
+            with admin.open_admin(db) as conn:
+                item, recipients, status = admin.get_message(conn, args.identity)
+            if status != "Suspended":
+                raise admin.AdminError(f"suspend message {args.identity} before exporting it (Export-Message "
+                                       f"needs a suspended message; it is {status})")
+            from replay.format import serialize
+
+            item.recipients = [r for r in item.recipients if r.address in recipients]
+            Path(args.path).write_bytes(serialize(item, config.receive.fqdn))
+            return _emit(args, {"identity": args.identity, "path": args.path}, f"exported to {args.path}")
+        with admin.open_admin(db, write=True) as conn:
+            if args.action == "remove":
+                item, recipients, queue = admin.remove_message(conn, args.identity)
+            else:
+                result = admin.set_message_status(conn, args.identity, suspended=args.action == "suspend")
+                return _emit(args, result, f"message {result['identity']}: {result['status']} in {result['queue']}")
+        tracking = TrackingLog(config.data_root / "logs" / "MessageTracking", config.receive.fqdn,
+                               config.tracking.enabled, config.tracking.max_age_days)
+        status = "550 5.7.1 Message deleted by administrator" if args.with_ndr else ""
+        tracking.log("FAIL" if args.with_ndr else "DROP", item, "ADMIN", recipients, status, source_context=queue,
+                     custom_data="Remove-Message" + (" -WithNDR" if args.with_ndr else ""))
+        tracking.close()
+        return _emit(args, {"identity": args.identity, "removed": True, "with_ndr": args.with_ndr},
+                     f"message {args.identity} removed from {queue}")
+    return _run(args, act)

@@ -1,0 +1,143 @@
+"""Retry, expiry and delay notification for queued messages, and the running hub's view of admin changes.
+
+Fresh messages go from the categorizer straight to a delivery queue in memory. Everything that has to wait
+(a transient delivery failure, a categorizer Defer, a message resubmitted by an administrator) waits in the
+database with a `next_attempt` time, and this scheduler's tick hands it back when it is due. The tick also
+fails messages older than MessageExpirationTimeout (`550 4.4.7 QUEUE.Expired`), records a delay DSN once a
+message has waited DelayNotificationTimeout, and notices `transport queue …` commands (the admin epoch).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import sqlite3
+import time
+from typing import TYPE_CHECKING, Callable
+
+from .store import POISON, SUBMISSION, UNREACHABLE, QueueStore
+
+if TYPE_CHECKING:
+    from transport.config import QueueSettings
+    from transport.mailitem import MailItem
+    from transport.tracking import TrackingLog
+
+__all__ = ["QueueScheduler", "EXPIRED"]
+
+log = logging.getLogger("queues.scheduler")
+
+EXPIRED = "550 4.4.7 QUEUE.Expired; message expired"
+DELAYED = "400 4.4.7 Message delayed"
+
+Dispatch = Callable[[str, int, "MailItem", list[str]], None]
+
+
+class QueueScheduler:
+    """One task; `dispatch` hands a due delivery item to its queue, `resubmit` a message to the categorizer."""
+
+    def __init__(self, store: QueueStore, settings: "QueueSettings", tracking: "TrackingLog",
+                 dispatch: Dispatch, resubmit: Callable[["MailItem"], None], drain: Callable[[], list[int]]) -> None:
+        self.store = store
+        self.settings = settings
+        self.tracking = tracking
+        self.dispatch = dispatch
+        self.resubmit = resubmit
+        self.drain = drain
+        self.inflight: set[int] = set()  # queue item ids some delivery queue holds in memory
+        self.suspended: set[str] = set()  # queues an administrator suspended (as of the last tick)
+        self._epoch = -1
+
+    def retry_delay(self, attempts: int) -> float:
+        """Exchange's schedule: TransientFailureRetryCount quick retries, then the outbound interval."""
+        s = self.settings
+        if attempts <= s.transient_failure_retry_count:
+            return s.transient_failure_retry_interval
+        return s.outbound_connection_failure_retry_interval
+
+    async def defer(self, item_id: int, recipients: list[str], error: str) -> None:
+        """A delivery attempt failed transiently: wait in Retry for the next slot on the schedule."""
+        self.inflight.discard(item_id)
+        now = time.time()
+
+        def op(conn: sqlite3.Connection) -> None:
+            row = conn.execute("SELECT attempts FROM queue_items WHERE id=?", (item_id,)).fetchone()
+            if row is None:  # removed by an administrator meanwhile
+                return
+            attempts = row[0] + 1
+            conn.execute("UPDATE queue_items SET status='Retry', attempts=?, recipients=?, next_attempt=?,"
+                         " last_error=?, first_attempt=COALESCE(first_attempt, ?) WHERE id=?",
+                         (attempts, json.dumps(recipients), now + self.retry_delay(attempts), error, now, item_id))
+
+        await self.store.run(op)
+
+    async def run(self) -> None:
+        while True:
+            try:
+                await self.tick()
+            except Exception:
+                log.exception("queue scheduler tick failed")
+            await asyncio.sleep(self.settings.admin_poll_interval)
+
+    async def tick(self) -> None:
+        rows = self.store.read("SELECT value FROM control WHERE key='admin_epoch'")
+        epoch = rows[0][0] if rows else 0
+        changed = epoch != self._epoch
+        if changed and self._epoch != -1:
+            for item_id in self.drain():
+                self.inflight.discard(item_id)
+            log.info("queue administration changed the queues; re-reading them")
+        self._epoch = epoch
+        self.suspended = {r[0] for r in self.store.read("SELECT name FROM queues WHERE status='Suspended'")}
+        now = time.time()
+        await self._expire(now)
+        await self._notify_delays(now)
+        self._dispatch_due(now, changed)
+
+    def _dispatch_due(self, now: float, include_ready: bool) -> None:
+        statuses = "('Retry','Ready')" if include_ready else "('Retry')"
+        for stored in self.store.items(f"status IN {statuses} AND next_attempt <= ? AND queue NOT IN (?, ?)",
+                                       (now, UNREACHABLE, POISON)):
+            if stored.queue in self.suspended or stored.id in self.inflight:
+                continue
+            item = self.store.load_message(stored.message)
+            if item is None:
+                continue
+            if stored.queue == SUBMISSION:
+                item.recipients = [r for r in item.recipients if r.address in stored.recipients]
+                for r in item.recipients:
+                    r.next_hop = ""
+                self.resubmit(item)
+            else:
+                self.inflight.add(stored.id)
+                self.dispatch(stored.queue, stored.id, item, stored.recipients)
+
+    async def _expire(self, now: float) -> None:
+        cutoff = now - self.settings.message_expiration_timeout
+        rows = self.store.read(
+            "SELECT q.id, q.message, q.recipients FROM queue_items q JOIN messages m ON m.id=q.message"
+            " WHERE q.queue != ? AND q.status != 'Active' AND m.received_at < ?", (POISON, cutoff))
+        expired = [r[0] for r in rows if r[0] not in self.inflight]
+        if not expired:
+            return
+        for item_id, message_id, _ in rows:
+            if item_id in self.inflight:
+                continue
+            item = self.store.load_message(message_id)
+            stored = self.store.items("id=?", (item_id,))
+            if item is not None and stored:
+                self.tracking.log("FAIL", item, "QUEUE", stored[0].recipients, EXPIRED, source_context=stored[0].queue)
+        await self.store.complete(expired)
+
+    async def _notify_delays(self, now: float) -> None:
+        cutoff = now - self.settings.delay_notification_timeout
+        rows = self.store.read(
+            "SELECT q.id, q.message, q.recipients, q.last_error FROM queue_items q JOIN messages m ON m.id=q.message"
+            " WHERE q.status='Retry' AND q.delay_notified=0 AND m.received_at < ?", (cutoff,))
+        for item_id, message_id, _, last_error in rows:
+            item = self.store.load_message(message_id)
+            if item is not None:
+                stored = self.store.items("id=?", (item_id,))[0]
+                self.tracking.log("DSN", item, "DSN", stored.recipients, DELAYED,
+                                  custom_data=f"delay notification; last error: {last_error}")
+            await self.store.update_item(item_id, delay_notified=1)

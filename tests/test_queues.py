@@ -1,0 +1,266 @@
+"""Queues with Exchange semantics: poison, retry and expiry, administration, back pressure, kill -9 safety."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import signal
+import smtplib
+import time
+from pathlib import Path
+
+import pytest
+
+from hubtools import (HubProcess, agent, free_port, make_message, messages, run_cli, running_hub, send, send_sync,
+                      tracking, wait_for, write_config)
+
+FAST_RETRY = {"queue": {"transient_failure_retry_interval": 0.3, "transient_failure_retry_count": 2,
+                        "outbound_connection_failure_retry_interval": 0.5, "admin_poll_interval": 0.1}}
+
+
+def rows_for(hub, event: str, message_id: str) -> list[dict]:
+    return [r for r in tracking(hub) if r["event-id"] == event and r["message-id"] == message_id]
+
+
+async def test_agent_crashing_twice_sends_message_to_poison_and_hub_keeps_serving(tmp_path):
+    extra = {"agents": [agent("hubtools:RouteTrace", on_error="fail_closed", crash_at="on_submitted")],
+             "queue": {"admin_poll_interval": 0.1}}
+    async with running_hub(tmp_path, extra) as hub:
+        port = hub.addresses[0][1]
+        await send(port, "john@fabrikam.test", ["alice@contoso.com"], make_message(message_id="<poison@t>"))
+        await wait_for(lambda: rows_for(hub, "POISONMESSAGE", "<poison@t>"), timeout=10)
+        poison = hub.store.items("queue='Poison'")
+        assert len(poison) == 1 and poison[0].crash_count == 2 and poison[0].status == "Suspended"
+        # the hub still answers, and the crash was recorded in the tracking log as a SUBMIT per attempt
+        refused, reply = await send(port, "john@fabrikam.test", ["bob@contoso.com"], make_message(message_id="<ok@t>"))
+        assert reply[0] == 250
+        assert len(rows_for(hub, "SUBMIT", "<poison@t>")) == 2
+        assert messages(hub, "alice@contoso.com") == []
+
+
+async def test_crash_left_in_process_counts_at_restart(tmp_path):
+    """A message found "in process" at start-up counts one crash; at the threshold it goes to Poison."""
+    extra = {"queue": {"poison_threshold": 1}}
+    async with running_hub(tmp_path, extra) as hub:
+        hub.categorizer.push = lambda item: None  # received and committed, never categorized
+        await send(hub.addresses[0][1], "john@fabrikam.test", ["alice@contoso.com"], make_message(message_id="<p@t>"))
+        await hub.store.claim([1])  # as the categorizer does before running agents
+    async with running_hub(tmp_path, extra) as hub:
+        assert [i.queue for i in hub.store.items()] == ["Poison"]
+        assert rows_for(hub, "POISONMESSAGE", "<p@t>")
+
+
+async def test_transient_failure_retries_then_delivers(tmp_path):
+    async with running_hub(tmp_path, FAST_RETRY) as hub:
+        box = hub.config.data_root / "mailboxes" / "alice@contoso.com"
+        import shutil
+        shutil.rmtree(box)
+        box.write_text("not a folder")  # mailbox delivery fails: a transient store driver error
+        await send(hub.addresses[0][1], "john@fabrikam.test", ["alice@contoso.com"], make_message(message_id="<r@t>"))
+        await wait_for(lambda: rows_for(hub, "DEFER", "<r@t>"))
+        item = await wait_for(lambda: hub.store.items("status='Retry'"))
+        assert item[0].last_error.startswith("432 4.2.0") and item[0].attempts >= 1
+        box.unlink()
+        await wait_for(lambda: rows_for(hub, "DELIVER", "<r@t>"), timeout=5)
+        assert len(messages(hub, "alice@contoso.com")) == 1
+        await wait_for(lambda: not hub.store.items())
+
+
+async def test_retry_then_delay_dsn_then_expiry(tmp_path):
+    extra = {"queue": {**FAST_RETRY["queue"], "delay_notification_timeout": 0.5, "message_expiration_timeout": 2}}
+    async with running_hub(tmp_path, extra) as hub:
+        box = hub.config.data_root / "mailboxes" / "alice@contoso.com"
+        import shutil
+        shutil.rmtree(box)
+        box.write_text("not a folder")
+        start = time.monotonic()
+        await send(hub.addresses[0][1], "john@fabrikam.test", ["alice@contoso.com"], make_message(message_id="<x@t>"))
+        await wait_for(lambda: rows_for(hub, "DSN", "<x@t>"), timeout=5)
+        fail = await wait_for(lambda: rows_for(hub, "FAIL", "<x@t>"), timeout=6)
+        assert fail[0]["recipient-status"].startswith("550 4.4.7 QUEUE.Expired")
+        assert time.monotonic() - start >= 1.5
+        assert len(rows_for(hub, "DEFER", "<x@t>")) >= 3  # several attempts on the schedule before expiry
+        await wait_for(lambda: not hub.store.items())
+
+
+def _cli_json(config: Path, *args: str):
+    result = run_cli(*args, "-c", str(config), "--json")
+    assert result.returncode == 0, result.stderr
+    return json.loads(result.stdout)
+
+
+async def test_queue_commands_against_running_hub(tmp_path):
+    async with running_hub(tmp_path, FAST_RETRY) as hub:
+        config = tmp_path / "transport.yaml"
+        port = hub.addresses[0][1]
+        out = await asyncio.to_thread(_cli_json, config, "queue", "suspend", "mailbox")
+        assert out == {"queue": "mailbox", "status": "Suspended"}
+        await wait_for(lambda: hub.scheduler.suspended == {"mailbox"})
+        await send(port, "john@fabrikam.test", ["alice@contoso.com"], make_message(message_id="<q1@t>"))
+        await asyncio.sleep(0.5)
+        queues = await asyncio.to_thread(_cli_json, config, "queue", "list")
+        by_name = {q["identity"].split("\\")[1]: q for q in queues}
+        assert by_name["Submission"]["message_count"] == 0
+        listed = await asyncio.to_thread(_cli_json, config, "queue", "messages", "mailbox")
+        assert [m["message_id"] for m in listed] == ["<q1@t>"] and listed[0]["status"] == "Ready"
+        assert by_name["mailbox"]["status"] == "Suspended"
+        assert messages(hub, "alice@contoso.com") == []
+        # suspend the message too, export it, then resume queue and message: it is delivered
+        ident = listed[0]["identity"]
+        assert (await asyncio.to_thread(_cli_json, config, "message", "suspend", ident))["status"] == "Suspended"
+        out = await asyncio.to_thread(_cli_json, config, "queue", "resume", "mailbox")
+        assert out["status"] == "Ready"
+        await asyncio.sleep(0.4)
+        assert messages(hub, "alice@contoso.com") == []  # the message itself is still suspended
+        await asyncio.to_thread(_cli_json, config, "message", "resume", ident)
+        await wait_for(lambda: messages(hub, "alice@contoso.com"), timeout=5)
+
+
+async def test_message_remove_and_unreachable_resubmit(tmp_path):
+    async with running_hub(tmp_path, FAST_RETRY) as hub:
+        config = tmp_path / "transport.yaml"
+        port = hub.addresses[0][1]
+        # an authenticated user relays outside: no send connector, so the message waits in Unreachable
+        await send(port, "alice@contoso.com", ["x@fabrikam.test"], make_message(message_id="<u@t>"),
+                   login=("alice@contoso.com", "Passw0rd!"))
+        await wait_for(lambda: hub.store.items("queue='Unreachable'"))
+        queues = await asyncio.to_thread(_cli_json, config, "queue", "list")
+        assert any(q["identity"].endswith("\\Unreachable") and q["message_count"] == 1 for q in queues)
+        result = await asyncio.to_thread(run_cli, "queue", "retry", "Unreachable", "-c", str(config))
+        assert result.returncode == 1 and "--resubmit" in result.stderr
+        out = await asyncio.to_thread(_cli_json, config, "queue", "retry", "Unreachable", "--resubmit")
+        assert out["messages"] == 1
+        # recategorized, still no route: back in Unreachable, with a second SUBMIT in the tracking log
+        await wait_for(lambda: len(rows_for(hub, "SUBMIT", "<u@t>")) == 2, timeout=5)
+        await wait_for(lambda: hub.store.items("queue='Unreachable'"))
+        ident = (await asyncio.to_thread(_cli_json, config, "queue", "messages", "Unreachable"))[0]["identity"]
+        out = await asyncio.to_thread(_cli_json, config, "message", "remove", ident, "--with-ndr")
+        assert out["removed"] is True
+        assert hub.store.items() == []
+        assert rows_for(hub, "FAIL", "<u@t>")[0]["source"] == "ADMIN"
+
+
+def test_queue_commands_against_stopped_hub(tmp_path):
+    config = write_config(tmp_path, {"receive": {"bindings": [f"127.0.0.1:{free_port()}"]}})
+    result = run_cli("queue", "list", "-c", str(config))
+    assert result.returncode == 1 and "no queue database" in result.stderr
+    hub = HubProcess(config).start()
+    try:
+        port = int(hub.ready_line.split("127.0.0.1:")[1].split(";")[0])
+        assert run_cli("queue", "suspend", "mailbox", "-c", str(config)).returncode == 0
+        time.sleep(0.8)
+        send_sync(port, "john@fabrikam.test", ["alice@contoso.com"], make_message(message_id="<s@t>"))
+    finally:
+        hub.signal(signal.SIGTERM)
+        assert hub.wait() == 0
+        hub.stop()
+    listed = _cli_json(config, "queue", "messages")
+    assert [(m["queue"], m["message_id"]) for m in listed] == [("mailbox", "<s@t>")]
+    ident = listed[0]["identity"]
+    text = run_cli("queue", "list", "-c", str(config)).stdout
+    assert "hub.contoso.com\\mailbox" in text and "Suspended" in text
+    assert _cli_json(config, "message", "suspend", ident)["status"] == "Suspended"
+    exported = tmp_path / "out.eml"
+    _cli_json(config, "message", "export", ident, "--path", str(exported))
+    assert b"X-Receiver: <alice@contoso.com>" in exported.read_bytes()
+    assert _cli_json(config, "message", "remove", ident)["removed"] is True
+    assert _cli_json(config, "queue", "messages") == []
+
+
+async def test_back_pressure_answers_452_and_recovers(tmp_path):
+    gate = asyncio.Event()
+    extra = {"queue": {"max_submission_queue_length": 2}}
+    async with running_hub(tmp_path, extra) as hub:
+        port = hub.addresses[0][1]
+        original = hub.categorizer._categorize
+
+        async def slow(item):
+            await gate.wait()
+            await original(item)
+
+        hub.categorizer._categorize = slow
+        for i in range(3):
+            await send(port, "john@fabrikam.test", ["alice@contoso.com"], make_message(message_id=f"<b{i}@t>"))
+        with pytest.raises(smtplib.SMTPSenderRefused) as refused:
+            await send(port, "john@fabrikam.test", ["alice@contoso.com"], make_message(message_id="<b3@t>"))
+        assert refused.value.smtp_code == 452 and b"4.3.1 Insufficient system resources" in refused.value.smtp_error
+        gate.set()
+        await wait_for(lambda: len(messages(hub, "alice@contoso.com")) == 3)
+        _, reply = await send(port, "john@fabrikam.test", ["alice@contoso.com"], make_message(message_id="<b4@t>"))
+        assert reply[0] == 250
+
+
+async def _load(port: int, count: int, sessions: int, accepted: list[str]) -> None:
+    """`sessions` concurrent SMTP sessions, each sending messages until `count` are sent or the hub dies."""
+    counter = iter(range(count))
+
+    async def session() -> None:
+        try:
+            reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        except OSError:
+            return
+
+        async def reply() -> str:
+            while True:
+                line = (await reader.readline()).decode()
+                if not line:
+                    raise ConnectionError
+                if line[3:4] != "-":
+                    return line
+
+        try:
+            await reply()
+            writer.write(b"EHLO load.test\r\n")
+            await reply()
+            for n in counter:
+                mid = f"<kill{n}@load.test>"
+                writer.write(b"MAIL FROM:<load@fabrikam.test>\r\nRCPT TO:<alice@contoso.com>\r\nDATA\r\n")
+                for _ in range(3):
+                    await reply()
+                writer.write(make_message(subject=f"load {n}", message_id=mid, body="x" * 2000 + "\r\n") + b".\r\n")
+                if (await reply()).startswith("250"):
+                    accepted.append(mid)
+        except (ConnectionError, OSError):
+            return
+        finally:
+            writer.close()
+
+    await asyncio.gather(*(session() for _ in range(sessions)))
+
+
+def test_sigkill_under_load_loses_nothing_acknowledged(tmp_path):
+    port = free_port()
+    config = write_config(tmp_path, {"receive": {"bindings": [f"127.0.0.1:{port}"]}, "queue": {"durable": True}})
+    hub = HubProcess(config).start()
+    accepted: list[str] = []
+
+    async def load_then_kill() -> None:
+        task = asyncio.create_task(_load(port, 3000, 10, accepted))
+        await wait_for(lambda: len(accepted) >= 150, timeout=30)
+        hub.proc.kill()  # SIGKILL mid-load
+        await task
+
+    try:
+        asyncio.run(load_then_kill())
+        hub.wait()
+    finally:
+        hub.stop()
+    assert len(accepted) >= 150
+    hub = HubProcess(config).start()
+    try:
+        def delivered() -> list[str]:
+            from hubtools import header_value
+            return [header_value(m, "Message-ID") for m in messages(tmp_path / "data", "alice@contoso.com")]
+
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline and not set(accepted) <= set(delivered()):
+            time.sleep(0.1)
+        got = delivered()
+        missing = set(accepted) - set(got)
+        duplicates = len(got) - len(set(got))
+        print(f"acknowledged {len(accepted)}, delivered {len(set(got))} distinct, duplicates {duplicates}")
+        assert not missing, f"{len(missing)} acknowledged message(s) lost after SIGKILL"
+    finally:
+        hub.signal(signal.SIGTERM)
+        hub.wait()
+        hub.stop()
