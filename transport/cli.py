@@ -8,6 +8,7 @@ import argparse
 import asyncio
 import json
 import logging
+import os
 import signal
 import sys
 from pathlib import Path
@@ -50,11 +51,39 @@ def print_table(rows: list[dict[str, Any]], columns: Sequence[str], out: Any = N
 
 
 def _load(args: argparse.Namespace) -> TransportConfig:
-    return load_config(args.config)
+    """Load the configuration; agents named `module:Class` are then importable from the configuration
+    file's folder and the current folder, as users expect of a file sitting next to transport.yaml."""
+    config = load_config(args.config)
+    for folder in (str(Path(args.config).resolve().parent), os.getcwd()):
+        if folder not in sys.path:
+            sys.path.insert(0, folder)
+    return config
 
 
 def _config_arg(p: argparse.ArgumentParser) -> None:
     p.add_argument("-c", "--config", default=DEFAULT_CONFIG, help=f"configuration file (default: {DEFAULT_CONFIG})")
+
+
+def _load_pipeline(config: TransportConfig) -> Any:
+    """The agents as the hub would load them; problems become ConfigErrors pointing at their line."""
+    from .agent import AgentContext
+    from .counters import Counters
+    from .pipeline import AgentLoadError, load_pipeline
+
+    try:
+        return load_pipeline(config.agents, AgentContext(config, make_resolver(config), Counters(), logging.getLogger()))
+    except AgentLoadError as e:
+        raise ConfigError(f"{config.locate(*e.path)}: {e}") from None
+
+
+def make_resolver(config: TransportConfig) -> Any:
+    """The DNS resolver of the configuration; an unreadable zone file is a configuration error."""
+    from .dns import DnsError, DnsResolver
+
+    try:
+        return DnsResolver(config.dns)
+    except DnsError as e:
+        raise ConfigError(f"{config.locate('dns', 'zone_files')}: dns.zone_files: {e}") from None
 
 
 # -- run ------------------------------------------------------------------------------------------------
@@ -73,9 +102,9 @@ async def _serve(config: TransportConfig) -> int:
     from .pipeline import AgentLoadError
 
     try:
-        hub = Hub(config)
+        hub = Hub(config, dns=make_resolver(config))
     except AgentLoadError as e:
-        raise ConfigError(f"agents: {e}") from None
+        raise ConfigError(f"{config.locate(*e.path)}: {e}") from None
     try:
         await hub.start()
     except OSError as e:
@@ -100,15 +129,7 @@ def cmd_check_config(args: argparse.Namespace) -> int:
         _print_defaults(TransportConfig, "")
         return 0
     config = _load(args)
-    from .agent import AgentContext
-    from .counters import Counters
-    from .dns import DnsResolver
-    from .pipeline import AgentLoadError, load_pipeline
-
-    try:
-        load_pipeline(config.agents, AgentContext(config, DnsResolver(config.dns), Counters(), logging.getLogger()))
-    except AgentLoadError as e:
-        raise ConfigError(f"{args.config}: {e}") from None
+    _load_pipeline(config)
     print(f"{args.config}: OK ({len(config.accepted_domains)} accepted domain(s), {len(config.mailboxes)} mailbox(es), "
           f"{sum(a.enabled for a in config.agents)} agent(s) enabled)")
     return 0
@@ -140,17 +161,7 @@ def _print_defaults(model: type, prefix: str) -> None:
 @command("pipeline", "list the events with their agents in order (like Get-TransportPipeline)")
 @arguments(lambda p: p.add_argument("--json", action="store_true", help="print JSON"))
 def cmd_pipeline(args: argparse.Namespace) -> int:
-    config = _load(args)
-    from .agent import AgentContext
-    from .counters import Counters
-    from .dns import DnsResolver
-    from .pipeline import AgentLoadError, load_pipeline
-
-    try:
-        pipeline = load_pipeline(config.agents, AgentContext(config, DnsResolver(config.dns), Counters(), logging.getLogger()))
-    except AgentLoadError as e:
-        raise ConfigError(f"{args.config}: {e}") from None
-    rows = pipeline.table()
+    rows = _load_pipeline(_load(args)).table()
     if args.json:
         print(json.dumps(rows, indent=2))
     elif not rows:

@@ -14,7 +14,8 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (BaseModel, BeforeValidator, ConfigDict, Field, PrivateAttr, ValidationError, field_validator,
+                      model_validator)
 
 from .dns import DnsSettings
 
@@ -156,6 +157,45 @@ class TrackingSettings(Model):
     max_age_days: int = Field(30, ge=1, description="MessageTrackingLogMaxAge in days; older daily files are removed.")
 
 
+def _directory_off(value: Any) -> Any:
+    """An empty path turns a directory off, as $null does in Exchange."""
+    return None if value == "" else value
+
+
+DirectoryPath = Annotated[Path | None, BeforeValidator(_directory_off)]
+
+
+class DirectorySettings(Model):
+    """What the Pickup and Replay directories share (Set-TransportService PickupDirectory* settings)."""
+
+    path: DirectoryPath = Field(
+        None, description="The folder, relative to the data root; empty or null turns the directory off.")
+    max_messages_per_minute: int = Field(
+        100, ge=0, description="PickupDirectoryMaxMessagesPerMinute: files claimed per minute from this directory (0 = unlimited).")
+    max_header_size: ByteSize = Field(
+        64 * 1024, description="PickupDirectoryMaxHeaderSize: a file with a larger header block goes to badmail.")
+    run_receive_agents: bool = Field(
+        True, description="Our extension: play each file to the SMTP receive agents as a simulated session (false = Exchange, which runs none).")
+    poll_interval: float = Field(
+        0.25, gt=0, le=5, description="Seconds between scans of the directory, the worst-case pickup latency (Exchange polls every 5 s).")
+
+    def directory(self, data_root: Path) -> Path | None:
+        """The folder to watch (relative paths are under the data root); None when the directory is off."""
+        return None if self.path is None else data_root / self.path
+
+
+class PickupDirectory(DirectorySettings):
+    path: DirectoryPath = Field(
+        Path("pickup"), description="PickupDirectoryPath, relative to the data root; empty or null turns Pickup off.")
+    max_recipients_per_message: int = Field(
+        100, ge=1, description="PickupDirectoryMaxRecipientsPerMessage: a file with more recipients goes to badmail.")
+
+
+class ReplayDirectory(DirectorySettings):
+    path: DirectoryPath = Field(
+        Path("replay"), description="ReplayDirectoryPath, relative to the data root; empty or null turns Replay off.")
+
+
 class ErrorPolicy(str, enum.Enum):
     FAIL_OPEN = "fail_open"
     FAIL_CLOSED = "fail_closed"
@@ -187,6 +227,17 @@ class TransportConfig(Model):
     tracking: TrackingSettings = Field(default_factory=TrackingSettings, description="Message tracking log.")
     dns: DnsSettings = Field(default_factory=DnsSettings, description="DNS servers and local zone files.")
     agents: list[AgentEntry] = Field(default_factory=list, description="Transport agents, in any order (priority orders them).")
+    _source: tuple[str, dict[tuple, int]] = PrivateAttr(default=("transport.yaml", {}))
+
+    def locate(self, *path: str | int) -> str:
+        """`file:line` of a setting, for problems found after loading (an agent that will not load)."""
+        file, lines = self._source
+        probe = tuple(path)
+        while probe and probe not in lines:
+            probe = probe[:-1]
+        return f"{file}:{lines.get(probe, 1)}"
+    pickup: PickupDirectory = Field(default_factory=PickupDirectory, description="The Pickup directory: .eml files dropped in are submitted.")
+    replay: ReplayDirectory = Field(default_factory=ReplayDirectory, description="The Replay directory: files with an X-header envelope are resubmitted.")
 
     @field_validator("internal_smtp_servers")
     @classmethod
@@ -293,4 +344,5 @@ def load_config(path: str | Path) -> TransportConfig:
     except ValidationError as e:
         raise ConfigError(_format_errors(str(path), e, _line_map(node) if node else {})) from None
     cfg.resolve_paths(path.resolve().parent)
+    cfg._source = (str(path), _line_map(node) if node else {})
     return cfg

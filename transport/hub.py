@@ -1,8 +1,8 @@
 """The hub: wires configuration, DNS, agents, queues, categorizer, delivery and the SMTP listeners together.
 
-Data flows one way: sources (SMTP receive now; pickup, replay, store driver and agents later) hand mail items
-to `submit`, which commits them to the Submission queue and feeds the categorizer; the categorizer routes them
-into delivery queues; delivery completes them. On start, whatever the store holds is fed back in, so a message
+Data flows one way: sources (SMTP receive, the Pickup and Replay directories; store driver and agents later)
+hand mail items to `submit`, which commits them to the Submission queue and feeds the categorizer; the
+categorizer routes them into delivery queues; delivery completes them. On start, whatever the store holds is fed back in, so a message
 acknowledged before a crash or a restart is delivered after it.
 """
 
@@ -12,11 +12,13 @@ import asyncio
 import ipaddress
 import logging
 import shutil
+import sqlite3
 import subprocess
 import ssl
 import time
 from datetime import datetime, timezone
 from pathlib import Path
+from typing import Any, Callable
 
 from queues.scheduler import QueueScheduler
 from queues.store import SUBMISSION, UNREACHABLE, QueueStore
@@ -40,11 +42,11 @@ log = logging.getLogger("transport.hub")
 class Hub:
     """One transport server. `await start()`, then `await stop()` (or `serve()` until a signal)."""
 
-    def __init__(self, config: TransportConfig) -> None:
+    def __init__(self, config: TransportConfig, dns: DnsResolver | None = None) -> None:
         self.config = config
         root = config.data_root
         self.counters = Counters()
-        self.dns = DnsResolver(config.dns)
+        self.dns = dns or DnsResolver(config.dns)
         self.tracking = TrackingLog(root / "logs" / "MessageTracking", config.receive.fqdn,
                                     config.tracking.enabled, config.tracking.max_age_days)
         self.store = QueueStore(root / "queue" / "mail.que", config.queue.durable, config.queue.batch_size)
@@ -98,16 +100,17 @@ class Hub:
         return [s.sockets[0].getsockname()[:2] for s in self.servers for _ in s.sockets[:1]]
 
     # -- submission path ----------------------------------------------------------------------------
-    def stamp_received(self, item: MailItem) -> None:
+    def stamp_received(self, item: MailItem, received: str | None = None) -> None:
         """Trace and organisation headers every received message gets, and the header firewall.
 
         Anonymous senders may not bring X-MS-Exchange-Organization-* headers (they would set their own SCL);
-        authenticated sessions and internal servers may.
+        authenticated sessions and internal servers may. `received` replaces the SMTP Received line (the
+        Pickup and Replay directories write their own).
         """
         s = item.session
         if not (s.authenticated or s.internal):
             item.remove_headers([ORGANIZATION_HEADER_PREFIX], prefix=True)
-        top = [("Received", received_header(s, self.config.receive.fqdn))]
+        top = [("Received", received or received_header(s, self.config.receive.fqdn))]
         item.prepend_headers(top)
         stamps = [
             (ORGANIZATION_HEADER_PREFIX + "AuthAs", s.auth_as.value),
@@ -121,9 +124,11 @@ class Hub:
             stamps.append(("Message-ID", new_message_id(self.config.receive.fqdn)))
         item.append_headers(stamps)
 
-    async def submit(self, item: MailItem) -> int:
-        """Durably queue a message in the Submission queue; returns its internal id once committed."""
-        internal_id = await self.store.enqueue(item)
+    async def submit(self, item: MailItem, also: Callable[[sqlite3.Connection, int], Any] | None = None) -> int:
+        """Durably queue a message in the Submission queue; returns its internal id once committed.
+
+        `also(conn, internal_id)` is written in the same commit (see QueueStore.enqueue)."""
+        internal_id = await self.store.enqueue(item, also=also)
         self.tracking.log("RECEIVE", item, item.source.value, connector_id=self.config.receive.name,
                           source_context=item.session.session_id)
         self.categorizer.push(item)

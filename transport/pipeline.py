@@ -27,7 +27,14 @@ log = logging.getLogger("transport.pipeline")
 
 
 class AgentLoadError(Exception):
-    """An agent named in the configuration cannot be loaded or configured (one readable line)."""
+    """An agent named in the configuration cannot be loaded or configured (one readable line).
+
+    `path` is where in the configuration the problem is, e.g. ("agents", 2, "class").
+    """
+
+    def __init__(self, message: str, path: tuple[str | int, ...] = ()) -> None:
+        super().__init__(message)
+        self.path = path
 
 
 class AgentFailure(Exception):
@@ -74,18 +81,18 @@ def resolve_class(spec: str) -> type[Agent]:
 
 
 def _load_one(index: int, entry: AgentEntry, context: AgentContext) -> LoadedAgent:
-    where = f"agents[{index}]"
     try:
         cls = resolve_class(entry.cls)
     except AgentLoadError as e:
-        raise AgentLoadError(f"{where}.class: {e}") from None
+        raise AgentLoadError(f"agents.{index}.class: {e}", ("agents", index, "class")) from None
     try:
         cfg = cls.Config.model_validate(entry.config)
     except ValidationError as e:
-        problems = "; ".join(
-            f"{'.'.join(str(p) for p in err['loc'])}: {err['msg']}" if err["loc"] else err["msg"]
-            for err in e.errors())
-        raise AgentLoadError(f"{where}.config: {problems}") from None
+        err = e.errors()[0]
+        loc = tuple(err["loc"])
+        key = ".".join(str(p) for p in ("agents", index, "config") + loc)
+        msg = "unknown setting" if err["type"] == "extra_forbidden" else err["msg"]
+        raise AgentLoadError(f"{key}: {msg}", ("agents", index, "config") + loc) from None
     name = entry.name or cls.name or cls.__name__
     agent = cls(cfg, context)
     kind = next(k.__name__ for k in type(agent).__mro__ if k.__name__ in ("SmtpReceiveAgent", "RoutingAgent"))
