@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import yaml
+from pydantic_core import InitErrorDetails, PydanticCustomError
 from pydantic import (BaseModel, BeforeValidator, ConfigDict, Field, PrivateAttr, ValidationError, field_validator,
                       model_validator)
 
@@ -252,9 +253,13 @@ class TransportConfig(Model):
     @model_validator(mode="after")
     def _mailbox_domains(self) -> "TransportConfig":
         domains = {d.domain for d in self.accepted_domains}
-        for mb in self.mailboxes:
-            if mb.address.rpartition("@")[2] not in domains:
-                raise ValueError(f"mailbox {mb.address} is not in an accepted domain ({', '.join(sorted(domains))})")
+        for i, mb in enumerate(self.mailboxes):
+            if self.accepted_domain(mb.address.rpartition("@")[2]) is None:  # `*.` domains cover subdomains
+                # raised with its location, so the error points at the mailbox's line, not the file's first
+                problem = PydanticCustomError("mailbox_domain", "mailbox {address} is not in an accepted domain ({domains})",
+                                              {"address": mb.address, "domains": ", ".join(sorted(domains))})
+                raise ValidationError.from_exception_data("TransportConfig", [InitErrorDetails(
+                    type=problem, loc=("mailboxes", i, "address"), input=mb.address)])
         return self
 
     # Derived look-ups used on the hot path.
