@@ -102,4 +102,5 @@ class LocalDnsServer(asyncio.DatagramProtocol):
 
     def _rrset(self, name: str, rdtype: str, texts: Sequence[str]) -> dns.rrset.RRset:
         # Names inside rdata (MX, CNAME, PTR targets) are read as absolute, trailing dot or not.
-        return dns.rrset.from_text_list(name + ".", self.ttl, "IN", rdtype, texts, origin=dns.name.root, relativize=False)
+        return dns.rrset.from_text_list(name + ".", self.ttl, "IN", rdtype, texts,
+                                        origin=dns.name.root, relativize=False)
