@@ -59,6 +59,11 @@ class TestSenderIdScopes:
                  for scope in ("pra", "mfrom", "spf")]
         assert found == [pra, mfrom, spf]
 
+    async def test_pra_may_be_a_bare_domain_as_in_test_senderid(self) -> None:
+        zone = {"x.example": [{"TXT": "spf2.0/pra exists:%{l}.%{o} -all"}],
+                "postmaster.x.example": [{"A": "127.0.0.2"}]}
+        assert (await checker(zone).check_pra("192.0.2.1", "x.example")).result == "pass"
+
     async def test_fail_is_not_permitted_with_explanation(self) -> None:
         result = await checker(SENDER_ID_ZONE).check_pra("192.0.2.9", "a@mixed-case.example", "helo.example")
         assert (result.result, result.fail_reason) == ("fail", NOT_PERMITTED)

@@ -139,7 +139,11 @@ class SpfChecker:
         return await self.check_host(ip, helo, "postmaster@" + helo, helo=helo)
 
     async def check_pra(self, ip: str, pra: str, helo: str = "") -> SpfResult:
-        """Sender ID (RFC 4406) for a purported responsible address, with the ``pra`` scope's rules."""
+        """Sender ID (RFC 4406) for a purported responsible address, with the ``pra`` scope's rules.
+
+        ``pra`` may also be a bare domain (as ``Test-SenderId -PurportedResponsibleDomain`` takes); the local part
+        for the macros is then ``postmaster``.
+        """
         return await self.check_host(ip, pra.rpartition("@")[2], pra, helo=helo, scope="pra")
 
 
