@@ -41,6 +41,7 @@ from .macros import EXPLANATION_LETTERS, Macro, MacroString, MacroSyntaxError, e
 from .records import DomainSpec, Mechanism, PermanentError, Record, Scope, dns_name, select_record
 
 __all__ = [
+    "ClientIP",
     "DEFAULT_EXPLANATION",
     "DOMAIN_DOES_NOT_EXIST",
     "MALFORMED_DOMAIN",
@@ -56,6 +57,9 @@ DEFAULT_EXPLANATION = "%{d} does not designate %{c} as a permitted sender"
 NOT_PERMITTED = "NotPermitted"
 MALFORMED_DOMAIN = "MalformedDomain"
 DOMAIN_DOES_NOT_EXIST = "DomainDoesNotExist"
+
+#: The SMTP client: address text (IPv4, IPv6, IPv4-mapped IPv6) or an ipaddress object.
+ClientIP = str | ipaddress.IPv4Address | ipaddress.IPv6Address
 
 _MAX_MX_RECORDS = 10
 _MAX_PTR_NAMES = 10
@@ -121,24 +125,23 @@ class SpfChecker:
             self.default_explanation = (default_explanation,)
 
     async def check_host(
-        self, ip: str | ipaddress.IPv4Address | ipaddress.IPv6Address, domain: str, sender: str,
-        *, helo: str = "", scope: Scope = "spf",
+        self, ip: ClientIP, domain: str, sender: str, *, helo: str = "", scope: Scope = "spf",
     ) -> SpfResult:
         """RFC 7208 §4: the policy of ``domain`` for client ``ip``; ``sender`` feeds the ``%{s,l,o}`` macros."""
         return await _Evaluation(self, ip, sender, helo, scope).run(domain)
 
-    async def check_mail_from(self, ip: str, mail_from: str, helo: str) -> SpfResult:
+    async def check_mail_from(self, ip: ClientIP, mail_from: str, helo: str) -> SpfResult:
         """The MAIL FROM identity (RFC 7208 §2.4); a null reverse-path checks the HELO identity instead."""
         mail_from = mail_from.strip("<>")
         if not mail_from:
             return await self.check_helo(ip, helo)
         return await self.check_host(ip, mail_from.rpartition("@")[2], mail_from, helo=helo)
 
-    async def check_helo(self, ip: str, helo: str) -> SpfResult:
+    async def check_helo(self, ip: ClientIP, helo: str) -> SpfResult:
         """The HELO identity (RFC 7208 §2.3): ``postmaster@<helo>`` against the HELO name's policy."""
         return await self.check_host(ip, helo, "postmaster@" + helo, helo=helo)
 
-    async def check_pra(self, ip: str, pra: str, helo: str = "") -> SpfResult:
+    async def check_pra(self, ip: ClientIP, pra: str, helo: str = "") -> SpfResult:
         """Sender ID (RFC 4406) for a purported responsible address, with the ``pra`` scope's rules.
 
         ``pra`` may also be a bare domain (as ``Test-SenderId -PurportedResponsibleDomain`` takes); the local part
@@ -147,7 +150,7 @@ class SpfChecker:
         return await self.check_host(ip, pra.rpartition("@")[2], pra, helo=helo, scope="pra")
 
 
-def _client(ip: str | ipaddress.IPv4Address | ipaddress.IPv6Address) -> tuple[bool, int, str]:
+def _client(ip: ClientIP) -> tuple[bool, int, str]:
     """(is IPv6, value, canonical text); IPv4-mapped IPv6 clients are IPv4 for every purpose (RFC 7208 §5)."""
     if isinstance(ip, str):
         try:
@@ -172,10 +175,7 @@ def _is_malformed(domain: str) -> bool:
 class _Evaluation:
     """The state of one check_host() call: counters, the query log, the deadline and the macro values."""
 
-    def __init__(
-        self, checker: SpfChecker, ip: str | ipaddress.IPv4Address | ipaddress.IPv6Address,
-        sender: str, helo: str, scope: Scope,
-    ) -> None:
+    def __init__(self, checker: SpfChecker, ip: ClientIP, sender: str, helo: str, scope: Scope) -> None:
         self.v6, self.ip, self.ip_text = _client(ip)
         self.checker = checker
         self.resolver = checker.resolver
