@@ -1,0 +1,156 @@
+"""`python -m bench`: options, the order scenarios run in, the results file.
+
+    python -m bench                       # default: smtp comparison + scaling + pickup + spf (a few minutes)
+    python -m bench --scenario memory     # 100,000 messages through (c), RSS at start / middle / end
+    python -m bench --scenario all        # everything, memory included, plus the profile
+    python -m bench --quick --scenario smtp   # tiny counts: checks the bench works (the test runs this)
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import datetime as dt
+import shutil
+import sys
+import tempfile
+from pathlib import Path
+from typing import Sequence
+
+from . import BENCH_DIR
+from .measure import log
+from .report import Report
+from .scenarios import Settings, build_targets
+
+SCENARIOS = ("smtp", "scaling", "memory", "pickup", "spf", "profile")
+DEFAULT = ("smtp", "scaling", "pickup", "spf")
+ALL = SCENARIOS
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="python -m bench", formatter_class=argparse.RawDescriptionHelpFormatter,
+        description="How fast the hub is on this machine, relative to a bare aiosmtpd server that accepts and"
+                    " discards.",
+        epilog=f"Scenarios: {', '.join(SCENARIOS)}; 'default' = {'+'.join(DEFAULT)} (the profile is added when"
+               " the (c)-vs-(a) target is missed); 'all' = every scenario. Results go to stdout and to"
+               " bench/results/<date>.md.")
+    p.add_argument("--scenario", default="default",
+                   help="comma-separated: smtp, scaling, memory, pickup, spf, profile, default, all")
+    p.add_argument("--quick", action="store_true", help="tiny counts and one round: checks that the bench works")
+    p.add_argument("--rounds", type=int, help="rounds per target in the smtp scenario (default 3; quick 1)")
+    p.add_argument("--sessions", type=int, default=10, help="concurrent SMTP sessions (default 10)")
+    p.add_argument("--messages", type=int, help="messages per round (default 2000; quick 60)")
+    p.add_argument("--size", type=int, default=4096, help="message size in bytes (default 4096)")
+    p.add_argument("--messages-per-session", type=int, default=1,
+                   help="transactions per connection before QUIT (default 1: a new connection per message)")
+    p.add_argument("--targets", default="a,b,c,d",
+                   help="targets to compare: a (bare aiosmtpd), b (hub, no agents), c (hub, all agents),"
+                        " d (c on uvloop), n (hub, no agents, queue not durable); default a,b,c,d")
+    p.add_argument("--scaling-messages", type=int, help="messages per 4 KB scaling point (default 1000; quick 30)")
+    p.add_argument("--scaling-rounds", type=int, default=1, help="rounds per scaling point (default 1)")
+    p.add_argument("--memory-messages", type=int,
+                   help="messages in the memory run (default 100,000 with --scenario memory/all; quick 500)")
+    p.add_argument("--pickup-messages", type=int, help="files in the pickup scenario (default 10,000; quick 100)")
+    p.add_argument("--no-profile", action="store_true", help="do not add the profile when a target is missed")
+    p.add_argument("--no-smtp-source", action="store_true", help="do not use Postfix's smtp-source even if installed")
+    p.add_argument("--smtp-source", metavar="PATH", help="Postfix's smtp-source to use (default: found on PATH)")
+    p.add_argument("--results-dir", type=Path, default=BENCH_DIR / "results",
+                   help="where the markdown results go (default bench/results)")
+    p.add_argument("--no-results-file", action="store_true", help="print the tables only")
+    p.add_argument("--workdir", type=Path, help="where servers keep their data (default: a temporary folder)")
+    p.add_argument("--keep", action="store_true", help="keep each server's data root, config and logs")
+    return p
+
+
+def _scenarios(value: str) -> list[str]:
+    chosen: list[str] = []
+    for word in (w.strip().lower() for w in value.split(",") if w.strip()):
+        if word == "default":
+            chosen += DEFAULT
+        elif word == "all":
+            chosen += ALL
+        elif word in SCENARIOS:
+            chosen.append(word)
+        else:
+            raise SystemExit(f"unknown scenario {word!r} (choose from {', '.join(SCENARIOS)}, default, all)")
+    return list(dict.fromkeys(chosen))
+
+
+async def run(args: argparse.Namespace, argv: Sequence[str]) -> int:
+    from . import profile as profiling
+    from . import scenarios
+
+    chosen = _scenarios(args.scenario)
+    quick = args.quick
+    workdir = args.workdir or Path(tempfile.mkdtemp(prefix="bench-"))
+    targets_wanted = [t.strip() for t in args.targets.split(",") if t.strip()]
+    bad = [t for t in targets_wanted if t not in "abcdn"]
+    if bad:
+        raise SystemExit(f"unknown target(s) {', '.join(bad)} (choose from a, b, c, d, n)")
+    settings = Settings(
+        quick=quick,
+        rounds=args.rounds or (1 if quick else 3),
+        sessions=args.sessions,
+        messages=args.messages or (60 if quick else 2000),
+        size=args.size,
+        messages_per_session=args.messages_per_session,
+        targets=targets_wanted,
+        workdir=workdir,
+        keep=args.keep,
+        scaling_messages=args.scaling_messages or (30 if quick else 1000),
+        scaling_rounds=args.scaling_rounds,
+        memory_messages=args.memory_messages or (500 if quick else 100_000),
+        pickup_messages=args.pickup_messages or (100 if quick else 10_000),
+        use_smtp_source=not args.no_smtp_source,
+        smtp_source_path=args.smtp_source,
+    )
+    report = Report(argv, quick, args.smtp_source if not args.no_smtp_source else None)
+    print("\n".join(report.header()) + "\n", flush=True)
+    targets = build_targets(settings, report)
+    try:
+        sums = {}
+        if "smtp" in chosen:
+            sums = await scenarios.smtp(settings, report, targets)
+            await scenarios.smtp_source(settings, report, targets)
+        if "scaling" in chosen:
+            await scenarios.scaling(settings, report, targets)
+        if "memory" in chosen:
+            await scenarios.memory(settings, report, targets)
+        if "pickup" in chosen:
+            await scenarios.pickup(settings, report, targets)
+        if "spf" in chosen:
+            await scenarios.spf(settings, report)
+        missed = any(v.startswith("MISSED") for v in report.verdicts)
+        if "profile" in chosen or (missed and not args.no_profile and not quick):
+            await profiling.profile(settings, report, targets)
+            if missed:
+                report.closing.append("A target was missed: the profile above says where the time goes.")
+        if sums.get("a") and sums["a"].median:
+            ratios = ", ".join(f"({k}) {s.median / sums['a'].median:.0%}" for k, s in sums.items() if k != "a")
+            report.closing.append(f"Ratios to bare aiosmtpd (a), {settings.sessions} sessions × {settings.size:,} B:"
+                                  f" {ratios}. Produced by `{report.command}`.")
+    finally:
+        if args.workdir is None and not args.keep:
+            shutil.rmtree(workdir, ignore_errors=True)
+        elif args.keep:
+            log(f"server data kept under {workdir}")
+    report.print_closing()
+    if not args.no_results_file:
+        name = dt.date.today().isoformat()
+        if set(chosen) != set(DEFAULT) and set(chosen) != set(ALL):
+            name += "-" + "-".join(chosen)
+        if quick:
+            name += "-quick"
+        path = report.write(args.results_dir, name + ".md")
+        log(f"results written to {path}")
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    args = build_parser().parse_args(argv)
+    try:
+        return asyncio.run(run(args, argv))
+    except KeyboardInterrupt:
+        return 130

@@ -1,0 +1,428 @@
+"""The scenarios: smtp (the main comparison), scaling, memory, pickup, spf. Each adds a section to the report
+and, where the issue sets a target, a verdict."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+from . import BENCH_DIR, REPO
+from .loadgen import LoadSpec
+from .measure import RoundResult, Summary, log, measure_round, round_line
+from .report import Report, fmt, fmt_ms, table
+from .targets import (
+    EXAMPLE_AGENT, RECIPIENT, ServerProcess, Target, discover_agents, pickup_supported, spf_pass_sender,
+    tracking_times,
+)
+
+__all__ = ["Settings", "build_targets", "smtp", "scaling", "memory", "pickup", "spf", "smtp_source"]
+
+TARGET_RATIO = 0.70
+
+
+@dataclass
+class Settings:
+    quick: bool
+    rounds: int
+    sessions: int
+    messages: int
+    size: int
+    messages_per_session: int
+    targets: list[str]
+    workdir: Path
+    keep: bool
+    scaling_messages: int
+    scaling_rounds: int
+    memory_messages: int
+    pickup_messages: int
+    use_smtp_source: bool
+    smtp_source_path: str | None = None
+    sender: str = "bench@fabrikam.com"
+
+    @property
+    def warmup(self) -> int:
+        return 10 if self.quick else 100
+
+    def spec(self, **changes) -> LoadSpec:
+        base = LoadSpec(host="127.0.0.1", port=0, sessions=self.sessions, messages=self.messages, size=self.size,
+                        messages_per_session=self.messages_per_session, sender=self.sender, recipient=RECIPIENT)
+        return replace(base, **changes)
+
+
+def build_targets(settings: Settings, report: Report) -> dict[str, Target]:
+    """(a) bare aiosmtpd, (b) hub without agents, (c) hub with every built-in agent, (d) (c) on uvloop."""
+    specs, notes = discover_agents()
+    agents = [{"class": s} for s in specs] + [EXAMPLE_AGENT]
+    sender, why = spf_pass_sender()
+    settings.sender = sender
+    targets = {
+        "a": Target("a", "bare aiosmtpd (accept + discard)", "bare"),
+        "b": Target("b", "hub, no agents", "hub", [], durable=True),
+        "c": Target("c", "hub, all agents, durable queue, Maildir", "hub", agents, durable=True),
+        "d": Target("d", "(c) on uvloop", "hub", agents, durable=True, uvloop=True),
+        # Not in the default set; `--targets a,n,...` shows what the durable (fsync'd) queue costs.
+        "n": Target("n", "hub, no agents, queue not durable", "hub", [], durable=False),
+    }
+    lines = ["(c) and (d) run with these agents (built-in agents are discovered as agent classes in modules"
+             " under `agents/`; the example custom agent is added to exercise per-recipient and per-message hooks):",
+             ""]
+    lines += [f"- `{s}`" for s in specs] or ["- (no built-in agent class exists yet under `agents/`)"]
+    lines += [f"- `{EXAMPLE_AGENT['class']}` (example custom agent; blocks a recipient the load never uses)"]
+    if notes:
+        lines += ["", "Left out:", ""] + [f"- {n}" for n in notes]
+    lines += ["", f"Load: MAIL FROM `<{sender}>` ({why}), RCPT TO `<{RECIPIENT}>`."]
+    settings.workdir.mkdir(parents=True, exist_ok=True)
+    p50, p99 = fsync_cost(settings.workdir)
+    lines += ["", f"Disk under the work folder: writing a 4 KB file, fsync, rename and fsync of the folder (what"
+              f" a durable Maildir delivery does) takes {p50:.2f} ms p50 / {p99:.2f} ms p99."]
+    if "d" in settings.targets:
+        try:
+            import uvloop  # noqa: F401
+        except ImportError:
+            settings.targets = [t for t in settings.targets if t != "d"]
+            lines += ["", "(d) skipped: uvloop is not installed (`.venv/bin/pip install uvloop` to include it)."]
+    report.add("Targets and agents", lines)
+    log(f"(c) agents: {', '.join(a['class'] for a in agents)}")
+    return targets
+
+
+def fsync_cost(folder: Path, n: int = 100) -> tuple[float, float]:
+    """ms per durable 4 KB file creation in `folder` (p50, p99)."""
+    from .loadgen import percentile
+
+    work = folder / "fsync-probe"
+    (work / "tmp").mkdir(parents=True, exist_ok=True)
+    (work / "new").mkdir(exist_ok=True)
+    data = b"x" * 4096
+    times = []
+    for i in range(n):
+        t0 = time.perf_counter()
+        with open(work / "tmp" / str(i), "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.rename(work / "tmp" / str(i), work / "new" / str(i))
+        fd = os.open(work / "new", os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        times.append((time.perf_counter() - t0) * 1000)
+    shutil.rmtree(work, ignore_errors=True)
+    return percentile(times, 50) or 0.0, percentile(times, 99) or 0.0
+
+
+async def run_alternating(targets: list[Target], spec: LoadSpec, rounds: int, settings: Settings,
+                          label: str) -> dict[str, Summary]:
+    """Rounds a, b, c, a, b, c, ... so that drift on the machine hits every target equally."""
+    results: dict[str, list[RoundResult]] = {t.key: [] for t in targets}
+    for i in range(1, rounds + 1):
+        for t in targets:
+            workdir = settings.workdir / f"{label}-{t.key}-r{i}"
+            r = await measure_round(t, replace(spec, tag=f"r{i}"), workdir, warmup=settings.warmup, keep=settings.keep)
+            results[t.key].append(r)
+            log(f"[{label}] " + round_line(i, rounds, r))
+    return {t.key: Summary(t, results[t.key]) for t in targets}
+
+
+# -- smtp: the main comparison ------------------------------------------------------------------------------
+async def smtp(settings: Settings, report: Report, targets: dict[str, Target]) -> dict[str, Summary]:
+    chosen = [targets[k] for k in settings.targets]
+    spec = settings.spec()
+    log(f"smtp: {settings.rounds} round(s) of {spec.messages} messages, {spec.sessions} sessions, {spec.size} bytes,"
+        f" {spec.messages_per_session} message(s) per session, targets {', '.join(t.key for t in chosen)}")
+    sums = await run_alternating(chosen, spec, settings.rounds, settings, "smtp")
+    base = sums.get("a")
+    rows = []
+    for key, s in sums.items():
+        ratio = s.median / base.median if base and base.median else None
+        cpu = s.server_cpu_ms_per_msg
+        cpu_ratio = base.server_cpu_ms_per_msg / cpu if base and base.server_cpu_ms_per_msg and cpu else None
+        rows.append([
+            f"({key}) {s.target.label}", fmt(s.median), fmt(min(s.rates)), fmt(max(s.rates)),
+            fmt(ratio * 100, 0, " %") if ratio is not None else "n/a",
+            f"{s.accepted}/{s.sent}", "n/a" if s.delivered is None else f"{s.delivered}",
+            fmt(s.delivered_median), fmt_ms(s.latency(50), s.latency(99)),
+            fmt_ms(s.accept_latency(50), s.accept_latency(99)), fmt(cpu, 2),
+            fmt(cpu_ratio * 100, 0, " %") if cpu_ratio is not None else "n/a",
+            fmt(s.client_cpu_ms_per_msg, 2), fmt(s.peak_rss_mb, 0),
+        ])
+    lines = [f"{settings.rounds} round(s) per target, alternating; each round {spec.messages} messages of"
+             f" {spec.size:,} bytes over {spec.sessions} concurrent sessions, {spec.messages_per_session} message(s)"
+             f" per session, Python asyncio load generator (no pipelining). msg/s = accepted (250 after DATA) per"
+             f" second from the first connect to the last 250; end-to-end = delivered per second from the first"
+             f" connect to the last DELIVER row. Server CPU = the server process's user + system time from the"
+             f" start of the load to the last delivery, per message; \"CPU vs (a)\" = (a)'s CPU per message"
+             f" over the target's (what the ratio would be if the server had a core to itself).", ""]
+    lines += table(["target", "msg/s (median)", "min", "max", "vs (a)", "accepted", "delivered",
+                    "end-to-end msg/s", "RECEIVE→DELIVER p50 / p99 ms", "DATA→250 p50 / p99 ms",
+                    "server CPU ms/msg", "CPU vs (a)", "client CPU ms/msg", "peak RSS MB"], rows)
+    hubs = [s for s in sums.values() if s.target.is_hub]
+    if hubs:
+        lines += ["", "Where the delay from end of DATA to delivery goes (tracking log; ms, p50 / p99):", ""]
+        lines += table(["target", "RECEIVE→SUBMIT (waiting for the categorizer)",
+                        "SUBMIT→DELIVER (categorize, route, Maildir write)", "RECEIVE→DELIVER"],
+                       [[f"({s.target.key}) {s.target.label}", fmt_ms(s.latency(50, "queued_ms"), s.latency(99, "queued_ms")),
+                         fmt_ms(s.latency(50, "delivery_ms"), s.latency(99, "delivery_ms")),
+                         fmt_ms(s.latency(50), s.latency(99))] for s in hubs])
+    lines += ["", "Every round, in the order run:", ""]
+    detail = []
+    for i in range(settings.rounds):
+        for key, s in sums.items():
+            if i < len(s.rounds):
+                r = s.rounds[i]
+                detail.append([i + 1, f"({key})", fmt(r.rate), "n/a" if r.delivered is None else r.delivered,
+                               fmt(r.delivered_rate), fmt(r.server_cpu_s * 1000 / max(1, r.load.accepted), 2),
+                               fmt(r.peak_rss_kb / 1024), f"{r.loadavg:.2f}"])
+    lines += table(["round", "target", "msg/s", "delivered", "end-to-end msg/s", "server CPU ms/msg",
+                    "peak RSS MB", "load average before"], detail)
+    problems = [f"- ({k}): {s.problems()}" for k, s in sums.items() if s.problems()]
+    if problems:
+        lines += ["", "Problems seen:", ""] + problems
+    report.add("SMTP load: the comparison", lines)
+    if base and "c" in sums and base.median:
+        ratio = sums["c"].median / base.median
+        ok = ratio >= TARGET_RATIO
+        report.verdict(f"{'MET' if ok else 'MISSED'}: full pipeline (c) at {spec.sessions} sessions × {spec.size:,} B"
+                       f" is {ratio:.0%} of bare aiosmtpd (a) (target ≥ {TARGET_RATIO:.0%}):"
+                       f" {sums['c'].median:.0f} vs {base.median:.0f} msg/s.")
+    return sums
+
+
+# -- smtp-source (Postfix) as a second load generator -----------------------------------------------------------
+async def smtp_source(settings: Settings, report: Report, targets: dict[str, Target]) -> None:
+    tool = settings.smtp_source_path or shutil.which("smtp-source") or next(
+        (p for p in ("/usr/sbin/smtp-source", "/usr/bin/smtp-source") if os.path.exists(p)), None)
+    if not settings.use_smtp_source:
+        return
+    if tool is None:
+        report.add("SMTP load with Postfix's smtp-source", [
+            "Skipped: `smtp-source` is not installed (Debian/Ubuntu: `apt-get install postfix`, or unpack the"
+            " package and pass `--smtp-source PATH`)."])
+        return
+    chosen = [targets[k] for k in settings.targets]
+    spec = settings.spec()
+    results: dict[str, list[tuple[float, int | None, float]]] = {t.key: [] for t in chosen}
+    for i in range(1, settings.rounds + 1):
+        for t in chosen:
+            server = ServerProcess(t, settings.workdir / f"smtp-source-{t.key}-r{i}")
+            await server.start()
+            try:
+                cmd = [tool, "-s", str(spec.sessions), "-m", str(spec.messages), "-l", str(spec.size),
+                       "-f", spec.sender, "-t", RECIPIENT, "-M", "loadgen.bench.test"]
+                if spec.messages_per_session > 1:
+                    cmd.append("-d")  # keep the connection for the next message
+                cmd.append(f"{server.host}:{server.port}")
+                cpu0 = server.cpu_seconds()
+                t0 = time.monotonic()
+                proc = await asyncio.create_subprocess_exec(*cmd, stdout=asyncio.subprocess.DEVNULL,
+                                                            stderr=asyncio.subprocess.PIPE)
+                _, err = await proc.communicate()
+                elapsed = time.monotonic() - t0
+                delivered = None
+                if t.is_hub:
+                    delivered = await server.wait_delivered(spec.messages)
+                cpu = server.cpu_seconds() - cpu0
+                if proc.returncode != 0:
+                    log(f"smtp-source against ({t.key}) exited {proc.returncode}: {err.decode(errors='replace')[-200:]}")
+            finally:
+                await server.stop()
+                if not settings.keep:
+                    server.cleanup()
+            results[t.key].append((spec.messages / elapsed, delivered, cpu))
+            log(f"[smtp-source] round {i}/{settings.rounds} ({t.key}): {spec.messages / elapsed:.0f} msg/s"
+                + (f", {delivered} delivered" if delivered is not None else ""))
+    base = statistics.median(r[0] for r in results["a"]) if results.get("a") else None
+    rows = []
+    for key, rs in results.items():
+        rates = [r[0] for r in rs]
+        med = statistics.median(rates)
+        delivered = [r[1] for r in rs if r[1] is not None]
+        rows.append([f"({key}) {targets[key].label}", fmt(med), fmt(min(rates)), fmt(max(rates)),
+                     fmt(med / base * 100, 0, " %") if base else "n/a",
+                     f"{sum(delivered)}/{spec.messages * len(rs)}" if delivered else "n/a",
+                     fmt(statistics.median(r[2] * 1000 / spec.messages for r in rs), 2)])
+    report.add("SMTP load with Postfix's smtp-source", [
+        f"`smtp-source -s {spec.sessions} -m {spec.messages} -l {spec.size}"
+        f"{' -d' if spec.messages_per_session > 1 else ''}`, {settings.rounds} round(s) alternating;"
+        " msg/s = messages / wall time of the smtp-source run (it does not report per-message replies).", "",
+        *table(["target", "msg/s (median)", "min", "max", "vs (a)", "delivered", "server CPU ms/msg"], rows)])
+
+
+# -- scaling ----------------------------------------------------------------------------------------------------
+async def scaling(settings: Settings, report: Report, targets: dict[str, Target]) -> None:
+    n4k = settings.scaling_messages
+    points = [  # (sessions, size, messages per session, messages)
+        (1, 4096, settings.messages_per_session, max(10, n4k // 2)),
+        (10, 4096, settings.messages_per_session, n4k),
+        (50, 4096, settings.messages_per_session, n4k),
+        (10, 100 * 1024, settings.messages_per_session, max(10, n4k // 2)),
+        (10, 5 * 1024 * 1024, settings.messages_per_session, max(4, n4k // 25)),
+        (10, 4096, 100, n4k),
+    ]
+    chosen = [targets[k] for k in ("a", "c") if k in settings.targets]
+    rows = []
+    for sessions, size, mps, count in points:
+        spec = settings.spec(sessions=sessions, size=size, messages_per_session=mps, messages=count)
+        label = f"scaling-{sessions}x{size}-{mps}"
+        log(f"scaling: {sessions} session(s), {size:,} bytes, {mps} message(s)/session, {count} messages")
+        sums = await run_alternating(chosen, spec, settings.scaling_rounds, settings, label)
+        a, c = sums.get("a"), sums.get("c")
+        ratio = c.median / a.median if a and c and a.median else None
+        rows.append([sessions, _size(size), mps, count,
+                     fmt(a.median) if a else "n/a", fmt(c.median) if c else "n/a",
+                     fmt(ratio * 100, 0, " %") if ratio is not None else "n/a",
+                     fmt(c.delivered_median) if c else "n/a",
+                     fmt_ms(c.latency(50), c.latency(99)) if c else "n/a",
+                     fmt(c.server_cpu_ms_per_msg, 2) if c else "n/a",
+                     fmt(a.peak_rss_mb) if a else "n/a", fmt(c.peak_rss_mb) if c else "n/a",
+                     "; ".join(f"({k}) {s.problems()}" for k, s in sums.items() if s.problems())])
+    report.add("Scaling: sessions, message size, session reuse", [
+        f"(a) bare aiosmtpd against (c) the full pipeline; {settings.scaling_rounds} round(s) per point"
+        " (median), reduced counts (`--scaling-messages` sets the 4 KB count).", "",
+        *table(["sessions", "size", "msgs/session", "messages", "(a) msg/s", "(c) msg/s", "(c) vs (a)",
+                "(c) end-to-end msg/s", "(c) RECEIVE→DELIVER p50 / p99 ms", "(c) server CPU ms/msg",
+                "(a) peak RSS MB", "(c) peak RSS MB", "problems"], rows)])
+
+
+def _size(n: int) -> str:
+    if n >= 1024 * 1024:
+        return f"{n // (1024 * 1024)} MB"
+    if n >= 1024:
+        return f"{n // 1024} KB"
+    return f"{n} B"
+
+
+# -- memory -----------------------------------------------------------------------------------------------------
+async def memory(settings: Settings, report: Report, targets: dict[str, Target]) -> None:
+    t = targets["c"]
+    n = settings.memory_messages
+    spec = settings.spec(messages=n, tag="memory")
+    log(f"memory: {n:,} messages to ({t.key}) {t.label}, {spec.sessions} sessions, {spec.size} bytes")
+    r = await measure_round(t, spec, settings.workdir / "memory-c", warmup=settings.warmup, keep=settings.keep,
+                            sample_rss=0.5)
+    samples = r.rss_samples
+    if not samples:
+        report.add("Memory over a long run", ["No samples (the server did not run)."])
+        return
+
+    def at(fraction: float) -> tuple[int, int]:
+        goal = fraction * n
+        return min(samples, key=lambda s: abs(s[0] - goal))
+
+    points = [("start (after warm-up)", samples[0]), ("25 %", at(0.25)), ("middle (50 %)", at(0.5)),
+              ("75 %", at(0.75)), ("end of load", samples[-1])]
+    rows = [[name, f"{acc:,}", fmt(kb / 1024, 1)] for name, (acc, kb) in points]
+    rows.append(["after every delivery", f"{r.delivered or 0:,} delivered", fmt(r.rss_after_delivery_kb / 1024, 1)])
+    mid, end = at(0.5)[1], samples[-1][1]
+    growth = (end - mid) / 1024
+    per_10k = growth / max(1, (samples[-1][0] - at(0.5)[0]) / 10_000)
+    flat = end <= mid * 1.10
+    report.add(f"Memory over {n:,} messages", [
+        f"({t.key}) {t.label}; {spec.sessions} sessions × {spec.size:,} B, {spec.messages_per_session} message(s) per"
+        f" session; server VmRSS sampled every 0.5 s. {r.load.accepted:,} accepted at {r.rate:.0f} msg/s,"
+        f" {r.delivered or 0:,} delivered; peak RSS {r.peak_rss_kb / 1024:.1f} MB.", "",
+        *table(["point", "accepted so far", "VmRSS MB"], rows), "",
+        f"Second half: {growth:+.1f} MB ({growth / max(mid / 1024, 1e-9):+.1%}), {per_10k:+.2f} MB per 10,000 messages."])
+    full = n >= 100_000
+    report.verdict(f"{'MET' if flat else 'MISSED'}: memory {'flat' if flat else 'grows'} over {n:,} messages"
+                   f" (middle {mid / 1024:.1f} MB → end {end / 1024:.1f} MB; flat = end ≤ middle + 10 %)"
+                   + ("" if full else " — reduced count; `--scenario memory` runs 100,000"))
+
+
+# -- pickup -----------------------------------------------------------------------------------------------------
+def _pickup_file(i: int, sender: str, size: int) -> bytes:
+    from .loadgen import make_body
+
+    head = (f"From: Bench <{sender}>\r\nTo: Alice <{RECIPIENT}>\r\nSubject: bench pickup {i}\r\n"
+            f"Date: Thu, 26 Nov 2026 12:00:00 +0000\r\nMessage-ID: <{i}.pickup@loadgen.bench.test>\r\n"
+            f"MIME-Version: 1.0\r\nContent-Type: text/plain; charset=us-ascii\r\n\r\n").encode()
+    return head + make_body(size)[:-3]
+
+
+async def pickup(settings: Settings, report: Report, targets: dict[str, Target]) -> None:
+    why = pickup_supported()
+    if why is not None:
+        report.add("Pickup: files dropped at once vs SMTP", [f"Skipped: {why}. The scenario runs by itself once"
+                   " the configuration has a `pickup` section and the watcher exists; files are dropped into"
+                   " `<data_root>/pickup/*.eml`."])
+        return
+    t = targets["c"]
+    n = settings.pickup_messages
+    server = ServerProcess(t, settings.workdir / "pickup-c")
+    (server.data_root / "pickup").mkdir(parents=True, exist_ok=True)
+    staging = server.data_root / "pickup-staging"
+    staging.mkdir(parents=True, exist_ok=True)
+    for i in range(n):
+        (staging / f"bench-{i:06d}.eml").write_bytes(_pickup_file(i, settings.sender, settings.size))
+    await server.start(pickup=True)
+    try:
+        cpu0 = server.cpu_seconds()
+        t0_wall = time.time()
+        t0 = time.monotonic()
+        for f in sorted(staging.iterdir()):
+            os.rename(f, server.data_root / "pickup" / f.name)
+        delivered = await server.wait_delivered(n, stall=30)
+        elapsed = time.monotonic() - t0
+        cpu = server.cpu_seconds() - cpu0
+        peak = server.memory_kb().get("VmHWM", 0)
+    finally:
+        await server.stop()
+    times = tracking_times(server.data_root, "pickup")
+    lat = times.total_ms
+    if times.last_deliver is not None:
+        elapsed = max(1e-6, times.last_deliver - t0_wall)
+    if not settings.keep:
+        server.cleanup()
+    pickup_rate = delivered / elapsed if elapsed else 0.0
+    spec = settings.spec(messages=n, tag="pk")
+    r = await measure_round(t, spec, settings.workdir / "pickup-smtp-c", warmup=settings.warmup, keep=settings.keep)
+    smtp_rate = r.delivered_rate or 0.0
+    from .loadgen import percentile
+    rows = [["pickup (files dropped at once)", f"{delivered:,}/{n:,}", fmt(pickup_rate), "n/a",
+             fmt_ms(percentile(lat, 50), percentile(lat, 99)), fmt(cpu * 1000 / max(1, delivered), 2),
+             fmt(peak / 1024)],
+            [f"SMTP ({spec.sessions} sessions)", f"{r.delivered or 0:,}/{n:,}", fmt(smtp_rate), fmt(r.rate),
+             fmt_ms(percentile(r.latencies_ms, 50), percentile(r.latencies_ms, 99)),
+             fmt(r.server_cpu_s * 1000 / max(1, r.load.accepted), 2), fmt(r.peak_rss_kb / 1024)]]
+    report.add("Pickup: files dropped at once vs SMTP", [
+        f"({t.key}) {t.label}; {n:,} messages of {settings.size:,} B. Pickup: all files renamed into"
+        " `<data_root>/pickup/` at once, timed to the last DELIVER row.", "",
+        *table(["source", "delivered", "end-to-end msg/s", "accepted msg/s", "RECEIVE→DELIVER p50 / p99 ms",
+                "server CPU ms/msg", "peak RSS MB"], rows)])
+    ok = pickup_rate >= smtp_rate
+    report.verdict(f"{'MET' if ok else 'MISSED'}: pickup {pickup_rate:.0f} msg/s vs SMTP {smtp_rate:.0f} msg/s"
+                   " end to end (target: pickup ≥ SMTP)")
+
+
+# -- spf --------------------------------------------------------------------------------------------------------
+async def spf(settings: Settings, report: Report) -> None:
+    script = BENCH_DIR / "spf_bench.py"
+    if not script.exists():
+        report.add("Sender ID: the engine vs pyspf", ["Skipped: `bench/spf_bench.py` does not exist yet."])
+        return
+    log("spf: running bench/spf_bench.py")
+    t0 = time.monotonic()
+    try:
+        proc = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "bench.spf_bench", cwd=REPO, stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.PIPE, env=dict(os.environ, PYTHONPATH=str(REPO)))
+        out, err = await asyncio.wait_for(proc.communicate(), timeout=900)
+    except asyncio.TimeoutError:
+        proc.kill()
+        report.add("Sender ID: the engine vs pyspf", ["`bench/spf_bench.py` did not finish within 900 s."])
+        return
+    text = out.decode(errors="replace").rstrip()
+    lines = [f"Output of `python -m bench.spf_bench` (exit status {proc.returncode},"
+             f" {time.monotonic() - t0:.1f} s):", ""]
+    lines += text.splitlines() if text else ["(no output)"]
+    if proc.returncode != 0:
+        lines += ["", "stderr (last lines):", "", "```"] + err.decode(errors="replace").strip().splitlines()[-10:] + ["```"]
+    report.add("Sender ID: the engine vs pyspf", lines)

@@ -1,0 +1,39 @@
+"""`make bench` still works: the quick smtp scenario runs end to end and writes its table.
+
+This catches a broken benchmark (a server that no longer starts, a table that lost its rows); it does not
+assert speed.
+"""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+ROW = re.compile(r"^\| \((?P<key>[a-z])\) (?P<label>[^|]+?)\s+\| (?P<median>[\d,]+)\s+\|.*?\| (?P<ratio>\d+ %)\s+\| "
+                 r"(?P<accepted>\d+)/(?P<sent>\d+)\s+\|", re.M)
+
+
+def test_quick_smtp_scenario_writes_the_comparison_table(tmp_path: Path) -> None:
+    proc = subprocess.run(
+        [sys.executable, "-m", "bench", "--quick", "--scenario", "smtp", "--no-smtp-source",
+         "--results-dir", str(tmp_path), "--workdir", str(tmp_path / "work")],
+        cwd=REPO, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    out = proc.stdout
+    assert "## SMTP load: the comparison" in out
+    rows = {m["key"]: m for m in ROW.finditer(out)}
+    assert {"a", "b", "c"} <= set(rows), out
+    assert rows["a"]["label"].startswith("bare aiosmtpd")
+    assert rows["a"]["ratio"] == "100 %"
+    for key in ("a", "b", "c"):
+        assert int(rows[key]["accepted"]) > 0, f"({key}) accepted nothing:\n{out}"
+    assert re.search(r"(MET|MISSED): full pipeline \(c\) at 10 sessions", out)
+    assert re.search(r"Ratios to bare aiosmtpd \(a\), 10 sessions × 4,096 B: \(b\) \d+%, \(c\) \d+%", out)
+    files = list(tmp_path.glob("*-smtp-quick.md"))
+    assert len(files) == 1
+    text = files[0].read_text()
+    assert "# Benchmark results" in text and "| (c) hub, all agents" in text
+    assert not (tmp_path / "work").exists() or not any((tmp_path / "work").glob("smtp-*")), "server data left behind"

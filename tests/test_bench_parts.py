@@ -1,0 +1,87 @@
+"""The benchmark's own pieces: message bodies, percentiles, the tracking-log reader, the configurations it
+writes, agent discovery, py-spy output parsing. Fast; no servers started."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from bench.loadgen import make_body, percentile
+from bench.profile import _parse_collapsed, _thread_view
+from bench.targets import EXAMPLE_AGENT, Target, discover_agents, hub_config, tracking_times
+from transport.config import TransportConfig
+from transport.tracking import FIELDS
+
+
+def test_body_has_the_requested_size_and_ends_data() -> None:
+    for size in (4096, 100 * 1024, 5 * 1024 * 1024):
+        body = make_body(size)
+        assert body.endswith(b"\r\n.\r\n")
+        assert size - 500 < len(body) + 300 <= size + 10
+        assert b"\r\n." not in body[:-5]  # nothing to dot-stuff
+
+
+def test_percentile_nearest_rank() -> None:
+    assert percentile([], 50) is None
+    values = list(range(1, 101))
+    assert percentile(values, 50) == 50
+    assert percentile(values, 99) == 99
+    assert percentile([7.0], 99) == 7.0
+
+
+def test_hub_configs_validate() -> None:
+    for target in (Target("b", "no agents", "hub"), Target("c", "all", "hub", [EXAMPLE_AGENT]),
+                   Target("n", "not durable", "hub", durable=False)):
+        cfg = TransportConfig.model_validate(hub_config(target, Path("/tmp/bench-var"), pickup=True))
+        assert cfg.receive.bindings == ["127.0.0.1:0"]
+        assert cfg.queue.durable is target.durable
+        assert cfg.mailbox("alice@contoso.com") is not None
+
+
+def test_discovered_agents_are_agent_classes() -> None:
+    from transport.pipeline import resolve_class
+
+    specs, notes = discover_agents()
+    for spec in specs:
+        assert spec.startswith("agents.")
+        resolve_class(spec)
+    assert all(isinstance(n, str) for n in notes)
+
+
+def _row(event: str, mid: int, when: str, subject: str) -> str:
+    values = dict.fromkeys(FIELDS, "")
+    values.update({"date-time": when, "event-id": event, "internal-message-id": str(mid), "message-subject": subject})
+    return ",".join(values[f] for f in FIELDS)
+
+
+def test_tracking_times_pair_receive_submit_deliver(tmp_path: Path) -> None:
+    folder = tmp_path / "logs" / "MessageTracking"
+    folder.mkdir(parents=True)
+    rows = [
+        _row("RECEIVE", 1, "2026-11-26T12:00:00.000Z", "bench r1 1"),
+        _row("SUBMIT", 1, "2026-11-26T12:00:00.010Z", "bench r1 1"),
+        _row("DELIVER", 1, "2026-11-26T12:00:00.050Z", "bench r1 1"),
+        _row("RECEIVE", 2, "2026-11-26T12:00:00.000Z", "bench warmup 2"),
+        _row("DELIVER", 2, "2026-11-26T12:00:09.000Z", "bench warmup 2"),
+    ]
+    (folder / "MSGTRK20261126-1.log").write_text(
+        "#Software: x\r\n#Fields: " + ",".join(FIELDS) + "\r\n" + "\r\n".join(rows) + "\r\n")
+    times = tracking_times(tmp_path, "r1")
+    assert times.delivered == 1
+    assert [round(x) for x in times.total_ms] == [50]
+    assert [round(x) for x in times.queued_ms] == [10]
+    assert [round(x) for x in times.delivery_ms] == [40]
+
+
+def test_py_spy_collapsed_stacks() -> None:
+    text = ("<module> (transport/__main__.py);Handle._run (asyncio/events.py);f (a.py);g (b.py) 3\n"
+            "<module> (transport/__main__.py);Handle._run (asyncio/events.py);f (a.py) 1\n")
+    total, inclusive, own, by_file = _parse_collapsed(text)
+    assert total == 4
+    assert inclusive["f (a.py)"] == 4 and inclusive["g (b.py)"] == 3
+    assert "Handle._run (asyncio/events.py)" not in inclusive  # event-loop frames are left out
+    assert own["g (b.py)"] == 3 and by_file["a.py"] == 1
+    threads = ("thread (1): MainThread;f (a.py) 50\n"
+               "thread (2): asyncio_0;w (m.py) 20\nthread (3): asyncio_1;w (m.py) 5\n")
+    lines = _thread_view(threads, seconds=1.0, rate=100)
+    assert any("MainThread" in line and "50%" in line for line in lines)
+    assert any("asyncio to_thread pool" in line and "| 2 " in line and "25%" in line for line in lines)
