@@ -1,0 +1,152 @@
+"""The Sender ID agent (Exchange's SenderIdAgent): at end of headers, check the PRA against the IP that
+really handed the message to the organisation, stamp the verdict, and reject or delete spoofed mail as
+configured (Set-SenderIdConfig).
+
+Order of work, as Exchange does it: skip authenticated sessions (they hold the anti-spam bypass right), mail for
+bypassed recipients only, and messages with no originating IP; find the PRA (RFC 4407) and stamp
+`X-MS-Exchange-Organization-PRD`; stop for bypassed sender domains; look up the PRA domain's Sender ID or SPF
+record (RFC 4406) and stamp `X-MS-Exchange-Organization-SenderIdResult`, `Received-SPF` and — beyond
+Exchange — `Authentication-Results`. Only Fail and TempError lead to an action.
+"""
+
+from __future__ import annotations
+
+import enum
+
+from pydantic import Field, field_validator
+
+from agents import AgentConfig, EndOfHeadersEvent, RecipientStatus, SmtpReceiveAgent, SmtpResponse
+
+from .origin import originating_ip, parse_internal_servers
+from .pra import find_pra
+from .received_spf import EXCHANGE_STATUS, authentication_results, received_spf
+from .spf import DOMAIN_DOES_NOT_EXIST, MALFORMED_DOMAIN, SpfChecker
+
+__all__ = ["SenderIdAgent", "SenderIdAction", "COUNTERS"]
+
+COUNTERS = "MSExchange Sender Id Agent"
+ORG = "X-MS-Exchange-Organization-"
+_FAIL_TEXT = {MALFORMED_DOMAIN: "Malformed Domain", DOMAIN_DOES_NOT_EXIST: "Domain Does Not Exist"}
+_FAIL_COUNTER = {MALFORMED_DOMAIN: "Fail - Malformed Domain", DOMAIN_DOES_NOT_EXIST: "Fail - Non-Existent Domain"}
+MISSING_PRA = SmtpResponse(550, "5.7.1", "Missing purported responsible address")
+TEMP_ERROR = SmtpResponse(450, "4.4.3", "Sender ID check is temporarily unavailable")
+
+
+class SenderIdAction(str, enum.Enum):
+    STAMP_STATUS = "StampStatus"
+    REJECT = "Reject"
+    DELETE = "Delete"
+
+
+class SenderIdConfig(AgentConfig):
+    """Set-SenderIdConfig."""
+
+    external_mail_enabled: bool = Field(True, description="Check mail from anonymous and partner sessions.")
+    internal_mail_enabled: bool = Field(False, description="Check mail from authenticated (organisation) sessions too.")
+    spoofed_domain_action: SenderIdAction = Field(
+        SenderIdAction.STAMP_STATUS, description="What to do with a Fail: StampStatus, Reject or Delete.")
+    temp_error_action: SenderIdAction = Field(
+        SenderIdAction.STAMP_STATUS, description="What to do with a TempError: StampStatus, Reject or Delete.")
+    bypassed_recipients: list[str] = Field(default_factory=list, max_length=100,
+                                           description="Recipients whose mail is never checked.")
+    bypassed_sender_domains: list[str] = Field(default_factory=list, max_length=100,
+                                               description="PRA domains that are never checked.")
+    authentication_results: bool = Field(True, description="Also stamp Authentication-Results (beyond Exchange).")
+
+    @field_validator("bypassed_recipients", "bypassed_sender_domains")
+    @classmethod
+    def _lower(cls, values: list[str]) -> list[str]:
+        return [v.strip().lower() for v in values]
+
+
+class SenderIdAgent(SmtpReceiveAgent):
+    name = "Sender Id Agent"
+    description = "Checks the purported responsible address against the originating IP (RFC 4406/4407)."
+    Config = SenderIdConfig
+
+    def __init__(self, config: SenderIdConfig, context) -> None:
+        super().__init__(config, context)
+        self.checker = SpfChecker(context.dns, receiver=context.server_fqdn)
+        self.internal = parse_internal_servers(context.config.internal_smtp_servers)
+
+    def _count(self, name: str, by: int = 1) -> None:
+        self.context.counters.increment(COUNTERS, name, by)
+
+    async def on_end_of_headers(self, event: EndOfHeadersEvent) -> None:
+        cfg: SenderIdConfig = self.config
+        item, session = event.mail_item, event.session
+        authenticated = session.authenticated
+        if (authenticated and not cfg.internal_mail_enabled) or (not authenticated and not cfg.external_mail_enabled):
+            self._count("Messages That Bypassed Validation")
+            return
+        bypassed = {r.address.lower() for r in item.recipients} & set(cfg.bypassed_recipients)
+        if len(bypassed) == len(item.recipients):
+            self._count("Messages That Bypassed Validation")
+            return
+        ip = originating_ip(session.client_ip, self.internal, item.header_values("Received"))
+        if ip is None:
+            self._count("Messages Missing Originating IP")
+            return
+        pra = find_pra((h.name, h.value) for h in item.headers)
+        fqdn = self.context.server_fqdn
+        if pra.address is None:
+            self._count("Messages with No PRA")
+            self._stamp(event, "fail", str(ip), pra, None, None)
+            if cfg.spoofed_domain_action is not SenderIdAction.STAMP_STATUS:
+                self._act(event, cfg.spoofed_domain_action, MISSING_PRA, bypassed, "no purported responsible address")
+            return
+        domain = (pra.domain or "").lower()
+        item.set_header(ORG + "PRD", domain)
+        item.stamps["PRD"] = domain
+        if domain in cfg.bypassed_sender_domains:
+            self._count("Messages That Bypassed Validation")
+            return
+        result = await self.checker.check_pra(ip, pra.address, session.helo)
+        self._count("Messages Validated")
+        self._count("DNS Queries", len(result.queries))
+        kind = _FAIL_COUNTER.get(result.fail_reason or "", "Fail - Not Permitted") if result.result == "fail" \
+            else EXCHANGE_STATUS[result.result]
+        self._count(f"Messages Validated with a {kind} Result")
+        self._stamp(event, result.result, str(ip), pra, result.fail_reason, fqdn)
+        if result.result == "fail" and cfg.spoofed_domain_action is not SenderIdAction.STAMP_STATUS:
+            text = f"Sender ID (PRA) {_FAIL_TEXT.get(result.fail_reason or '', 'Not Permitted')}"
+            if result.explanation:
+                text += f" - {result.explanation}"
+            self._act(event, cfg.spoofed_domain_action, SmtpResponse(550, "5.7.1", text), bypassed,
+                      f"Sender ID Fail for {pra.address} from {ip}")
+        elif result.result == "temperror" and cfg.temp_error_action is not SenderIdAction.STAMP_STATUS:
+            self._act(event, cfg.temp_error_action, TEMP_ERROR, bypassed,
+                      f"Sender ID TempError for {pra.address}: {result.problem or ''}")
+
+    def _stamp(self, event: EndOfHeadersEvent, result: str, ip: str, pra, fail_reason: str | None,
+               fqdn: str | None) -> None:
+        """SenderIdResult, Received-SPF and Authentication-Results; the status is kept on the item too."""
+        item = event.mail_item
+        fqdn = fqdn or self.context.server_fqdn
+        status = EXCHANGE_STATUS[result]
+        item.stamps["SenderIdResult"] = status
+        item.set_header(ORG + "SenderIdResult", status)
+        item.remove_headers(["Received-SPF"])
+        fields = [("Received-SPF", received_spf(result, receiver=fqdn, client_ip=ip, helo=event.session.helo,
+                                                pra=pra.address, fail_reason=fail_reason))]
+        if self.config.authentication_results:
+            fields.append(("Authentication-Results", authentication_results(fqdn, sender_id=result, pra=pra)))
+        item.prepend_headers(fields)
+        event.stamp(f"Sender ID {status} for {pra.address or 'no PRA'} from {ip}")
+
+    def _act(self, event: EndOfHeadersEvent, action: SenderIdAction, response: SmtpResponse,
+             bypassed: set[str], reason: str) -> None:
+        """Reject or delete; recipients on the bypass list keep the message and the others are dropped."""
+        item = event.mail_item
+        if bypassed:
+            for r in item.recipients:
+                if r.address.lower() not in bypassed:
+                    r.status = RecipientStatus.FAILED
+                    r.response = str(response) if action is SenderIdAction.REJECT else ""
+            if action is SenderIdAction.DELETE:
+                item.recipients = [r for r in item.recipients if r.address.lower() in bypassed]
+            event.stamp(f"{reason}; only bypassed recipients kept")
+        elif action is SenderIdAction.REJECT:
+            event.reject_message(response, reason)
+        else:
+            event.delete_message(reason)
