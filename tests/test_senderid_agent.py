@@ -152,3 +152,14 @@ def test_command_against_a_zone_file(tmp_path):
     out = run_cli("senderid", "test", "--ip", "not-an-ip", "--domain", "trial.example", "--zone", str(zone),
                   "-c", str(config))
     assert out.returncode == 1 and "not-an-ip" in out.stderr and "Traceback" not in out.stderr
+
+
+async def test_counters_command_reads_what_the_hub_saved(tmp_path):
+    async with running_hub(tmp_path, demo()) as hub:
+        await deliver(hub, "x@fabrikam.com", make_message(sender="ceo@woodgrovebank.com"))
+    out = run_cli("counters", "--json", "-c", str(tmp_path / "transport.yaml"))
+    assert out.returncode == 0, out.stderr
+    data = json.loads(out.stdout)[COUNTERS]
+    assert data["Messages Validated"] == 1 and data["Messages Validated with a Fail - Not Permitted Result"] == 1
+    text = run_cli("counters", "--set", COUNTERS, "-c", str(tmp_path / "transport.yaml")).stdout
+    assert "\\MSExchange Sender Id Agent\\DNS Queries" in text

@@ -171,6 +171,27 @@ def cmd_pipeline(args: argparse.Namespace) -> int:
     return 0
 
 
+# -- counters -------------------------------------------------------------------------------------------
+@command("counters", "show the performance counters the hub last saved (like Get-Counter)")
+@arguments(lambda p: (p.add_argument("--set", help="only this counter set, e.g. 'MSExchange Sender Id Agent'"),
+                      p.add_argument("--json", action="store_true", help="print JSON")))
+def cmd_counters(args: argparse.Namespace) -> int:
+    from .counters import load_snapshot
+
+    config = _load(args)
+    data = load_snapshot(config.data_root / "logs" / "counters.json")
+    sets = {k: v for k, v in data["counters"].items() if args.set is None or k.lower() == args.set.lower()}
+    if args.json:
+        print(json.dumps(sets, indent=2))
+        return 0
+    rows = [{"counter": f"\\{s}\\{name}", "value": value} for s, c in sets.items() for name, value in c.items()]
+    if not rows:
+        print("No counters yet (the hub saves them every 2 seconds while it runs).")
+    else:
+        print_table(rows, ["counter", "value"])
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="transport", description="Exchange-style mail transport pipeline simulator")
     parser.add_argument("--version", action="version", version=f"transport {__version__}")

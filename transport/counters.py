@@ -1,10 +1,18 @@
-"""Performance counters, grouped in sets named as Exchange names them ("MSExchange Sender Id Agent")."""
+"""Performance counters, grouped in sets named as Exchange names them ("MSExchange Sender Id Agent").
+
+The running hub writes a snapshot to `<data root>/logs/counters.json` every couple of seconds and at shutdown,
+so `transport counters` (like Get-Counter) can read them from another process.
+"""
 
 from __future__ import annotations
 
+import json
+import os
+import time
 from collections import defaultdict
+from pathlib import Path
 
-__all__ = ["Counters"]
+__all__ = ["Counters", "load_snapshot"]
 
 
 class Counters:
@@ -12,12 +20,34 @@ class Counters:
 
     def __init__(self) -> None:
         self._sets: dict[str, defaultdict[str, int]] = defaultdict(lambda: defaultdict(int))
+        self._changes = 0
+        self._saved = -1
 
     def increment(self, counter_set: str, name: str, by: int = 1) -> None:
         self._sets[counter_set][name] += by
+        self._changes += 1
 
     def get(self, counter_set: str, name: str) -> int:
         return self._sets.get(counter_set, {}).get(name, 0)
 
     def snapshot(self) -> dict[str, dict[str, int]]:
-        return {s: dict(c) for s, c in sorted(self._sets.items())}
+        return {s: dict(sorted(c.items())) for s, c in sorted(self._sets.items())}
+
+    def save(self, path: Path, started: float) -> None:
+        """Write the snapshot atomically (write aside, rename) when anything changed since the last save."""
+        if self._changes == self._saved:
+            return
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_suffix(".tmp")
+        tmp.write_text(json.dumps({"started": started, "written": time.time(), "counters": self.snapshot()},
+                                  indent=1), encoding="utf-8")
+        os.replace(tmp, path)
+        self._saved = self._changes
+
+
+def load_snapshot(path: Path) -> dict:
+    """The last snapshot a hub wrote; an empty one when it never ran."""
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {"counters": {}}
