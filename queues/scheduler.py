@@ -83,7 +83,8 @@ class QueueScheduler:
         rows = self.store.read("SELECT value FROM control WHERE key='admin_epoch'")
         epoch = rows[0][0] if rows else 0
         changed = epoch != self._epoch
-        if changed and self._epoch != -1:
+        first = self._epoch == -1  # at start-up Hub._recover has already fed back every Ready item
+        if changed and not first:
             for item_id in self.drain():
                 self.inflight.discard(item_id)
             log.info("queue administration changed the queues; re-reading them")
@@ -92,7 +93,7 @@ class QueueScheduler:
         now = time.time()
         await self._expire(now)
         await self._notify_delays(now)
-        self._dispatch_due(now, changed)
+        self._dispatch_due(now, changed and not first)  # Ready twice = categorized and delivered twice
 
     def _dispatch_due(self, now: float, include_ready: bool) -> None:
         statuses = "('Retry','Ready')" if include_ready else "('Retry')"

@@ -413,3 +413,24 @@ async def test_message_queued_before_a_restart_is_delivered_after_it(tmp_path):
         assert sorted(r["recipient-address"] for r in delivered) == ["alice@contoso.com", "bob@contoso.com"]
     finally:
         await hub2.stop(grace=1)
+
+
+async def test_message_left_in_the_submission_queue_is_categorized_once_after_a_restart(tmp_path):
+    async def never() -> None:
+        await asyncio.Event().wait()
+
+    def no_categorizer(hub: Hub) -> None:
+        hub.categorizer.run = never  # acknowledged with 250, still in the Submission queue at shutdown
+
+    async with running_hub(tmp_path, before_start=no_categorizer) as hub:
+        _, reply = await send(hub.addresses[0][1], "john@fabrikam.test", ["alice@contoso.com"],
+                              make_message(message_id="<sub@fabrikam.test>"))
+        assert reply[0] == 250
+        assert hub.store.read("SELECT queue, status FROM queue_items") == [("Submission", "Ready")]
+    async with running_hub(tmp_path) as hub2:
+        await wait_for(lambda: messages(hub2, "alice@contoso.com"))
+        await asyncio.sleep(0.7)  # past the queue scheduler's first ticks
+        await hub2.idle()
+        assert len(messages(hub2, "alice@contoso.com")) == 1
+        assert events_for(tracking(hub2), "<sub@fabrikam.test>") == ["RECEIVE", "SUBMIT", "DELIVER"]
+        assert store_rows(hub2) == (0, 0)

@@ -8,6 +8,7 @@ re-serialise what they did not touch.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from email.header import decode_header, make_header
 from typing import Iterable, Sequence
@@ -75,7 +76,7 @@ def parse_headers(raw: bytes) -> list[Header]:
 def _eol(raw: bytes) -> bytes:
     """The line ending the message already uses, so inserted lines match it."""
     nl = raw.find(b"\n")
-    return b"\n" if nl > 0 and raw[nl - 1:nl] != b"\r" else b"\r\n"
+    return b"\n" if nl >= 0 and raw[nl - 1:nl] != b"\r" else b"\r\n"  # nl == 0: a LF body with no headers
 
 
 def format_field(name: str, value: str, eol: bytes = b"\r\n") -> bytes:
@@ -84,12 +85,12 @@ def format_field(name: str, value: str, eol: bytes = b"\r\n") -> bytes:
     if len(data) <= 998:
         return data + eol
     out, line = [], b""
-    for part in data.split(b"; "):
-        if line and len(line) + len(part) > 900:
-            out.append(line + b";")
+    for part in re.split(rb"(?<=[;,]) ", data):  # each part keeps its trailing ";" or ","
+        if line and len(line) + 1 + len(part) > 900:
+            out.append(line)
             line = b"\t" + part
         else:
-            line = line + b"; " + part if line else part
+            line = line + b" " + part if line else part
     out.append(line)
     return eol.join(out) + eol
 

@@ -20,6 +20,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Callable
 
+from pickup.watcher import DirectoryWatcher, start_directory_watchers
 from queues.scheduler import QueueScheduler
 from queues.store import SUBMISSION, UNREACHABLE, QueueStore
 
@@ -64,8 +65,10 @@ class Hub:
         self.draining = False
         self._internal = [ipaddress.ip_network(n, strict=False) for n in config.internal_smtp_servers]
         self._tasks: list[asyncio.Task] = []
+        self.watchers: list[DirectoryWatcher] = []
         self._pressure = False
         self._disk_low = False
+        self.started = time.time()
 
     # -- facts used by receive ----------------------------------------------------------------------
     def is_internal(self, ip: str) -> bool:
@@ -158,6 +161,7 @@ class Hub:
             (root / sub).mkdir(parents=True, exist_ok=True)
         for mb in self.config.mailboxes:
             self.mailboxes.create(mb.address)
+        self.started = time.time()
         self.store.open()
         await self._recover()
         await self.pipeline.start()
@@ -165,6 +169,7 @@ class Hub:
         self._tasks = [asyncio.create_task(t, name=n) for n, t in (
             ("categorizer", self.categorizer.run()), ("mailbox-delivery", self.mailbox_queue.run()),
             ("queue-scheduler", self.scheduler.run()), ("housekeeping", self._housekeeping()))]
+        self.watchers = start_directory_watchers(self)
         tls = self._tls_context()
         loop = asyncio.get_running_loop()
         for binding in self.config.receive.bindings:
@@ -202,12 +207,20 @@ class Hub:
         if count:
             log.info("recovered %d queued message(s) from %s", count, self.store.path)
 
+    @property
+    def counters_path(self) -> Path:
+        return self.config.data_root / "logs" / "counters.json"
+
     async def _housekeeping(self) -> None:
-        """Flush the tracking log and check free disk a couple of times a second."""
+        """Flush the tracking log and check free disk twice a second; save the counters every 2 s."""
+        tick = 0
         while True:
             await asyncio.sleep(0.5)
+            tick += 1
             self.tracking.flush()
             self._check_disk()
+            if tick % 4 == 0:
+                self.counters.save(self.counters_path, self.started)
 
     def _tls_context(self) -> ssl.SSLContext | None:
         tls = self.config.receive.tls
@@ -235,6 +248,7 @@ class Hub:
     async def stop(self, grace: float = 10.0) -> None:
         """Stop accepting, let sessions and in-flight work finish (up to `grace` seconds), close the store."""
         self.draining = True
+        await asyncio.gather(*(w.close() for w in self.watchers))
         for server in self.servers:
             server.close()
         deadline = time.monotonic() + grace
@@ -249,6 +263,7 @@ class Hub:
         await self.pipeline.stop()
         await self.store.close()
         self.tracking.close()
+        self.counters.save(self.counters_path, self.started)
         log.info("stopped")
 
 

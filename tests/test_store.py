@@ -1,0 +1,170 @@
+"""queues.store: group commit, the life of a message's rows, and the crash count that leads to Poison."""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+
+import pytest
+
+from queues.store import POISON, SUBMISSION, QueueStore, StoreError
+from transport.mailitem import AuthAs, MailItem, Recipient, SessionInfo, Source, Verdict
+
+
+def item(n: int = 0, recipients: tuple[str, ...] = ("alice@contoso.com",)) -> MailItem:
+    raw = f"Message-ID: <m{n}@fabrikam.test>\r\nSubject: test {n}\r\n\r\nbody {n}\r\n".encode()
+    return MailItem("john@fabrikam.test", [Recipient(r) for r in recipients], raw)
+
+
+@pytest.fixture
+async def store(tmp_path):
+    s = QueueStore(tmp_path / "queue" / "mail.que", durable=True)
+    s.open()
+    yield s
+    await s.close()
+
+
+def counts(s: QueueStore) -> tuple[int, int]:
+    return s.read("SELECT COUNT(*) FROM messages")[0][0], s.read("SELECT COUNT(*) FROM queue_items")[0][0]
+
+
+async def test_concurrent_enqueues_share_commits(store):
+    n = 100
+    before = store.commits
+    ids = await asyncio.gather(*(store.enqueue(item(i)) for i in range(n)))
+    used = store.commits - before
+    assert used < n / 4, f"{n} enqueues took {used} commits"
+    assert len(set(ids)) == n and all(i > 0 for i in ids)
+    assert counts(store) == (n, n)
+    assert {s.queue for s in store.items()} == {SUBMISSION}
+
+
+async def test_each_await_returns_after_its_commit(tmp_path, store):
+    mid = await store.enqueue(item(1))
+    # a separate connection sees the row as soon as enqueue returns: it is committed, not just buffered
+    other = sqlite3.connect(str(store.path))
+    try:
+        assert other.execute("SELECT id FROM messages").fetchall() == [(mid,)]
+    finally:
+        other.close()
+
+
+async def test_enqueue_route_complete_removes_the_rows(store):
+    it = item(2, ("alice@contoso.com", "bob@contoso.com", "x@fabrikam.test"))
+    mid = await store.enqueue(it)
+    assert it.internal_id == mid
+    [sub] = store.items()
+    assert (sub.queue, sub.status) == (SUBMISSION, "Ready")
+    assert sub.recipients == ["alice@contoso.com", "bob@contoso.com", "x@fabrikam.test"]
+    await store.claim([mid])
+    assert store.items()[0].status == "Active"
+    ids = await store.route(it, {"mailbox": ["alice@contoso.com", "bob@contoso.com"], "Unreachable": ["x@fabrikam.test"]})
+    assert set(ids) == {"mailbox", "Unreachable"}
+    assert sorted((s.queue, tuple(s.recipients)) for s in store.items()) == [
+        ("Unreachable", ("x@fabrikam.test",)), ("mailbox", ("alice@contoso.com", "bob@contoso.com"))]
+    await store.complete([ids["mailbox"]])
+    assert counts(store) == (1, 1)  # the message stays while one of its items does
+    await store.complete([ids["Unreachable"]])
+    assert counts(store) == (0, 0)
+
+
+async def test_route_to_nothing_drops_the_message(store):
+    it = item(3)
+    await store.enqueue(it)
+    assert await store.route(it, {}) == {}
+    assert counts(store) == (0, 0)
+
+
+async def test_route_saves_edits_made_during_categorization(store):
+    it = item(4)
+    await store.enqueue(it)
+    it.append_headers([("X-Routed", "yes")])
+    it.stamps["SCL"] = 6
+    await store.route(it, {"mailbox": ["alice@contoso.com"]})
+    back = store.load_message(it.internal_id)
+    assert back.header("X-Routed") == "yes" and back.stamps["SCL"] == 6
+    assert store.read("SELECT size FROM messages")[0][0] == len(it.raw)
+
+
+async def test_message_round_trip(store):
+    it = MailItem(
+        sender="", recipients=[Recipient("alice@contoso.com", {"NOTIFY": "NEVER"})],
+        raw=b"Subject: x\n\n\xff binary \x00 body\n", source=Source.SMTP, mail_params={"BODY": "8BITMIME"},
+        session=SessionInfo(session_id="s1", client_ip="192.0.2.1", client_port=4000, helo="mx.test", tls=True,
+                            auth_user="bob@contoso.com", auth_as=AuthAs.INTERNAL),
+        stamps={"SCL": -1, "PRD": "fabrikam.test"}, verdicts=[Verdict("A", "on_end_of_data", "Stamp", "why")])
+    mid = await store.enqueue(it)
+    back = store.load_message(mid)
+    assert back.raw == it.raw and back.internal_id == mid
+    assert back.sender == "" and back.mail_params == {"BODY": "8BITMIME"}
+    assert back.recipients[0].address == "alice@contoso.com" and back.recipients[0].params == {"NOTIFY": "NEVER"}
+    assert back.session == it.session and back.stamps == it.stamps and back.verdicts == it.verdicts
+    assert store.load_message(mid + 1000) is None
+
+
+async def test_a_failing_operation_fails_alone(store):
+    def bad(conn: sqlite3.Connection) -> None:
+        conn.execute("INSERT INTO messages(envelope, raw, received_at) VALUES ('{}', x'00', 0)")
+        conn.execute("INSERT INTO no_such_table VALUES (1)")
+
+    results = await asyncio.gather(store.run(bad), store.enqueue(item(5)), return_exceptions=True)
+    assert isinstance(results[0], StoreError) and "no_such_table" in str(results[0])
+    assert isinstance(results[1], int)
+    assert counts(store) == (1, 1)  # the bad operation's first insert was rolled back with it
+
+
+async def test_recover_counts_crashes_and_poisons_at_the_threshold(tmp_path):
+    path = tmp_path / "mail.que"
+    s = QueueStore(path)
+    s.open()
+    mid = await s.enqueue(item(6))
+    other = await s.enqueue(item(7))  # never claimed: not in process, not counted
+    await s.claim([mid])
+    await s.close()  # the process "dies" with the message in process
+
+    s = QueueStore(path)
+    s.open()
+    assert await s.recover(threshold=2) == []
+    [crashed] = s.items("message=?", (mid,))
+    assert (crashed.queue, crashed.status, crashed.crash_count) == (SUBMISSION, "Ready", 1)
+    await s.claim([mid])
+    await s.close()  # dies again
+
+    s = QueueStore(path)
+    s.open()
+    assert await s.recover(threshold=2) == [mid]
+    [poisoned] = s.items("message=?", (mid,))
+    assert (poisoned.queue, poisoned.status, poisoned.crash_count) == (POISON, "Suspended", 2)
+    assert poisoned.last_error.startswith("550 5.3.0")
+    [untouched] = s.items("message=?", (other,))
+    assert (untouched.queue, untouched.status, untouched.crash_count) == (SUBMISSION, "Ready", 0)
+    assert await s.recover(threshold=2) == []  # Poison is never counted again
+    await s.close()
+
+
+async def test_crash_counts_towards_poison(store):
+    mid = await store.enqueue(item(8))
+    await store.claim([mid])
+    assert await store.crash(mid, threshold=3) is False
+    assert await store.crash(mid, threshold=3) is False
+    assert store.items()[0].crash_count == 2 and store.items()[0].queue == SUBMISSION
+    assert await store.crash(mid, threshold=3) is True
+    assert store.items()[0].queue == POISON
+
+
+async def test_writes_after_close_are_refused(tmp_path):
+    s = QueueStore(tmp_path / "mail.que")
+    s.open()
+    await s.close()
+    with pytest.raises(StoreError, match="not open"):
+        await s.enqueue(item(9))
+
+
+async def test_update_item_allows_only_known_columns(store):
+    await store.enqueue(item(10))
+    [stored] = store.items()
+    await store.update_item(stored.id, status="Retry", attempts=2, recipients=["bob@contoso.com"], last_error="x")
+    [stored] = store.items()
+    assert (stored.status, stored.attempts, stored.recipients, stored.last_error) == ("Retry", 2, ["bob@contoso.com"], "x")
+    with pytest.raises(ValueError):
+        await store.update_item(stored.id, message=99)
