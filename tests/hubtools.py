@@ -438,3 +438,20 @@ class Hold(RoutingAgent):
             Path(self.config.seen_file).write_text(event.mail_item.message_id)
             await asyncio.sleep(3600)
 
+
+
+class Watch(SmtpReceiveAgent):
+    """Records every receive event it sees, with the rejection for on_reject."""
+
+    name = "Test Watch"
+
+    def __init__(self, config: Any, context: Any) -> None:
+        super().__init__(config, context)
+        self.seen: list[str] = []
+
+    async def _hook(self, event: Any) -> None:
+        rejection = getattr(event, "rejection", None)
+        self.seen.append(f"{event.name} {rejection}" if rejection is not None else event.name)
+
+    on_connect = on_helo = on_ehlo = on_starttls = on_auth = on_mail_from = on_rcpt_to = on_data = _hook
+    on_end_of_headers = on_end_of_data = on_rset = on_reject = on_disconnect = _hook

@@ -357,7 +357,7 @@ async def test_routing_agent_defer_then_delivers(tmp_path):
     async with running_hub(tmp_path, extra) as hub:
         await send(hub.addresses[0][1], "john@fabrikam.test", ["alice@contoso.com"],
                    make_message(message_id="<later@fabrikam.test>"))
-        [raw] = await wait_for(lambda: messages(hub, "alice@contoso.com"), timeout=10)
+        await wait_for(lambda: "DELIVER" in events_for(tracking(hub), "<later@fabrikam.test>"), timeout=10)
         rows = [r for r in tracking(hub) if r["message-id"] == "<later@fabrikam.test>"]
         kinds = [r["event-id"] for r in rows]
         assert kinds[:3] == ["RECEIVE", "SUBMIT", "DEFER"] and kinds[-1] == "DELIVER"
@@ -434,3 +434,26 @@ async def test_message_left_in_the_submission_queue_is_categorized_once_after_a_
         assert len(messages(hub2, "alice@contoso.com")) == 1
         assert events_for(tracking(hub2), "<sub@fabrikam.test>") == ["RECEIVE", "SUBMIT", "DELIVER"]
         assert store_rows(hub2) == (0, 0)
+
+
+async def test_receive_events_in_session_order_with_on_reject_and_on_disconnect(tmp_path):
+    async with running_hub(tmp_path, {"agents": [agent("hubtools:Watch")]}) as hub:
+        c = await RawSmtp.connect(hub.addresses[0][1])
+        await c.cmd("HELO client.fabrikam.test")
+        await c.cmd("EHLO client.fabrikam.test")
+        import base64
+
+        await c.cmd("AUTH PLAIN " + base64.b64encode(b"\0alice@contoso.com\0wrong").decode())
+        await c.cmd("MAIL FROM:<john@fabrikam.test>")
+        await c.cmd("RCPT TO:<x@fabrikam.test>")
+        await c.cmd("RCPT TO:<alice@contoso.com>")
+        assert (await data(c, make_message(message_id="<w@fabrikam.test>") + b".\r\n")).startswith("250")
+        await c.cmd("RSET")
+        await c.cmd("QUIT")
+        assert await c.closed()
+        watch = hub.pipeline.agents[0].agent
+        await wait_for(lambda: "on_disconnect" in watch.seen)
+        assert watch.seen == [
+            "on_connect", "on_helo", "on_ehlo", "on_auth", "on_reject 535 5.7.3 Authentication unsuccessful",
+            "on_mail_from", "on_reject 550 5.7.1 Unable to relay", "on_rcpt_to", "on_data",
+            "on_end_of_headers", "on_end_of_data", "on_rset", "on_disconnect"]

@@ -125,6 +125,12 @@ class ReceiveProtocol(SMTP):
         if self.pipeline.has("on_disconnect"):
             asyncio.ensure_future(self.pipeline.run(ev.DisconnectEvent(self.info)))
 
+    def data_received(self, data: bytes) -> None:
+        """Any bytes from the client count as activity (aiosmtpd only restarts the timer per command,
+        so a DATA transfer longer than ConnectionInactivityTimeout would be cut mid-stream)."""
+        super().data_received(data)
+        self._reset_timeout()
+
     def _timeout_cb(self) -> None:
         if self.transport is not None and not self.transport.is_closing():
             self.transport.write(f"{Replies.IDLE_TIMEOUT}\r\n".encode())
