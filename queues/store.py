@@ -205,8 +205,13 @@ class QueueStore:
             self.pending_writes -= 1
 
     # -- writes ---------------------------------------------------------------------------------------
-    async def enqueue(self, item: MailItem, queue: str = SUBMISSION) -> int:
-        """Persist a new message in a queue (Submission by default); returns its internal id."""
+    async def enqueue(self, item: MailItem, queue: str = SUBMISSION,
+                      also: Callable[[sqlite3.Connection, int], Any] | None = None) -> int:
+        """Persist a new message in a queue (Submission by default); returns its internal id.
+
+        `also(conn, internal_id)` runs in the same savepoint, so what it writes (the Pickup directory's record
+        of the file a message came from) is committed together with the message or not at all.
+        """
         envelope = json.dumps(item.envelope_dict())
         recipients = json.dumps([r.address for r in item.pending()])
         row = (item.message_id, item.sender, item.subject[:255], item.size, item.source.value, envelope,
@@ -219,6 +224,8 @@ class QueueStore:
             mid = cur.lastrowid
             conn.execute("INSERT INTO queue_items(message, queue, recipients, created) VALUES (?,?,?,?)",
                          (mid, queue, recipients, time.time()))
+            if also is not None:
+                also(conn, mid)
             return mid
 
         item.internal_id = await self._write(op)

@@ -1,0 +1,128 @@
+"""`transport pickup drop FILE…`: put message files into the Pickup (or Replay) directory and report on them.
+
+Each file is written under a name the watcher ignores (`.<name>.part`), flushed, and renamed into place, so
+the hub never claims half a file; a name already waiting in the folder gets `-1`, `-2`, … With `--wait` the
+command follows each file through the message tracking log, where the hub's rows carry the file's name as
+their source-context: RECEIVE means queued (with the internal id), BADMAIL means moved to badmail (with the
+reason), an agent's AGENTINFO deletion means deleted. So `--wait` needs message tracking on, and a running hub.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import time
+from dataclasses import asdict, dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+
+from transport.cli import arguments, command, print_table
+from transport.config import ConfigError, load_config
+from transport.tracking import read_tracking_log
+
+__all__ = ["Drop", "drop_file", "follow"]
+
+
+@dataclass(slots=True)
+class Drop:
+    """One file handed to a directory, and what became of it."""
+
+    file: str
+    name: str
+    status: str = "dropped"  # dropped | queued | deleted | bad | pending | error
+    internal_id: int | None = None
+    reason: str = ""
+
+
+def drop_file(source: Path, directory: Path) -> str:
+    """Copy a file into the directory atomically under a free `*.eml` name; returns that name."""
+    data = source.read_bytes()
+    stem = source.name[:-4] if source.name.lower().endswith(".eml") else source.name
+    directory.mkdir(parents=True, exist_ok=True)
+    part = directory / f".{stem}.{os.getpid()}.part"
+    with open(part, "wb") as f:
+        f.write(data)
+        f.flush()
+        os.fsync(f.fileno())
+    try:
+        for n in range(1000):
+            name = f"{stem}.eml" if n == 0 else f"{stem}-{n}.eml"
+            try:
+                os.link(part, directory / name)  # fails when the name is taken: never replaces a waiting file
+                return name
+            except FileExistsError:
+                continue
+        raise OSError(f"no free name for {stem}.eml in {directory}")
+    finally:
+        part.unlink()
+
+
+def _now() -> str:
+    return datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
+
+
+def follow(drops: list[Drop], tracking: Path, since: str, timeout: float) -> None:
+    """Update each drop from the tracking log until every one is settled or `timeout` seconds pass."""
+    waiting = {d.name: d for d in drops if d.status == "dropped"}
+    deadline = time.monotonic() + timeout
+    while waiting:
+        for row in read_tracking_log(tracking):
+            drop = waiting.get(row.get("source-context", ""))
+            if drop is None or row.get("date-time", "") < since:
+                continue
+            event = row.get("event-id")
+            if event == "RECEIVE":
+                drop.status, drop.internal_id = "queued", int(row["internal-message-id"])
+            elif event == "BADMAIL":
+                drop.status, drop.reason = "bad", row.get("recipient-status", "")
+            elif event == "AGENTINFO" and ": deleted" in row.get("custom-data", ""):
+                drop.status, drop.reason = "deleted", row["custom-data"]
+            else:
+                continue
+            del waiting[drop.name]
+        if not waiting or time.monotonic() > deadline:
+            break
+        time.sleep(0.2)
+    for drop in waiting.values():
+        drop.status, drop.reason = "pending", f"not picked up within {timeout:g}s (is the hub running?)"
+
+
+def _arguments(p: argparse.ArgumentParser) -> None:
+    sub = p.add_subparsers(dest="action", metavar="ACTION", required=True)
+    drop = sub.add_parser("drop", help="copy message files in atomically; --wait reports what became of each",
+                          description="Copy message files into the Pickup (or Replay) directory.")
+    drop.add_argument("files", nargs="+", type=Path, metavar="FILE", help="message files (.eml)")
+    drop.add_argument("--replay", action="store_true",
+                      help="drop into the Replay directory (files with an X-Sender/X-Receiver envelope)")
+    drop.add_argument("--wait", action="store_true", help="wait until each file is queued, deleted or in badmail")
+    drop.add_argument("--timeout", type=float, default=30.0, help="seconds --wait waits at most (default 30)")
+    drop.add_argument("--json", action="store_true", help="print JSON")
+    drop.add_argument("-c", "--config", default=argparse.SUPPRESS, help="configuration file (default: transport.yaml)")
+
+
+@command("pickup", "drop message files into the Pickup or Replay directory (`transport pickup drop FILE…`)")
+@arguments(_arguments)
+def cmd_pickup(args: argparse.Namespace) -> int:
+    config = load_config(args.config)
+    settings, label = (config.replay, "Replay") if args.replay else (config.pickup, "Pickup")
+    directory = settings.directory(config.data_root)
+    if directory is None:
+        raise ConfigError(f"{args.config}: the {label} directory is off ({label.lower()}.path is empty)")
+    since = _now()
+    drops = []
+    for path in args.files:
+        try:
+            drops.append(Drop(str(path), drop_file(path, directory)))
+        except OSError as e:
+            drops.append(Drop(str(path), "", "error", reason=e.strerror or str(e)))
+    if args.wait:
+        follow(drops, config.data_root / "logs" / "MessageTracking", since, args.timeout)
+    if args.json:
+        print(json.dumps([asdict(d) for d in drops], indent=2))
+    else:
+        rows = [{"file": d.file, "status": d.status,
+                 "detail": f"InternalId={d.internal_id}" if d.internal_id is not None
+                 else d.reason or str(directory / d.name)} for d in drops]
+        print_table(rows, ["file", "status", "detail"])
+    return 1 if any(d.status in ("bad", "pending", "error") for d in drops) else 0

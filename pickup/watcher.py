@@ -1,0 +1,394 @@
+"""Watching the Pickup and Replay directories: claim each file, convert it, play it to the agents, queue it.
+
+Finding files: a scan every `poll_interval` seconds (0.25 s by default; Exchange polls every 5 s) lists the
+`*.eml` names with one os.scandir, off the event loop. A file is taken once its ctime is QUIET seconds old,
+so a copy still being written (`cp` into the folder) is left alone; the worst-case latency is therefore
+poll_interval + QUIET. No inotify: a scan of an idle folder costs microseconds, and one scan feeds batches of
+up to `queue.batch_size` files, so 10,000 files dropped at once cost a handful of scans, not one per file.
+
+A batch is claimed (each `x.eml` renamed `x.tmp`, Exchange's claim) and read in one thread hop, converted by
+the directory's rules, played to the receive agents, and submitted concurrently, so one group commit of the
+queue store takes the whole batch. PickupDirectoryMaxMessagesPerMinute, when not 0, caps the claims.
+
+Crash safety: a file is deleted only after its message is durably queued. The name and SHA-256 of each claimed
+file are written to `pickup_claims` in the same commit as its message (QueueStore.enqueue's `also`), and
+removed once the file is gone. At start-up a leftover `.tmp` with a matching claim was already queued and is
+deleted; any other goes back to `.eml` and is picked up again. So a file is never queued twice, and never lost.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+import logging
+import os
+import sqlite3
+import stat
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Callable
+
+from queues.store import StoreError
+from replay.rules import ReplayRules
+from transport.events import Action
+from transport.mailitem import MailItem, RecipientStatus, SessionInfo
+from transport.submission import run_message_events
+
+from .badmail import free_name, move_to_badmail
+from .rules import BadFile, Conversion, DirectoryRules, PickupRules
+from .session import SimulatedSession
+
+if TYPE_CHECKING:
+    from transport.hub import Hub
+
+__all__ = ["DirectoryWatcher", "Outcome", "start_directory_watchers", "CLAIMS_TABLE"]
+
+log = logging.getLogger("transport.pickup")
+
+QUIET = 0.1
+"""Seconds a file must have been left alone before it is claimed."""
+UNREADABLE_RETRY = 5.0
+"""Seconds before a file that could not be claimed or read is tried again (Exchange retries them too)."""
+
+CLAIMS_TABLE = """CREATE TABLE IF NOT EXISTS pickup_claims (
+    directory TEXT NOT NULL,
+    name TEXT NOT NULL,
+    sha256 TEXT NOT NULL,
+    message INTEGER NOT NULL,
+    PRIMARY KEY (directory, name)
+)"""
+
+
+@dataclass(slots=True)
+class Claim:
+    """A claimed file: the name it was dropped as, where it is now, and its content."""
+
+    name: str
+    path: Path
+    raw: bytes
+    sha256: str
+
+
+@dataclass(slots=True)
+class Outcome:
+    """What became of one file: queued, deleted (by an agent), bad (with the reason) or retry (queue down)."""
+
+    status: str
+    reason: str = ""
+    item: MailItem | None = None
+    internal_id: int = 0
+
+
+class RateLimit:
+    """PickupDirectoryMaxMessagesPerMinute as a token bucket: a minute's worth at once, then a steady rate."""
+
+    def __init__(self, per_minute: int) -> None:
+        self.capacity = float(per_minute)
+        self.rate = per_minute / 60.0
+        self.tokens = self.capacity
+        self._stamp = time.monotonic()
+
+    def available(self) -> int:
+        now = time.monotonic()
+        self.tokens = min(self.capacity, self.tokens + (now - self._stamp) * self.rate)
+        self._stamp = now
+        return int(self.tokens)
+
+    def take(self, count: int) -> None:
+        self.tokens -= count
+
+    def wait(self) -> float:
+        """Seconds until the next file may be claimed."""
+        return max(0.0, (1.0 - self.tokens) / self.rate)
+
+
+class DirectoryWatcher:
+    """One watched directory (Pickup or Replay) feeding the hub's submission path."""
+
+    def __init__(self, hub: "Hub", directory: Path, rules: DirectoryRules) -> None:
+        self.hub = hub
+        self.directory = directory
+        self.rules = rules
+        self.settings = rules.settings
+        self.source = rules.source.value
+        self.badmail = hub.config.data_root / "badmail"
+        self.batch_size = hub.config.queue.batch_size
+        per_minute = self.settings.max_messages_per_minute
+        self.rate_limit = RateLimit(per_minute) if per_minute else None
+        self._stop = asyncio.Event()
+        self._task: asyncio.Task | None = None
+        self._not_before: dict[str, float] = {}
+
+    # -- life cycle ---------------------------------------------------------------------------------
+    def start(self) -> None:
+        self._task = asyncio.create_task(self._run(), name=f"{self.rules.received_by.lower()}-directory")
+
+    async def close(self) -> None:
+        """Stop claiming; the batch in hand is finished (queued or put back) first."""
+        self._stop.set()
+        if self._task is not None:
+            await asyncio.gather(self._task, return_exceptions=True)
+
+    async def _run(self) -> None:
+        try:
+            await self._recover()
+        except Exception:
+            log.exception("%s directory %s: recovery failed; not watching it", self.rules.received_by, self.directory)
+            return
+        log.info("watching the %s directory %s", self.rules.received_by, self.directory)
+        while not self._stop.is_set():
+            try:
+                delay = await self._poll()
+            except Exception:
+                log.exception("%s directory %s: scan failed", self.rules.received_by, self.directory)
+                delay = self.settings.poll_interval
+            if delay:
+                await self._sleep(delay)
+
+    async def _sleep(self, seconds: float) -> None:
+        with contextlib.suppress(asyncio.TimeoutError):
+            await asyncio.wait_for(self._stop.wait(), seconds)
+
+    # -- recovery -----------------------------------------------------------------------------------
+    async def _recover(self) -> None:
+        """Leftover `.tmp` files: delete those already queued (their claim is recorded), restore the rest."""
+        directory = str(self.directory)
+        await self.hub.store.run(lambda conn: conn.execute(CLAIMS_TABLE))
+        claimed = dict(self.hub.store.read("SELECT name, sha256 FROM pickup_claims WHERE directory=?", (directory,)))
+        restored, dropped = await asyncio.to_thread(self._restore, claimed)
+        await self.hub.store.run(lambda conn: conn.execute("DELETE FROM pickup_claims WHERE directory=?", (directory,)))
+        if restored or dropped:
+            log.info("%s directory: %d claimed file(s) put back, %d already queued removed",
+                     self.rules.received_by, restored, dropped)
+
+    def _restore(self, claimed: dict[str, str]) -> tuple[int, int]:
+        self.directory.mkdir(parents=True, exist_ok=True)
+        restored = dropped = 0
+        with os.scandir(self.directory) as entries:
+            leftovers = [Path(e.path) for e in entries if e.name.lower().endswith(".tmp") and e.is_file()]
+        for path in leftovers:
+            digest = claimed.get(path.name)
+            if digest is not None and hashlib.sha256(path.read_bytes()).hexdigest() == digest:
+                path.unlink()
+                dropped += 1
+            else:
+                os.rename(path, free_name(path.with_suffix(".eml")))
+                restored += 1
+        self._sync_directory()
+        return restored, dropped
+
+    # -- scanning and claiming ----------------------------------------------------------------------
+    async def _poll(self) -> float:
+        """One scan and the batches it yields; returns the seconds to wait before the next scan.
+
+        The batches overlap: while one is converted and submitted on the event loop, the next is claimed
+        and the previous one cleaned up in threads (file system calls release the GIL).
+        """
+        idle = self.settings.poll_interval
+        if self.hub.back_pressure():
+            return idle
+        names = await asyncio.to_thread(self._scan)
+        if not names:
+            return idle
+        claiming, names = self._claim_next(names)
+        cleaning: asyncio.Task | None = None
+        queue_ok = True
+        try:
+            while claiming is not None:
+                claims = await claiming
+                claiming = None
+                if names and queue_ok and not self._stop.is_set() and not self.hub.back_pressure():
+                    claiming, names = self._claim_next(names)
+                outcomes = await asyncio.gather(*(self._submit(c) for c in claims))
+                queue_ok = all(o.status != "retry" for o in outcomes)
+                if cleaning is not None:
+                    await cleaning
+                cleaning = asyncio.create_task(self._clean_up(claims, outcomes))
+        finally:
+            if claiming is not None:  # an error above: put back what was claimed meanwhile
+                unused = await claiming
+                await self._clean_up(unused, [Outcome("retry") for _ in unused])
+            if cleaning is not None:
+                await cleaning
+        if not queue_ok:
+            return idle
+        if names and self.rate_limit is not None and not self.rate_limit.available():
+            return self.rate_limit.wait()
+        return 0.0
+
+    def _claim_next(self, names: list[str]) -> tuple[asyncio.Task | None, list[str]]:
+        """Start claiming the next batch in a thread (within the rate limit); returns it and the names left."""
+        size = self.batch_size
+        if self.rate_limit is not None:
+            size = min(size, self.rate_limit.available())
+            self.rate_limit.take(min(size, len(names)))
+        if not size:
+            return None, names
+        return asyncio.create_task(asyncio.to_thread(self._claim, names[:size])), names[size:]
+
+    def _scan(self) -> list[str]:
+        """Names of the `*.eml` files ready to claim, oldest name first."""
+        now, mono = time.time(), time.monotonic()
+        self._not_before = {n: t for n, t in self._not_before.items() if t > mono}
+        names = []
+        try:
+            entries = os.scandir(self.directory)
+        except FileNotFoundError:
+            self.directory.mkdir(parents=True, exist_ok=True)
+            return []
+        with entries:
+            for entry in entries:
+                name = entry.name
+                if name[-4:].lower() != ".eml" or name in self._not_before:
+                    continue
+                try:
+                    st = entry.stat()
+                except OSError:
+                    continue
+                if stat.S_ISREG(st.st_mode) and now - st.st_ctime >= QUIET:
+                    names.append(name)
+        names.sort()
+        return names
+
+    def _claim(self, names: list[str]) -> list[Claim]:
+        """Rename each file to `.tmp` and read it (one thread hop for the batch)."""
+        claims = []
+        for name in names:
+            path = self.directory / name
+            tmp = free_name(path.with_suffix(".tmp"))
+            try:
+                os.rename(path, tmp)
+            except FileNotFoundError:
+                continue
+            except OSError as e:
+                log.warning("%s directory: cannot claim %s (tried again later): %s", self.rules.received_by, name, e)
+                self._not_before[name] = time.monotonic() + UNREADABLE_RETRY
+                continue
+            try:
+                raw = tmp.read_bytes()
+            except OSError as e:
+                log.warning("%s directory: cannot read %s (tried again later): %s", self.rules.received_by, name, e)
+                with contextlib.suppress(OSError):
+                    os.rename(tmp, free_name(path))
+                self._not_before[name] = time.monotonic() + UNREADABLE_RETRY
+                continue
+            claims.append(Claim(name, tmp, raw, hashlib.sha256(raw).hexdigest()))
+        if claims:
+            self._sync_directory()
+        return claims
+
+    def _sync_directory(self) -> None:
+        """Make renames and deletions in the folder durable before the queue database relies on them."""
+        if not self.hub.config.queue.durable:
+            return
+        fd = os.open(self.directory, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+
+    # -- one batch ----------------------------------------------------------------------------------
+    async def _clean_up(self, claims: list[Claim], outcomes: list[Outcome]) -> None:
+        """After a batch: files gone, then their claim records; badmail moves tracked."""
+        removed, bad = await asyncio.to_thread(self._settle, claims, outcomes)
+        if removed:
+            await self.hub.store.run(lambda conn: conn.executemany(
+                "DELETE FROM pickup_claims WHERE message=?", [(i,) for i in removed]))
+        for claim, outcome, path in bad:
+            log.warning("%s directory: %s moved to %s: %s", self.rules.received_by, claim.name, path, outcome.reason)
+            item = outcome.item or MailItem(sender="", recipients=[], raw=claim.raw, source=self.rules.source,
+                                            session=SessionInfo(session_id=claim.name))
+            self.hub.tracking.log("BADMAIL", item, self.source, recipient_status=outcome.reason,
+                                  source_context=claim.name, custom_data=str(path))
+
+    def _settle(self, claims: list[Claim],
+                outcomes: list[Outcome]) -> tuple[list[int], list[tuple[Claim, Outcome, Path]]]:
+        """Delete what is queued, put back what must be retried, move the rest to badmail."""
+        removed, bad = [], []
+        for claim, outcome in zip(claims, outcomes):
+            try:
+                if outcome.status == "retry":
+                    os.rename(claim.path, free_name(self.directory / claim.name))
+                elif outcome.status == "bad":
+                    bad.append((claim, outcome, move_to_badmail(self.badmail, claim.path, claim.name,
+                                                                self.directory, outcome.reason)))
+                else:
+                    claim.path.unlink()
+                    removed.append(outcome.internal_id)
+            except OSError as e:  # left as .tmp: the claim record decides at the next start
+                log.error("%s directory: cannot clean up %s: %s", self.rules.received_by, claim.path, e)
+        self._sync_directory()
+        return removed, bad
+
+    async def _submit(self, claim: Claim) -> Outcome:
+        try:
+            conversion = self.rules.convert(claim.raw, claim.name)
+        except BadFile as e:
+            return Outcome("bad", str(e), e.item)
+        except Exception as e:  # a file that trips a bug must not come back forever
+            log.exception("%s directory: converting %s failed", self.rules.received_by, claim.name)
+            return Outcome("bad", f"the file could not be converted ({type(e).__name__}: {e})")
+        session = SimulatedSession(self.hub.pipeline, conversion.item) if self.settings.run_receive_agents else None
+        try:
+            return await self._receive(claim, conversion, session)
+        except StoreError as e:
+            log.error("%s directory: could not queue %s (tried again later): %s", self.rules.received_by, claim.name, e)
+            return Outcome("retry", str(e))
+        except Exception as e:
+            log.exception("%s directory: submitting %s failed", self.rules.received_by, claim.name)
+            return Outcome("bad", f"the message could not be submitted ({type(e).__name__}: {e})", conversion.item)
+        finally:
+            if session is not None:
+                await session.close()
+
+    async def _receive(self, claim: Claim, conversion: Conversion, session: SimulatedSession | None) -> Outcome:
+        """The receive side for one file: command events, stamps, message events, then the Submission queue."""
+        item = conversion.item
+        if session is not None:
+            refused = await session.commands()
+            if refused:
+                return Outcome("bad", refused, item)
+        if conversion.trusted:
+            item.prepend_headers([("Received", conversion.received)])
+        else:
+            self.hub.stamp_received(item, conversion.received)
+        if session is not None:
+            event = await run_message_events(self.hub, item)
+            if event is not None and event.action is Action.DELETE:
+                return Outcome("deleted", f"{event.decided_by}: {event.reason}", item)
+            if event is not None:
+                if event.response is not None:
+                    await session.rejected(event.response, "end of data")
+                detail = f" ({event.reason})" if event.reason else ""
+                return Outcome("bad", f"{event.decided_by} rejected the message: "
+                                      f"{event.response or 'disconnect'}{detail}", item)
+        internal_id = await self.hub.submit(item, also=self._record(claim))
+        for r in item.recipients:
+            if r.status is RecipientStatus.FAILED:
+                self.hub.tracking.log("FAIL", item, self.source, [r.address], r.response,
+                                      source_context=claim.name)
+        return Outcome("queued", item=item, internal_id=internal_id)
+
+    def _record(self, claim: Claim) -> Callable[[sqlite3.Connection, int], None]:
+        """The claim record written in the message's own commit."""
+        row = (str(self.directory), claim.path.name, claim.sha256)
+
+        def record(conn: sqlite3.Connection, message_id: int) -> None:
+            conn.execute("INSERT OR REPLACE INTO pickup_claims(directory, name, sha256, message) VALUES (?,?,?,?)",
+                         (*row, message_id))
+
+        return record
+
+
+def start_directory_watchers(hub: "Hub") -> list[DirectoryWatcher]:
+    """Start a watcher for the Pickup and the Replay directory, each unless its path is empty."""
+    watchers = []
+    for settings, rules_cls in ((hub.config.pickup, PickupRules), (hub.config.replay, ReplayRules)):
+        directory = settings.directory(hub.config.data_root)
+        if directory is not None:
+            watcher = DirectoryWatcher(hub, directory, rules_cls(settings, hub.config, hub.is_internal))
+            watcher.start()
+            watchers.append(watcher)
+    return watchers
