@@ -93,9 +93,9 @@ class QueueScheduler:
         now = time.time()
         await self._expire(now)
         await self._notify_delays(now)
-        self._dispatch_due(now, changed and not first)  # Ready twice = categorized and delivered twice
+        await self._dispatch_due(now, changed and not first)  # Ready twice = categorized and delivered twice
 
-    def _dispatch_due(self, now: float, include_ready: bool) -> None:
+    async def _dispatch_due(self, now: float, include_ready: bool) -> None:
         statuses = "('Retry','Ready')" if include_ready else "('Retry')"
         for stored in self.store.items(f"status IN {statuses} AND next_attempt <= ? AND queue NOT IN (?, ?)",
                                        (now, UNREACHABLE, POISON)):
@@ -105,6 +105,8 @@ class QueueScheduler:
             if item is None:
                 continue
             if stored.queue == SUBMISSION:
+                if stored.status == "Retry":  # Ready again, so the next tick does not hand it over twice
+                    await self.store.update_item(stored.id, status="Ready")
                 item.recipients = [r for r in item.recipients if r.address in stored.recipients]
                 for r in item.recipients:
                     r.next_hop = ""

@@ -147,7 +147,8 @@ def test_run_on_a_port_in_use_is_one_line(tmp_path):
         cfg = write_config(tmp_path, {"receive": {"bindings": [f"127.0.0.1:{port}"]}})
         result = run_cli("run", "-c", str(cfg), "--log-level", "WARNING")
     assert result.returncode == 1 and "Traceback" not in result.stderr
-    assert result.stderr.strip().splitlines()[-1].startswith(f"cannot listen on 127.0.0.1:{port}: ")
+    assert result.stderr.strip().splitlines()[-1].startswith(
+        f"{cfg}:{cfg.read_text().splitlines().index('  bindings:') + 1}: receive.bindings: cannot listen on 127.0.0.1:{port}: ")
     assert "address already in use" in result.stderr.lower()
 
 

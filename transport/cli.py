@@ -109,7 +109,8 @@ async def _serve(config: TransportConfig) -> int:
         await hub.start()
     except OSError as e:
         await hub.stop(grace=0)
-        raise ConfigError(f"cannot listen on {', '.join(config.receive.bindings)}: {e.strerror or e}") from None
+        raise ConfigError(f"{config.locate('receive', 'bindings')}: receive.bindings: cannot listen on "
+                          f"{', '.join(config.receive.bindings)}: {e.strerror or e}") from None
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):

@@ -74,7 +74,10 @@ class Replies:
     RECIPIENT_NOT_FOUND = SmtpResponse(550, "5.1.1", "RESOLVER.ADR.ExRecipNotFound; not found")
 
     @staticmethod
-    def queued(message_id: str, internal_id: int, host: str) -> SmtpResponse:
+    def queued(message_id: str, internal_id: int | None = None, host: str = "") -> SmtpResponse:
+        """The reply to end of DATA; without an internal id it is the silent-delete form Exchange's agents send."""
+        if internal_id is None:
+            return SmtpResponse(250, "2.6.0", f"{message_id} Queued mail for delivery")
         return SmtpResponse(250, "2.6.0", f"{message_id} [InternalId={internal_id}, Hostname={host}] Queued mail for delivery")
 
 

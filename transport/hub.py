@@ -253,9 +253,11 @@ class Hub:
             server.close()
         deadline = time.monotonic() + grace
         while self.sessions and time.monotonic() < deadline:
+            for session in [s for s in self.sessions if not s.busy]:
+                session.shut_down()  # idle sessions go now; a message being received may finish
             await asyncio.sleep(0.05)
         for session in list(self.sessions):
-            session._close()
+            session.shut_down()
         await self.idle(max(0.0, deadline - time.monotonic()))
         for task in self._tasks:
             task.cancel()

@@ -24,6 +24,7 @@ from . import events as ev
 from .events import Action, Replies, SmtpResponse
 from .headers import header_end
 from .mailitem import AuthAs, MailItem, Recipient, SessionInfo, Source
+from .submission import run_message_events
 
 if TYPE_CHECKING:
     from .hub import Hub
@@ -38,6 +39,18 @@ MAX_HOP_COUNT = 30
 _session_ids = itertools.count(1)
 _MAIL_PARAMS = {"SIZE", "BODY", "RET", "ENVID", "AUTH", "SMTPUTF8"}
 _RCPT_PARAMS = {"NOTIFY", "ORCPT"}
+
+
+class _CommandTable(dict):
+    """aiosmtpd's table of command methods, answering an unknown verb with Exchange's reply (and counting it
+    as a protocol error) instead of aiosmtpd's own text."""
+
+    def __init__(self, methods: dict[str, Any], fallback: Any) -> None:
+        super().__init__(methods)
+        self.fallback = fallback
+
+    def get(self, key: str, default: Any = None) -> Any:
+        return super().get(key) or self.fallback
 
 
 class _NoHooks:
@@ -84,6 +97,7 @@ class ReceiveProtocol(SMTP):
             authenticator=self._check_password,  # not `_authenticate`: that name is aiosmtpd's own method
             loop=asyncio.get_running_loop(),
         )
+        self._smtp_methods = _CommandTable(self._smtp_methods, self._unrecognized)
         self.hub = hub
         self.pipeline = hub.pipeline
         self.info = SessionInfo()
@@ -161,6 +175,20 @@ class ReceiveProtocol(SMTP):
             await self.reply(event.response)
             return True
         return False
+
+    @property
+    def busy(self) -> bool:
+        """In a mail transaction (MAIL accepted, the message not yet answered): shutdown waits for it."""
+        return self.mail_from is not None
+
+    def shut_down(self) -> None:
+        """Hub shutdown: tell the client, then close."""
+        if self.transport is not None and not self.transport.is_closing():
+            self.transport.write(b"421 4.3.2 Service not available, closing transmission channel\r\n")
+        self._close()
+
+    async def _unrecognized(self, arg: str | None) -> None:
+        await self._protocol_error(Replies.UNRECOGNIZED)
 
     def _close(self) -> None:
         if self.transport is not None:
@@ -407,24 +435,12 @@ class ReceiveProtocol(SMTP):
         if sum(1 for h in item.headers if h.key == "received") >= MAX_HOP_COUNT:
             return Replies.HOP_COUNT
         hub.stamp_received(item)
-        for event_cls in (ev.EndOfHeadersEvent, ev.EndOfDataEvent):
-            if not self.pipeline.has(event_cls.name):
-                continue
-            event = await self.pipeline.run(event_cls(item.session, item))
-            if event.action is Action.DISCONNECT:
-                hub.tracking.log("AGENTINFO", item, "AGENT", custom_data=f"{event.decided_by}: disconnect")
+        ended = await run_message_events(hub, item)
+        if ended is not None:
+            if ended.action is Action.DISCONNECT:
                 self._close()
                 return None
-            if event.action is Action.REJECT:
-                hub.tracking.log("AGENTINFO", item, "AGENT", recipient_status=str(event.response),
-                                 custom_data=f"{event.decided_by}: {event.reason}")
-                return event.response
-            if event.action is Action.DELETE:
-                hub.tracking.log("AGENTINFO", item, "AGENT", custom_data=f"{event.decided_by}: deleted {event.reason}")
-                return Replies.queued(item.message_id, 0, rc.fqdn)
-            if event.action is Action.QUARANTINE:
-                hub.quarantine(item, event.reason)
-                break
+            return ended.response if ended.action is Action.REJECT else Replies.queued(item.message_id)
         try:
             internal_id = await hub.submit(item)
         except Exception as e:
