@@ -164,6 +164,8 @@ def hub_config(target: Target, data_root: Path, pickup: bool = False) -> dict[st
             if name in fields:
                 section[name] = str(data_root / "pickup")
                 break
+        if "max_messages_per_minute" in fields:
+            section["max_messages_per_minute"] = 0  # Exchange's 100/min would measure the throttle, not the hub
         cfg["pickup"] = section
     return cfg
 
@@ -269,9 +271,12 @@ class ServerProcess:
                 pass
         return n
 
-    async def wait_delivered(self, expected: int, stall: float = 20.0, poll: float = 0.1) -> int:
-        """Wait until `expected` messages are in the Maildir, or nothing new arrived for `stall` seconds."""
+    async def wait_delivered(self, expected: int, stall: float = 20.0, poll: float = 0.1,
+                             deadline: float | None = None) -> int:
+        """Wait until `expected` messages are in the Maildir, nothing new arrived for `stall` seconds, or
+        `deadline` seconds passed (default: 60 s plus 50 ms per message expected)."""
         last, last_change = -1, time.monotonic()
+        give_up = time.monotonic() + (deadline if deadline is not None else 60 + expected * 0.05)
         while True:
             n = self.delivered()
             if n >= expected:
@@ -279,6 +284,8 @@ class ServerProcess:
             if n != last:
                 last, last_change = n, time.monotonic()
             elif time.monotonic() - last_change > stall:
+                return n
+            if time.monotonic() > give_up:
                 return n
             if self.proc is not None and self.proc.poll() is not None:
                 return n
@@ -313,6 +320,8 @@ class TrackingTimes:
     queued_ms: list[float] = field(default_factory=list)  # RECEIVE -> SUBMIT (waiting for the categorizer)
     delivery_ms: list[float] = field(default_factory=list)  # SUBMIT -> DELIVER (categorize, route, write Maildir)
     last_deliver: float | None = None  # wall-clock time of the last DELIVER row
+    last_receive: float | None = None  # wall-clock time of the last RECEIVE row
+    received: int = 0
     delivered: int = 0
 
 
@@ -327,7 +336,8 @@ def tracking_times(data_root: Path, tag: str) -> TrackingTimes:
         if event in rows and row.get("message-subject", "").startswith(prefix):
             rows[event].setdefault(row.get("internal-message-id", ""), _ts(row["date-time"]))
     received, submitted, delivered = rows["RECEIVE"], rows["SUBMIT"], rows["DELIVER"]
-    out = TrackingTimes(delivered=len(delivered), last_deliver=max(delivered.values()) if delivered else None)
+    out = TrackingTimes(delivered=len(delivered), last_deliver=max(delivered.values()) if delivered else None,
+                        received=len(received), last_receive=max(received.values()) if received else None)
     for mid, t in delivered.items():
         if mid in received:
             out.total_ms.append((t - received[mid]) * 1000)
