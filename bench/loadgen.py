@@ -59,7 +59,8 @@ class LoadSpec:
 class LoadResult:
     spec: LoadSpec
     accepted: int = 0
-    rejected: Counter = field(default_factory=Counter)  # reply text -> count (non-250 after DATA, MAIL, RCPT)
+    rejected: Counter = field(default_factory=Counter)  # reply text -> count (5xx after MAIL, RCPT, DATA)
+    deferred: Counter = field(default_factory=Counter)  # 4xx reply text -> count; the message was sent again
     errors: Counter = field(default_factory=Counter)  # connection-level problems -> count
     connections: int = 0
     started_wall: float = 0.0
@@ -73,6 +74,7 @@ class LoadResult:
 
     def problems(self) -> str:
         parts = [f"{n}x {text}" for text, n in (self.rejected + self.errors).most_common(3)]
+        parts += [f"{n}x deferred, sent again: {text}" for text, n in self.deferred.most_common(2)]
         return "; ".join(parts)
 
 
@@ -85,6 +87,12 @@ class _Tickets:
             return False
         self.left -= 1
         return True
+
+    def give_back(self) -> None:
+        self.left += 1
+
+
+RETRY_DELAY = 0.1  # seconds a session waits after a 4xx (back pressure) before sending the message again
 
 
 class _Session:
@@ -146,20 +154,33 @@ async def _worker(spec: LoadSpec, tickets: _Tickets, result: LoadResult, state: 
                 sent += 1
                 state["n"] += 1
                 n = state["n"]
+
+                async def refused(stage: str, code: int, text: bytes, reset: bool = True) -> None:
+                    """A 4xx is temporary: the message goes back to the pool (as an MTA would retry it);
+                    a 5xx is final. Past `max_deferrals` a 4xx counts as final too."""
+                    reason = f"{stage}: {text.decode(errors='replace')[:70]}"
+                    if 400 <= code < 500 and sum(result.deferred.values()) < spec.messages * 20:
+                        result.deferred[reason] += 1
+                        tickets.give_back()
+                        if reset:
+                            await s.command(b"RSET\r\n")
+                        await asyncio.sleep(RETRY_DELAY)
+                    else:
+                        result.rejected[reason] += 1
+                        if reset:
+                            await s.command(b"RSET\r\n")
+
                 code, text = await s.command(mail)
                 if code != 250:
-                    result.rejected[f"MAIL: {text.decode(errors='replace')[:70]}"] += 1
-                    await s.command(b"RSET\r\n")
+                    await refused("MAIL", code, text)
                     continue
                 code, text = await s.command(rcpt)
                 if code != 250:
-                    result.rejected[f"RCPT: {text.decode(errors='replace')[:70]}"] += 1
-                    await s.command(b"RSET\r\n")
+                    await refused("RCPT", code, text)
                     continue
                 code, text = await s.command(b"DATA\r\n")
                 if code != 354:
-                    result.rejected[f"DATA: {text.decode(errors='replace')[:70]}"] += 1
-                    await s.command(b"RSET\r\n")
+                    await refused("DATA", code, text)
                     continue
                 s.writer.write(head_fmt % (n, n, spec.tag.encode()))
                 s.writer.write(body)
@@ -171,7 +192,7 @@ async def _worker(spec: LoadSpec, tickets: _Tickets, result: LoadResult, state: 
                     result.accept_latency_ms.append((t1 - t0) * 1000)
                     state["last"] = t1
                 else:
-                    result.rejected[f"end of DATA: {text.decode(errors='replace')[:70]}"] += 1
+                    await refused("end of DATA", code, text, reset=False)
             await s.command(b"QUIT\r\n")
         except (ConnectionError, asyncio.IncompleteReadError, asyncio.TimeoutError, OSError) as e:
             result.errors[f"session: {type(e).__name__}: {e}"[:90]] += 1

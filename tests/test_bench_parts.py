@@ -85,3 +85,45 @@ def test_py_spy_collapsed_stacks() -> None:
     lines = _thread_view(threads, seconds=1.0, rate=100)
     assert any("MainThread" in line and "50%" in line for line in lines)
     assert any("asyncio to_thread pool" in line and "| 2 " in line and "25%" in line for line in lines)
+
+
+async def test_load_generator_sends_again_after_4xx_and_counts_5xx() -> None:
+    """Against a scripted server: MAIL gets 452 once (back pressure), the third message 550 at end of DATA."""
+    import asyncio
+
+    from bench.loadgen import LoadSpec, run_load
+
+    mails = 0
+    datas = 0
+
+    async def session(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        nonlocal mails, datas
+        writer.write(b"220 fake ready\r\n")
+        while line := await reader.readline():
+            verb = line[:4].upper()
+            if verb == b"EHLO":
+                writer.write(b"250-fake\r\n250 8BITMIME\r\n")
+            elif verb == b"MAIL":
+                mails += 1
+                writer.write(b"452 4.3.1 Insufficient system resources\r\n" if mails == 1 else b"250 OK\r\n")
+            elif verb in (b"RCPT", b"RSET"):
+                writer.write(b"250 OK\r\n")
+            elif verb == b"DATA":
+                writer.write(b"354 go\r\n")
+                while (await reader.readline()) != b".\r\n":
+                    pass
+                datas += 1
+                writer.write(b"550 5.7.1 no\r\n" if datas == 3 else b"250 2.6.0 queued\r\n")
+            elif verb == b"QUIT":
+                writer.write(b"221 bye\r\n")
+                break
+        writer.close()
+
+    server = await asyncio.start_server(session, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    async with server:
+        result = await run_load(LoadSpec("127.0.0.1", port, sessions=2, messages=6, size=1024, messages_per_session=2))
+    assert result.accepted == 5
+    assert sum(result.deferred.values()) == 1 and sum(result.rejected.values()) == 1
+    assert "550 5.7.1" in result.problems() and "deferred" in result.problems()
+    assert not result.errors
