@@ -181,3 +181,30 @@ def test_mail_item_edits_invalidate_the_view():
     item.remove_headers(["Received"])
     assert item.header("Received") is None and item.size == len(item.raw)
     assert body_of(item.raw) == body_of(LF_MSG)
+
+
+@pytest.mark.parametrize("raw", [b"Subject: a\r\nFrom: b@c\r\n\r\nbody\r\n", b"Subject: a\nX: y\n\nbody\n",
+                                 b"Subject: a\r\n", b"", b"\r\nbody", b"Subject: a\r\n folded\r\nTo: x\r\n\r\n.\r\n"])
+def test_mail_item_edits_keep_the_parsed_view_in_step(raw):
+    """A mail item parses its headers once; every edit must leave the view equal to a fresh parse."""
+    import random
+
+    from transport.mailitem import MailItem
+
+    rnd = random.Random(raw)
+    item = MailItem("s@x", [], raw)
+    for step in range(60):
+        op = rnd.choice(["prepend", "append", "remove", "set", "prefix"])
+        name = rnd.choice(["Received", "X-MS-Exchange-Organization-SCL", "Subject", "X-A", "To"])
+        if op == "prepend":
+            item.prepend_headers([(name, f"v{step}"), ("X-A", "p")])
+        elif op == "append":
+            item.append_headers([(name, f"v{step}")])
+        elif op == "remove":
+            item.remove_headers([name])
+        elif op == "set":
+            item.set_header(name, f"s{step}")
+        else:
+            item.remove_headers(["X-MS-Exchange-"], prefix=True)
+        assert item.headers == parse_headers(item.raw), (op, name)
+    assert item.raw.endswith(raw.partition(b"\r\n\r\n")[2] if b"\r\n\r\n" in raw else b"")

@@ -3,6 +3,7 @@ firewall, and protocol-exact DATA handling (dot-stuffing, SMTP smuggling, pipeli
 
 from __future__ import annotations
 
+import asyncio
 import re
 import smtplib
 
@@ -436,3 +437,18 @@ async def test_hop_count_just_under_the_limit_is_accepted(hub, port):
     reply = await data(c, received.encode() + make_message(message_id="<hops@fabrikam.test>") + b".\r\n")
     assert reply.startswith("250 2.6.0")
     await c.close()
+
+
+async def test_sessions_built_from_the_template_match_aiosmtpds_own_constructor(hub):
+    """The per-connection fast path must set exactly what aiosmtpd's constructor sets (guards upgrades)."""
+    from transport.receive import ReceiveProtocol
+
+    template = ReceiveProtocol.template(hub, None)
+    slow, fast = ReceiveProtocol(hub, None), ReceiveProtocol(hub, None, template)
+    assert set(vars(slow)) == set(vars(fast))
+    assert {k: type(v) for k, v in vars(slow).items()} == {k: type(v) for k, v in vars(fast).items()}
+    assert all(a.method.__self__ is fast for a in fast._auth_methods.values())
+    assert all(m.__self__ is fast for m in fast._smtp_methods.values())
+    assert fast._authenticator.__self__ is fast
+    assert not set(template._settings) & set(vars(asyncio.StreamReaderProtocol(
+        asyncio.StreamReader(), client_connected_cb=fast._cb_client_connected)))  # stream state is never shared

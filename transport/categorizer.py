@@ -68,10 +68,15 @@ class Categorizer:
             self._busy = len(batch)
             try:
                 await self.store.claim([i.internal_id for i in batch])
-                for item in batch:
-                    await self._categorize(item)
+                # Side by side, so the batch's queue writes share one group commit.
+                results = await asyncio.gather(*(self._categorize(i) for i in batch), return_exceptions=True)
             except Exception:
                 log.exception("categorizer batch failed; the messages stay in the Submission queue")
+            else:
+                for item, result in zip(batch, results):
+                    if isinstance(result, Exception):
+                        log.error("categorizing message %s failed; it stays in the Submission queue: %s",
+                                  item.internal_id, result, exc_info=result)
             finally:
                 self._busy = 0
 

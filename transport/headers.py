@@ -13,21 +13,27 @@ from dataclasses import dataclass
 from email.header import decode_header, make_header
 from typing import Iterable, Sequence
 
-__all__ = ["Header", "header_end", "parse_headers", "prepend_headers", "remove_headers", "decode_value"]
+__all__ = ["Header", "HeaderEditor", "header_end", "parse_headers", "prepend_headers", "append_headers",
+           "remove_headers", "decode_value", "format_field"]
 
 
 @dataclass(frozen=True, slots=True)
 class Header:
-    """One header field: its name as written, its unfolded value, and where its lines sit in the raw bytes."""
+    """One header field: its name as written, its unfolded value, where its lines sit in the raw bytes, and
+    its lower-cased name (`key`, kept because every look-up compares it)."""
 
     name: str
     value: str
     start: int
     end: int
+    key: str = ""
 
-    @property
-    def key(self) -> str:
-        return self.name.lower()
+    def __post_init__(self) -> None:
+        if not self.key:
+            object.__setattr__(self, "key", self.name.lower())
+
+    def shifted(self, by: int) -> "Header":
+        return Header(self.name, self.value, self.start + by, self.end + by, self.key)
 
 
 def header_end(raw: bytes) -> int:
@@ -60,7 +66,7 @@ def parse_headers(raw: bytes) -> list[Header]:
             value += " " + line.strip().decode("utf-8", "surrogateescape")
         else:
             if name is not None:
-                fields.append(Header(name, value, start, pos))
+                fields.append(Header(name, value, start, pos, name.lower()))
                 name = None
             colon = line.find(b":")
             if colon > 0 and b" " not in line[:colon].rstrip(b" \t"):
@@ -69,7 +75,7 @@ def parse_headers(raw: bytes) -> list[Header]:
                 start = pos
         pos = line_end
     if name is not None:
-        fields.append(Header(name, value, start, pos))
+        fields.append(Header(name, value, start, pos, name.lower()))
     return fields
 
 
@@ -95,37 +101,73 @@ def format_field(name: str, value: str, eol: bytes = b"\r\n") -> bytes:
     return eol.join(out) + eol
 
 
+def _block(raw: bytes, fields: Sequence[tuple[str, str]]) -> bytes:
+    eol = _eol(raw)
+    return b"".join(format_field(n, v, eol) for n, v in fields)
+
+
+def _insertion_point(raw: bytes) -> tuple[int, bytes, bytes]:
+    """Where appended fields go (offset), and what goes before/after them when the block has no end yet."""
+    end = header_end(raw)
+    if end == len(raw) and not raw.endswith((b"\r\n\r\n", b"\n\n")):
+        sep = b"" if raw.endswith((b"\r\n", b"\n")) or not raw else _eol(raw)
+        return len(raw) + len(sep), sep, _eol(raw)
+    return end - (2 if raw[end - 2:end] == b"\r\n" else 1), b"", b""
+
+
 def prepend_headers(raw: bytes, fields: Sequence[tuple[str, str]]) -> bytes:
     """Put fields at the top of the header block, in the order given (trace headers go first)."""
-    eol = _eol(raw)
-    return b"".join(format_field(n, v, eol) for n, v in fields) + raw
+    return _block(raw, fields) + raw
 
 
 def append_headers(raw: bytes, fields: Sequence[tuple[str, str]]) -> bytes:
     """Put fields at the end of the header block, just before the blank line."""
-    eol = _eol(raw)
-    block = b"".join(format_field(n, v, eol) for n, v in fields)
-    end = header_end(raw)
-    if end == len(raw) and not raw.endswith((b"\r\n\r\n", b"\n\n")):
-        sep = b"" if raw.endswith((b"\r\n", b"\n")) or not raw else eol
-        return raw + sep + block + eol
-    body_sep = 2 if raw[end - 2:end] == b"\r\n" else 1
-    return raw[: end - body_sep] + block + raw[end - body_sep:]
+    at, sep, tail = _insertion_point(raw)
+    return raw[:at - len(sep)] + sep + _block(raw, fields) + tail + raw[at - len(sep):]
+
+
+def _removal(raw: bytes, headers: Sequence[Header], names: Iterable[str], prefix: bool) -> tuple[bytes, list[Header]]:
+    keys = tuple(n.lower() for n in names)
+    parts: list[bytes] = []
+    kept: list[Header] = []
+    pos = removed = 0
+    for h in headers:
+        if h.key.startswith(keys) if prefix else h.key in keys:
+            parts.append(raw[pos:h.start])
+            pos = h.end
+            removed += h.end - h.start
+        else:
+            kept.append(h.shifted(-removed) if removed else h)
+    if not parts:
+        return raw, list(headers)
+    parts.append(raw[pos:])
+    return b"".join(parts), kept
 
 
 def remove_headers(raw: bytes, names: Iterable[str], prefix: bool = False) -> bytes:
     """Drop every field whose name is in names (or starts with one, when prefix is set), case-insensitively."""
-    keys = tuple(n.lower() for n in names)
-    parts, pos = [], 0
-    for field in parse_headers(raw):
-        hit = field.key.startswith(keys) if prefix else field.key in keys
-        if hit:
-            parts.append(raw[pos:field.start])
-            pos = field.end
-    if not parts:
-        return raw
-    parts.append(raw[pos:])
-    return b"".join(parts)
+    return _removal(raw, parse_headers(raw), names, prefix)[0]
+
+
+class HeaderEditor:
+    """Edits that keep an already parsed header view in step with the bytes, so a message whose headers
+    are stamped by several agents is parsed once, not once per stamp."""
+
+    @staticmethod
+    def prepend(raw: bytes, headers: list[Header], fields: Sequence[tuple[str, str]]) -> tuple[bytes, list[Header]]:
+        block = _block(raw, fields)
+        return block + raw, parse_headers(block) + [h.shifted(len(block)) for h in headers]
+
+    @staticmethod
+    def append(raw: bytes, headers: list[Header], fields: Sequence[tuple[str, str]]) -> tuple[bytes, list[Header]]:
+        at, sep, tail = _insertion_point(raw)
+        block = _block(raw, fields)
+        new_raw = raw[:at - len(sep)] + sep + block + tail + raw[at - len(sep):]
+        return new_raw, headers + [h.shifted(at) for h in parse_headers(block)]
+
+    @staticmethod
+    def remove(raw: bytes, headers: list[Header], names: Iterable[str], prefix: bool = False) -> tuple[bytes, list[Header]]:
+        return _removal(raw, headers, names, prefix)
 
 
 def decode_value(value: str) -> str:

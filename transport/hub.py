@@ -172,9 +172,11 @@ class Hub:
         self.watchers = start_directory_watchers(self)
         tls = self._tls_context()
         loop = asyncio.get_running_loop()
+        template = ReceiveProtocol.template(self, tls)
         for binding in self.config.receive.bindings:
             host, port = parse_binding(binding)
-            server = await loop.create_server(lambda: ReceiveProtocol(self, tls), host, port, reuse_address=True)
+            server = await loop.create_server(lambda: ReceiveProtocol(self, tls, template), host, port,
+                                              reuse_address=True)
             self.servers.append(server)
         log.info("listening on %s", ", ".join(f"{h}:{p}" for h, p in self.addresses))
 

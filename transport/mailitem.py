@@ -11,7 +11,7 @@ from __future__ import annotations
 import enum
 import time
 import uuid
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field, fields
 from typing import Any, Iterable, Sequence
 
 from . import headers as hdr
@@ -94,13 +94,17 @@ class Verdict:
     response: str = ""
 
 
+_SESSION_FIELDS = tuple(f.name for f in fields(SessionInfo))
+_VERDICT_FIELDS = tuple(f.name for f in fields(Verdict))
+
+
 def new_message_id(domain: str) -> str:
     return f"<{uuid.uuid4()}@{domain}>"
 
 
 @dataclass(slots=True)
 class MailItem:
-    """A message in flight. `raw` is the truth; `headers` is a cached view rebuilt after edits."""
+    """A message in flight. `raw` is the truth; `headers` is parsed once and kept in step by every edit."""
 
     sender: str
     recipients: list[Recipient]
@@ -147,18 +151,13 @@ class MailItem:
 
     # -- header edits (applied to the raw bytes) ------------------------------------------------------
     def prepend_headers(self, fields: Sequence[tuple[str, str]]) -> None:
-        self.raw = hdr.prepend_headers(self.raw, fields)
-        self._headers = None
+        self.raw, self._headers = hdr.HeaderEditor.prepend(self.raw, self.headers, fields)
 
     def append_headers(self, fields: Sequence[tuple[str, str]]) -> None:
-        self.raw = hdr.append_headers(self.raw, fields)
-        self._headers = None
+        self.raw, self._headers = hdr.HeaderEditor.append(self.raw, self.headers, fields)
 
     def remove_headers(self, names: Iterable[str], prefix: bool = False) -> None:
-        raw = hdr.remove_headers(self.raw, names, prefix)
-        if raw is not self.raw:
-            self.raw = raw
-            self._headers = None
+        self.raw, self._headers = hdr.HeaderEditor.remove(self.raw, self.headers, names, prefix)
 
     def set_header(self, name: str, value: str) -> None:
         """Replace every field of that name by one (added at the end of the header block)."""
@@ -184,9 +183,9 @@ class MailItem:
                 for r in self.recipients
             ],
             "source": self.source.value,
-            "session": {**asdict(self.session), "auth_as": self.session.auth_as.value},
+            "session": {k: getattr(self.session, k) for k in _SESSION_FIELDS} | {"auth_as": self.session.auth_as.value},
             "stamps": self.stamps,
-            "verdicts": [asdict(v) for v in self.verdicts],
+            "verdicts": [{k: getattr(v, k) for k in _VERDICT_FIELDS} for v in self.verdicts],
             "received_at": self.received_at,
         }
 

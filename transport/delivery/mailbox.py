@@ -54,17 +54,21 @@ class MailboxStore:
         self.config = config
         self._host = socket.gethostname().replace("/", "_").replace(":", "_")
         self._seq = itertools.count()
+        self._created: set[str] = set()
 
     def maildir(self, address: str) -> Path:
         return self.root / address.lower()
 
     def create(self, address: str) -> Path:
-        """Make the mailbox's Maildir (Inbox) and its Junk folder if missing."""
+        """Make the mailbox's Maildir (Inbox) and its Junk folder if missing (checked once per process)."""
         base = self.maildir(address)
+        if address in self._created:
+            return base
         for folder in (base, base / JUNK_FOLDER):
             for sub in ("cur", "new", "tmp"):
                 (folder / sub).mkdir(parents=True, exist_ok=True)
         (base / JUNK_FOLDER / "maildirfolder").touch(exist_ok=True)
+        self._created.add(address)
         return base
 
     def junk_threshold(self, address: str) -> int:
@@ -109,6 +113,7 @@ class MailboxStore:
                 d.folder, d.path = folder or "Inbox", str(final)
             except OSError as e:
                 d.error = f"{e.strerror or e}"
+                self._created.discard(address)  # make the folders again on the next attempt
             results.append(d)
         for folder in touched:
             fd = os.open(folder, os.O_RDONLY)
