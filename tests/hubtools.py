@@ -128,6 +128,14 @@ async def wait_for(predicate: Callable[[], Any], timeout: float = 5.0, interval:
         await asyncio.sleep(interval)
 
 
+def drop_file(directory: Path, name: str, content: bytes) -> None:
+    """What a careful writer puts in a Pickup or Replay directory: write aside, rename in."""
+    directory.mkdir(parents=True, exist_ok=True)
+    part = directory / f".{name}.part"
+    part.write_bytes(content)
+    os.rename(part, directory / name)
+
+
 def header_value(raw: bytes, name: str) -> str | None:
     from transport.headers import parse_headers
 

@@ -4,7 +4,6 @@ a real hub and a real SQLite store."""
 from __future__ import annotations
 
 import asyncio
-import os
 import signal
 import sqlite3
 import time
@@ -14,7 +13,7 @@ from typing import Any
 import pytest
 
 from agents import AgentConfig, EndOfDataEvent, SmtpReceiveAgent, SmtpResponse
-from hubtools import HubProcess, make_message, messages, running_hub, send, tracking, wait_file, wait_for, write_config
+from hubtools import drop_file, HubProcess, make_message, messages, running_hub, send, tracking, wait_file, wait_for, write_config
 from pickup.watcher import DirectoryWatcher
 from transport.hub import Hub
 
@@ -28,12 +27,6 @@ def pickup_dir(hub: Hub) -> Path:
     return path
 
 
-def drop(directory: Path, name: str, content: bytes) -> None:
-    """What a careful writer does: write aside, rename in."""
-    directory.mkdir(parents=True, exist_ok=True)
-    part = directory / f".{name}.part"
-    part.write_bytes(content)
-    os.rename(part, directory / name)
 
 
 def eml(*headers: str, body: str = "Hello from the pickup directory.") -> bytes:
@@ -95,7 +88,7 @@ WITH_RECORDER = {**FAST, "internal_smtp_servers": ["10.0.0.0/8"],
 async def test_dropped_file_is_queued_and_delivered_with_pickup_headers(tmp_path: Path) -> None:
     async with running_hub(tmp_path, FAST) as hub:
         started = time.monotonic()
-        drop(pickup_dir(hub), "hello.eml", eml(
+        drop_file(pickup_dir(hub), "hello.eml", eml(
             "Received: from relay.fabrikam.test ([203.0.113.5]) by mx.fabrikam.test; Mon, 1 Jan 2024 00:00:00 +0000",
             "Resent-From: someone@fabrikam.test", "Resent-Date: Mon, 1 Jan 2024 00:00:00 +0000",
             "X-MS-Exchange-Organization-SCL: -1", "From: John Doe <john@fabrikam.test>",
@@ -119,7 +112,7 @@ async def test_dropped_file_is_queued_and_delivered_with_pickup_headers(tmp_path
 
 async def test_bcc_only_message_gets_undisclosed_recipients(tmp_path: Path) -> None:
     async with running_hub(tmp_path, FAST) as hub:
-        drop(pickup_dir(hub), "bcc.eml", eml("From: john@fabrikam.test", "Bcc: alice@contoso.com, bob@contoso.com",
+        drop_file(pickup_dir(hub), "bcc.eml", eml("From: john@fabrikam.test", "Bcc: alice@contoso.com, bob@contoso.com",
                                              "Subject: Bcc only", "Message-ID: <keep@fabrikam.test>",
                                              "Date: Mon, 1 Jan 2024 00:00:00 +0000"))
         await wait_for(lambda: messages(hub, "alice@contoso.com") and messages(hub, "bob@contoso.com"))
@@ -147,7 +140,7 @@ async def test_envelope_sender_and_recipient_rules(tmp_path: Path) -> None:
     }
     async with running_hub(tmp_path, FAST) as hub:
         for name, content in files.items():
-            drop(pickup_dir(hub), name, content)
+            drop_file(pickup_dir(hub), name, content)
         (pickup_dir(hub) / "notes.txt").write_text("not a message")
         rows = await settled(hub, *files)
         senders = {n: r["sender-address"] for n, r in rows.items() if r["event-id"] == "RECEIVE"}
@@ -172,7 +165,7 @@ async def test_envelope_sender_and_recipient_rules(tmp_path: Path) -> None:
 
 async def test_x_sender_and_x_receiver_give_the_envelope(tmp_path: Path) -> None:
     async with running_hub(tmp_path, FAST) as hub:
-        drop(pickup_dir(hub), "x.eml", eml("X-Sender: <bounce@fabrikam.test> BODY=8BITMIME",
+        drop_file(pickup_dir(hub), "x.eml", eml("X-Sender: <bounce@fabrikam.test> BODY=8BITMIME",
                                            "X-Receiver: <bob@contoso.com> NOTIFY=NEVER",
                                            "From: john@fabrikam.test", "To: alice@contoso.com", "Subject: X"))
         rows = await settled(hub, "x.eml")
@@ -190,11 +183,11 @@ async def test_x_sender_and_x_receiver_give_the_envelope(tmp_path: Path) -> None
 async def test_header_size_and_recipient_limits(tmp_path: Path) -> None:
     limits = {"pickup": {"poll_interval": 0.05, "max_header_size": "1KB", "max_recipients_per_message": 3}}
     async with running_hub(tmp_path, limits) as hub:
-        drop(pickup_dir(hub), "big-header.eml", eml("From: john@fabrikam.test", "To: alice@contoso.com",
+        drop_file(pickup_dir(hub), "big-header.eml", eml("From: john@fabrikam.test", "To: alice@contoso.com",
                                                      "X-Padding: " + "x" * 1100))
         many = ", ".join(f"user{i}@contoso.com" for i in range(4))
-        drop(pickup_dir(hub), "many.eml", eml("From: john@fabrikam.test", f"To: {many}"))
-        drop(pickup_dir(hub), "three.eml", eml("From: john@fabrikam.test",
+        drop_file(pickup_dir(hub), "many.eml", eml("From: john@fabrikam.test", f"To: {many}"))
+        drop_file(pickup_dir(hub), "three.eml", eml("From: john@fabrikam.test",
                                                "To: alice@contoso.com, bob@contoso.com, carol@contoso.com"))
         rows = await settled(hub, "big-header.eml", "many.eml", "three.eml")
         assert [rows[n]["event-id"] for n in ("big-header.eml", "many.eml", "three.eml")] == [
@@ -206,7 +199,7 @@ async def test_header_size_and_recipient_limits(tmp_path: Path) -> None:
 async def test_messages_per_minute(tmp_path: Path) -> None:
     async with running_hub(tmp_path, {"pickup": {"poll_interval": 0.05, "max_messages_per_minute": 3}}) as hub:
         for i in range(5):
-            drop(pickup_dir(hub), f"m{i}.eml", eml("From: john@fabrikam.test", "To: alice@contoso.com"))
+            drop_file(pickup_dir(hub), f"m{i}.eml", eml("From: john@fabrikam.test", "To: alice@contoso.com"))
         await settled(hub, "m0.eml", "m1.eml", "m2.eml")
         await asyncio.sleep(0.5)
         assert sorted(p.name for p in pickup_dir(hub).iterdir()) == ["m3.eml", "m4.eml"]
@@ -240,9 +233,9 @@ async def test_receive_agents_see_the_session_simulated_from_the_file(tmp_path: 
              "Received: from mail.fabrikam.test (mail.fabrikam.test [198.51.100.7]) by edge.contoso.com;"
              " Mon, 1 Jan 2024 00:00:00 +0000"]
     async with running_hub(tmp_path, WITH_RECORDER) as hub:
-        drop(pickup_dir(hub), "captured.eml", eml(*trace, "From: john@fabrikam.test",
+        drop_file(pickup_dir(hub), "captured.eml", eml(*trace, "From: john@fabrikam.test",
                                                   "To: alice@contoso.com, blocked@contoso.com"))
-        drop(pickup_dir(hub), "plain.eml", eml("From: john@fabrikam.test", "To: bob@contoso.com"))
+        drop_file(pickup_dir(hub), "plain.eml", eml("From: john@fabrikam.test", "To: bob@contoso.com"))
         rows = await settled(hub, "captured.eml", "plain.eml")
         events = recorder(hub).events
         captured = [e for e in events if e[1] == "198.51.100.7"]
@@ -260,11 +253,11 @@ async def test_receive_agents_see_the_session_simulated_from_the_file(tmp_path: 
 
 async def test_agent_verdicts_decide_the_file(tmp_path: Path) -> None:
     async with running_hub(tmp_path, WITH_RECORDER) as hub:
-        drop(pickup_dir(hub), "rejected.eml", eml("From: john@fabrikam.test", "To: alice@contoso.com",
+        drop_file(pickup_dir(hub), "rejected.eml", eml("From: john@fabrikam.test", "To: alice@contoso.com",
                                                   "X-Test-Action: reject"))
-        drop(pickup_dir(hub), "deleted.eml", eml("From: john@fabrikam.test", "To: alice@contoso.com",
+        drop_file(pickup_dir(hub), "deleted.eml", eml("From: john@fabrikam.test", "To: alice@contoso.com",
                                                  "X-Test-Action: delete"))
-        drop(pickup_dir(hub), "all-blocked.eml", eml("From: john@fabrikam.test", "To: blocked@contoso.com"))
+        drop_file(pickup_dir(hub), "all-blocked.eml", eml("From: john@fabrikam.test", "To: blocked@contoso.com"))
         await wait_for(lambda: not list(pickup_dir(hub).iterdir()))
         await settled(hub, "rejected.eml", "all-blocked.eml")
         assert badmail_reason(hub, "rejected") == (
@@ -279,7 +272,7 @@ async def test_agent_verdicts_decide_the_file(tmp_path: Path) -> None:
 async def test_receive_agents_can_be_turned_off(tmp_path: Path) -> None:
     exact = {**WITH_RECORDER, "pickup": {"poll_interval": 0.05, "run_receive_agents": False}}
     async with running_hub(tmp_path, exact) as hub:
-        drop(pickup_dir(hub), "exchange.eml", eml("From: john@fabrikam.test", "To: alice@contoso.com",
+        drop_file(pickup_dir(hub), "exchange.eml", eml("From: john@fabrikam.test", "To: alice@contoso.com",
                                                   "X-Test-Action: reject"))
         await wait_for(lambda: messages(hub, "alice@contoso.com"))
         assert recorder(hub).events == []
@@ -298,7 +291,7 @@ async def test_every_corpus_message_ends_queued_or_bad_while_smtp_is_served(tmp_
         names = []
         for path in files:
             name = f"{path.parent.name}-{path.name}"
-            drop(pickup_dir(hub), name, path.read_bytes())
+            drop_file(pickup_dir(hub), name, path.read_bytes())
             names.append(name)
         port = hub.addresses[0][1]
         replies = await asyncio.gather(*(send(port, "john@fabrikam.test", ["alice@contoso.com"],
@@ -332,7 +325,7 @@ async def test_file_queued_before_a_crash_is_not_submitted_again(tmp_path: Path,
     with monkeypatch.context() as m:
         m.setattr(DirectoryWatcher, "_settle", lambda self, claims, outcomes: ([], []))  # "crash" before cleanup
         async with running_hub(tmp_path, FAST) as hub:
-            drop(pickup_dir(hub), "once.eml", eml("From: john@fabrikam.test", "To: alice@contoso.com"))
+            drop_file(pickup_dir(hub), "once.eml", eml("From: john@fabrikam.test", "To: alice@contoso.com"))
             await wait_for(lambda: messages(hub, "alice@contoso.com"))
             assert [p.name for p in pickup_dir(hub).iterdir()] == ["once.tmp"]
     async with running_hub(tmp_path, FAST) as hub:
@@ -354,7 +347,7 @@ def test_sigkill_mid_pickup_loses_nothing_and_queues_nothing_twice(tmp_path: Pat
                                      "pickup": {"poll_interval": 0.05, "max_messages_per_minute": 0}})
     pickup = tmp_path / "data" / "pickup"
     for i in range(count):
-        drop(pickup, f"k{i:03}.eml", eml("From: john@fabrikam.test", "To: someone@fabrikam.test",
+        drop_file(pickup, f"k{i:03}.eml", eml("From: john@fabrikam.test", "To: someone@fabrikam.test",
                                          f"Subject: kill test {i:03}"))
     time.sleep(0.15)
     hub = HubProcess(config).start()

@@ -4,12 +4,11 @@ files, and resubmission through a real hub."""
 from __future__ import annotations
 
 import base64
-import os
 from pathlib import Path
 
 import pytest
 
-from hubtools import PASSWORD, RawSmtp, messages, running_hub, tracking, wait_for
+from hubtools import drop_file, PASSWORD, RawSmtp, messages, running_hub, tracking, wait_for
 from replay.format import ReplayFormatError, created_by, parse, read_injected, serialize
 from transport.hub import Hub
 from transport.mailitem import MailItem, Recipient, RecipientStatus, SessionInfo, Source
@@ -23,11 +22,6 @@ def replay_dir(hub: Hub) -> Path:
     return path
 
 
-def drop(directory: Path, name: str, content: bytes) -> None:
-    directory.mkdir(parents=True, exist_ok=True)
-    part = directory / f".{name}.part"
-    part.write_bytes(content)
-    os.rename(part, directory / name)
 
 
 def sample_item() -> MailItem:
@@ -112,7 +106,7 @@ async def test_replay_file_is_resubmitted_exactly_as_its_envelope_says(tmp_path:
             b"From: john@fabrikam.test\r\nTo: bob@contoso.com\r\nBcc: carol@contoso.com\r\nSubject: Replayed\r\n"
             b"Message-ID: <replayed@fabrikam.test>\r\n\r\nBody\r\n")
     async with running_hub(tmp_path, FAST) as hub:
-        drop(replay_dir(hub), "exported.eml", data)
+        drop_file(replay_dir(hub), "exported.eml", data)
         await wait_for(lambda: messages(hub, "alice@contoso.com"))
         assert messages(hub, "bob@contoso.com") == [] and messages(hub, "carol@contoso.com") == []
         head = messages(hub, "alice@contoso.com")[0].split(b"\r\n\r\n", 1)[0].decode()
@@ -137,8 +131,8 @@ async def test_files_this_hub_wrote_keep_their_organization_headers(tmp_path: Pa
                     raw=b"X-MS-Exchange-Organization-AuthAs: Internal\r\nX-MS-Exchange-Organization-Probe: kept\r\n"
                         b"From: john@fabrikam.test\r\nTo: alice@contoso.com\r\nSubject: trusted\r\n\r\nBody\r\n")
     async with running_hub(tmp_path, FAST) as hub:
-        drop(replay_dir(hub), "ours.eml", serialize(item, "hub.contoso.com"))
-        drop(replay_dir(hub), "theirs.eml", serialize(item, "other-hub.fabrikam.test"))
+        drop_file(replay_dir(hub), "ours.eml", serialize(item, "hub.contoso.com"))
+        drop_file(replay_dir(hub), "theirs.eml", serialize(item, "other-hub.fabrikam.test"))
         await wait_for(lambda: len(messages(hub, "alice@contoso.com")) == 2)
         heads = {m.split(b"\r\n\r\n", 1)[0].decode().count("X-MS-Exchange-Organization-Probe: kept"): m
                  for m in messages(hub, "alice@contoso.com")}
@@ -150,7 +144,7 @@ async def test_files_this_hub_wrote_keep_their_organization_headers(tmp_path: Pa
 
 async def test_bad_replay_files_go_to_badmail_with_the_reason(tmp_path: Path) -> None:
     async with running_hub(tmp_path, FAST) as hub:
-        drop(replay_dir(hub), "plain.eml", b"From: john@fabrikam.test\r\nTo: alice@contoso.com\r\n\r\nBody\r\n")
+        drop_file(replay_dir(hub), "plain.eml", b"From: john@fabrikam.test\r\nTo: alice@contoso.com\r\n\r\nBody\r\n")
         await wait_for(lambda: (hub.config.data_root / "badmail" / "plain.bad.txt").exists())
         reason = (hub.config.data_root / "badmail" / "plain.bad.txt").read_text()
         assert "Reason: the file has no X-Sender header before the message" in reason
@@ -174,7 +168,7 @@ async def test_a_message_exported_from_the_queue_replays_with_the_same_envelope(
         first = (await wait_for(lambda: hub.store.items("queue='Unreachable'")))[0]
         original = hub.store.load_message(first.message)
         assert original is not None
-        drop(replay_dir(hub), "again.eml", serialize(original, hub.config.receive.fqdn))
+        drop_file(replay_dir(hub), "again.eml", serialize(original, hub.config.receive.fqdn))
         both = await wait_for(lambda: (lambda items: items if len(items) == 2 else None)(
             hub.store.items("queue='Unreachable'")))
         replayed = hub.store.load_message(both[1].message)
