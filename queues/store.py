@@ -229,6 +229,7 @@ class QueueStore:
             return mid
 
         item.internal_id = await self._write(op)
+        item.stored_raw = row[6]
         return item.internal_id
 
     async def claim(self, message_ids: Sequence[int], queue: str = SUBMISSION) -> None:
@@ -247,7 +248,7 @@ class QueueStore:
         An empty `deliveries` means nothing is left to deliver: the message is removed.
         """
         envelope = json.dumps(item.envelope_dict())
-        raw = item.raw
+        raw = item.raw if item.raw is not item.stored_raw else None  # rewrite the content only if an agent edited it
         now = time.time()
 
         def op(conn: sqlite3.Connection) -> dict[str, int]:
@@ -255,8 +256,11 @@ class QueueStore:
             if not deliveries:
                 _drop_if_orphan(conn, item.internal_id)
                 return {}
-            conn.execute("UPDATE messages SET envelope=?, raw=?, size=? WHERE id=?",
-                         (envelope, raw, len(raw), item.internal_id))
+            if raw is None:
+                conn.execute("UPDATE messages SET envelope=? WHERE id=?", (envelope, item.internal_id))
+            else:
+                conn.execute("UPDATE messages SET envelope=?, raw=?, size=? WHERE id=?",
+                             (envelope, raw, len(raw), item.internal_id))
             ids = {}
             for q, rcpts in deliveries.items():
                 cur = conn.execute("INSERT INTO queue_items(message, queue, recipients, created) VALUES (?,?,?,?)",
@@ -264,7 +268,9 @@ class QueueStore:
                 ids[q] = cur.lastrowid
             return ids
 
-        return await self._write(op)
+        ids = await self._write(op)
+        item.stored_raw = item.raw
+        return ids
 
     async def complete(self, item_ids: Iterable[int]) -> None:
         """Queue items done (delivered or failed for good); messages with no items left go too."""
@@ -336,7 +342,9 @@ class QueueStore:
         rows = self.read("SELECT envelope, raw FROM messages WHERE id=?", (message_id,))
         if not rows:
             return None
-        return MailItem.from_dict(json.loads(rows[0][0]), bytes(rows[0][1]), message_id)
+        item = MailItem.from_dict(json.loads(rows[0][0]), bytes(rows[0][1]), message_id)
+        item.stored_raw = item.raw
+        return item
 
 
 def _poison_at(conn: sqlite3.Connection, threshold: int, where: str, params: Sequence[Any]) -> list[int]:

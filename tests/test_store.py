@@ -168,3 +168,21 @@ async def test_update_item_allows_only_known_columns(store):
     assert (stored.status, stored.attempts, stored.recipients, stored.last_error) == ("Retry", 2, ["bob@contoso.com"], "x")
     with pytest.raises(ValueError):
         await store.update_item(stored.id, message=99)
+
+
+async def test_route_rewrites_the_content_only_when_an_agent_edited_it(tmp_path):
+    from queues.store import QueueStore
+    from transport.mailitem import MailItem, Recipient
+
+    store = QueueStore(tmp_path / "q.db")
+    store.open()
+    try:
+        item = MailItem("a@b.test", [Recipient("x@contoso.com")], b"Subject: s\r\n\r\nbody\r\n")
+        await store.enqueue(item)
+        await store.route(item, {"mailbox": ["x@contoso.com"]})
+        assert store.load_message(item.internal_id).raw == b"Subject: s\r\n\r\nbody\r\n"
+        item.append_headers([("X-Edited", "yes")])
+        await store.route(item, {"mailbox": ["x@contoso.com"]}, from_queue="mailbox")
+        assert store.load_message(item.internal_id).header("X-Edited") == "yes"
+    finally:
+        await store.close()

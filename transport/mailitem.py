@@ -117,6 +117,7 @@ class MailItem:
     internal_id: int = 0
     received_at: float = field(default_factory=time.time)
     _headers: list[hdr.Header] | None = field(default=None, repr=False)
+    stored_raw: bytes | None = field(default=None, repr=False, compare=False)  # what the queue store holds
 
     # -- header view ---------------------------------------------------------------------------------
     @property
