@@ -55,6 +55,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-profile", action="store_true", help="do not add the profile when a target is missed")
     p.add_argument("--no-smtp-source", action="store_true", help="do not use Postfix's smtp-source even if installed")
     p.add_argument("--smtp-source", metavar="PATH", help="Postfix's smtp-source to use (default: found on PATH)")
+    p.add_argument("--smtp-source-rounds", type=int, default=1, help="rounds per target with smtp-source (default 1)")
     p.add_argument("--results-dir", type=Path, default=BENCH_DIR / "results",
                    help="where the markdown results go (default bench/results)")
     p.add_argument("--no-results-file", action="store_true", help="print the tables only")
@@ -104,6 +105,7 @@ async def run(args: argparse.Namespace, argv: Sequence[str]) -> int:
         pickup_messages=args.pickup_messages or (100 if quick else 10_000),
         use_smtp_source=not args.no_smtp_source,
         smtp_source_path=args.smtp_source,
+        smtp_source_rounds=args.smtp_source_rounds,
     )
     report = Report(argv, quick, args.smtp_source if not args.no_smtp_source else None)
     print("\n".join(report.header()) + "\n", flush=True)

@@ -18,7 +18,7 @@ from .loadgen import LoadSpec
 from .measure import RoundResult, Summary, log, measure_round, round_line
 from .report import Report, fmt, fmt_ms, table
 from .targets import (
-    EXAMPLE_AGENT, RECIPIENT, ServerProcess, Target, discover_agents, pickup_supported, spf_pass_sender,
+    EXAMPLE_AGENT, RECIPIENT, ServerProcess, Target, backlog_at, discover_agents, pickup_supported, spf_pass_sender,
     tracking_times,
 )
 
@@ -44,6 +44,7 @@ class Settings:
     pickup_messages: int
     use_smtp_source: bool
     smtp_source_path: str | None = None
+    smtp_source_rounds: int = 1
     sender: str = "bench@fabrikam.com"
 
     @property
@@ -210,7 +211,8 @@ async def smtp_source(settings: Settings, report: Report, targets: dict[str, Tar
     chosen = [targets[k] for k in settings.targets]
     spec = settings.spec()
     results: dict[str, list[tuple[float, int | None, float]]] = {t.key: [] for t in chosen}
-    for i in range(1, settings.rounds + 1):
+    rounds = settings.smtp_source_rounds
+    for i in range(1, rounds + 1):
         for t in chosen:
             server = ServerProcess(t, settings.workdir / f"smtp-source-{t.key}-r{i}")
             await server.start()
@@ -237,7 +239,7 @@ async def smtp_source(settings: Settings, report: Report, targets: dict[str, Tar
                 if not settings.keep:
                     server.cleanup()
             results[t.key].append((spec.messages / elapsed, delivered, cpu))
-            log(f"[smtp-source] round {i}/{settings.rounds} ({t.key}): {spec.messages / elapsed:.0f} msg/s"
+            log(f"[smtp-source] round {i}/{rounds} ({t.key}): {spec.messages / elapsed:.0f} msg/s"
                 + (f", {delivered} delivered" if delivered is not None else ""))
     base = statistics.median(r[0] for r in results["a"]) if results.get("a") else None
     rows = []
@@ -251,7 +253,7 @@ async def smtp_source(settings: Settings, report: Report, targets: dict[str, Tar
                      fmt(statistics.median(r[2] * 1000 / spec.messages for r in rs), 2)])
     report.add("SMTP load with Postfix's smtp-source", [
         f"`smtp-source -s {spec.sessions} -m {spec.messages} -l {spec.size}"
-        f"{' -d' if spec.messages_per_session > 1 else ''}`, {settings.rounds} round(s) alternating;"
+        f"{' -d' if spec.messages_per_session > 1 else ''}`, {rounds} round(s) alternating (`--smtp-source-rounds`);"
         " msg/s = messages / wall time of the smtp-source run (it does not report per-message replies).", "",
         *table(["target", "msg/s (median)", "min", "max", "vs (a)", "delivered", "server CPU ms/msg"], rows)])
 
@@ -306,8 +308,12 @@ async def memory(settings: Settings, report: Report, targets: dict[str, Target])
     n = settings.memory_messages
     spec = settings.spec(messages=n, tag="memory")
     log(f"memory: {n:,} messages to ({t.key}) {t.label}, {spec.sessions} sessions, {spec.size} bytes")
-    r = await measure_round(t, spec, settings.workdir / "memory-c", warmup=settings.warmup, keep=settings.keep,
-                            sample_rss=0.5)
+    workdir = settings.workdir / "memory-c"
+    r = await measure_round(t, spec, workdir, warmup=settings.warmup, keep=True, sample_rss=0.5)
+    load_end = r.load.started_wall + r.load.elapsed
+    received, waiting_categorizer, waiting_delivery = backlog_at(workdir / "var", load_end)
+    if not settings.keep:
+        shutil.rmtree(workdir, ignore_errors=True)
     samples = r.rss_samples
     if not samples:
         report.add("Memory over a long run", ["No samples (the server did not run)."])
@@ -317,8 +323,8 @@ async def memory(settings: Settings, report: Report, targets: dict[str, Target])
         goal = fraction * n
         return min(samples, key=lambda s: abs(s[0] - goal))
 
-    points = [("start (after warm-up)", samples[0]), ("25 %", at(0.25)), ("middle (50 %)", at(0.5)),
-              ("75 %", at(0.75)), ("end of load", samples[-1])]
+    points = [("start (after warm-up)", samples[0]), ("5 %", at(0.05)), ("10 %", at(0.10)), ("25 %", at(0.25)),
+              ("middle (50 %)", at(0.5)), ("75 %", at(0.75)), ("end of load", samples[-1])]
     rows = [[name, f"{acc:,}", fmt(kb / 1024, 1)] for name, (acc, kb) in points]
     rows.append(["after every delivery", f"{r.delivered or 0:,} delivered", fmt(r.rss_after_delivery_kb / 1024, 1)])
     mid, end = at(0.5)[1], samples[-1][1]
@@ -330,7 +336,12 @@ async def memory(settings: Settings, report: Report, targets: dict[str, Target])
         f" session; server VmRSS sampled every 0.5 s. {r.load.accepted:,} accepted at {r.rate:.0f} msg/s,"
         f" {r.delivered or 0:,} delivered; peak RSS {r.peak_rss_kb / 1024:.1f} MB.", "",
         *table(["point", "accepted so far", "VmRSS MB"], rows), "",
-        f"Second half: {growth:+.1f} MB ({growth / max(mid / 1024, 1e-9):+.1%}), {per_10k:+.2f} MB per 10,000 messages."])
+        f"Second half: {growth:+.1f} MB ({growth / max(mid / 1024, 1e-9):+.1%}), {per_10k:+.2f} MB per 10,000 messages."
+        + (f" Replies other than 250: {r.load.problems()}." if r.load.problems() else ""), "",
+        f"In memory when the load ended (tracking log): {received:,} received, {waiting_categorizer:,} waiting for"
+        f" the categorizer (RECEIVE without SUBMIT), {waiting_delivery:,} waiting for delivery (SUBMIT without"
+        f" DELIVER). Messages accepted faster than they are delivered wait in memory, so RSS follows that"
+        f" backlog; it is not given back to the system once the backlog drains."])
     full = n >= 100_000
     report.verdict(f"{'MET' if flat else 'MISSED'}: memory {'flat' if flat else 'grows'} over {n:,} messages"
                    f" (middle {mid / 1024:.1f} MB → end {end / 1024:.1f} MB; flat = end ≤ middle + 10 %)"

@@ -28,7 +28,7 @@ import yaml
 
 from . import REPO
 
-__all__ = ["Target", "ServerProcess", "discover_agents", "spf_pass_sender", "hub_config", "tracking_times", "TrackingTimes",
+__all__ = ["Target", "ServerProcess", "discover_agents", "spf_pass_sender", "hub_config", "tracking_times", "TrackingTimes", "backlog_at",
            "HUB_FQDN", "RECIPIENT", "pickup_supported"]
 
 HUB_FQDN = "hub.bench.test"
@@ -345,3 +345,16 @@ def tracking_times(data_root: Path, tag: str) -> TrackingTimes:
             out.delivery_ms.append((t - submitted[mid]) * 1000)
     out.queued_ms = [(submitted[m] - received[m]) * 1000 for m in submitted if m in received]
     return out
+
+
+def backlog_at(data_root: Path, when: float) -> tuple[int, int, int]:
+    """(received, waiting for the categorizer, waiting for delivery) at wall-clock time `when`, from the
+    tracking log's RECEIVE, SUBMIT and DELIVER rows (all messages, warm-up included)."""
+    from transport.tracking import read_tracking_log
+
+    counts = {"RECEIVE": 0, "SUBMIT": 0, "DELIVER": 0}
+    for row in read_tracking_log(data_root / "logs" / "MessageTracking"):
+        event = row.get("event-id", "")
+        if event in counts and _ts(row["date-time"]) <= when:
+            counts[event] += 1
+    return counts["RECEIVE"], counts["RECEIVE"] - counts["SUBMIT"], counts["SUBMIT"] - counts["DELIVER"]
