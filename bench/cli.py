@@ -123,11 +123,17 @@ async def run(args: argparse.Namespace, argv: Sequence[str]) -> int:
             await scenarios.pickup(settings, report, targets)
         if "spf" in chosen:
             await scenarios.spf(settings, report)
-        missed = any(v.startswith("MISSED") for v in report.verdicts)
-        if "profile" in chosen or (missed and not args.no_profile and not quick):
+        speed_missed = any(v.startswith("MISSED: full pipeline") for v in report.verdicts)
+        if "profile" in chosen or (speed_missed and not args.no_profile and not quick):
             await profiling.profile(settings, report, targets)
-            if missed:
-                report.closing.append("A target was missed: the profile above says where the time goes.")
+        if speed_missed:
+            report.closing.append("The (c)-vs-(a) target was missed: the profile section says where the time goes"
+                                  + ("" if "profile" in chosen or not (args.no_profile or quick)
+                                     else " (run `--scenario profile`)") + ".")
+        if any(v.startswith("MISSED: memory") for v in report.verdicts):
+            report.closing.append("Memory was not flat: the backlog line of the memory section says what is held.")
+        if any(v.startswith("MISSED: pickup") for v in report.verdicts):
+            report.closing.append("Pickup was slower than SMTP: compare the server CPU per message of both rows.")
         if sums.get("a") and sums["a"].median:
             ratios = ", ".join(f"({k}) {s.median / sums['a'].median:.0%}" for k, s in sums.items() if k != "a")
             report.closing.append(f"Ratios to bare aiosmtpd (a), {settings.sessions} sessions × {settings.size:,} B:"
