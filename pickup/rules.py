@@ -22,7 +22,7 @@ from typing import Callable
 from replay.format import ReplayFormatError, read_injected
 from transport.config import DirectorySettings, PickupDirectory, TransportConfig
 from transport.events import SmtpResponse
-from transport.headers import header_end
+from transport.headers import date_now, header_end
 from transport.mailitem import MailItem, Recipient, RecipientStatus, Source, new_message_id
 from transport.receive import ORGANIZATION_HEADER_PREFIX, SERVER_VERSION
 
@@ -73,7 +73,7 @@ class DirectoryRules:
 
     def received(self, from_host: str) -> str:
         return (f"from {from_host} by {self.received_by} with Microsoft SMTP Server id {SERVER_VERSION}; "
-                f"{formatdate(usegmt=True)}")
+                f"{date_now()}")
 
 
 _PLAIN_LIST = re.compile(r'[^"()\\:;]*')  # no quoted strings, comments, groups or escapes

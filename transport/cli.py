@@ -92,7 +92,9 @@ def make_resolver(config: TransportConfig) -> Any:
 def cmd_run(args: argparse.Namespace) -> int:
     logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     if args.log_level.upper() != "DEBUG":
-        logging.getLogger("mail.log").setLevel(logging.WARNING)  # aiosmtpd logs every command at INFO
+        aiosmtpd_log = logging.getLogger("mail.log")
+        aiosmtpd_log.setLevel(logging.WARNING)  # aiosmtpd logs every command at INFO
+        aiosmtpd_log.addFilter(lambda r: "login_data is deprecated" not in r.getMessage())  # its own AUTH code
     config = _load(args)
     return asyncio.run(_serve(config))
 

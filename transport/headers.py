@@ -9,12 +9,14 @@ re-serialise what they did not touch.
 from __future__ import annotations
 
 import re
+import time
 from dataclasses import dataclass
 from email.header import decode_header, make_header
+from email.utils import formatdate
 from typing import Iterable, Sequence
 
 __all__ = ["Header", "HeaderEditor", "header_end", "parse_headers", "prepend_headers", "append_headers",
-           "remove_headers", "decode_value", "format_field"]
+           "remove_headers", "decode_value", "format_field", "date_now"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -168,6 +170,18 @@ class HeaderEditor:
     @staticmethod
     def remove(raw: bytes, headers: list[Header], names: Iterable[str], prefix: bool = False) -> tuple[bytes, list[Header]]:
         return _removal(raw, headers, names, prefix)
+
+
+_date_cache: tuple[int, str] = (0, "")
+
+
+def date_now() -> str:
+    """The current time as an RFC 5322 date in GMT, for trace headers and banners (made once per second)."""
+    global _date_cache
+    now = int(time.time())
+    if _date_cache[0] != now:
+        _date_cache = (now, formatdate(now, usegmt=True))
+    return _date_cache[1]
 
 
 def decode_value(value: str) -> str:

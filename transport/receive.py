@@ -15,14 +15,13 @@ import itertools
 import logging
 import os
 import ssl
-from email.utils import formatdate
 from typing import TYPE_CHECKING, Any, Optional
 
 from aiosmtpd.smtp import SMTP, AuthResult, LoginPassword, _AuthMechAttr
 
 from . import events as ev
 from .events import Action, Replies, SmtpResponse
-from .headers import header_end
+from .headers import date_now, header_end
 from .mailitem import AuthAs, MailItem, Recipient, SessionInfo, Source
 from .submission import run_message_events
 
@@ -65,7 +64,7 @@ def received_header(session: SessionInfo, fqdn: str, internal_id: int | str = ""
     with_ = "Microsoft SMTP Server" + (" (TLS)" if session.tls else "")
     ident = f" id {SERVER_VERSION}" if not internal_id else f" id {internal_id}"
     return (f"from {session.helo or 'unknown'} ([{session.client_ip}]) by {fqdn} ([{session.server_ip}])"
-            f" with {with_}{ident}; {formatdate(localtime=False, usegmt=True)}")
+            f" with {with_}{ident}; {date_now()}")
 
 
 _BAD_IN_PATH = frozenset("<>()\\,; \t\r\n\x00")
@@ -192,7 +191,7 @@ class ReceiveProtocol(SMTP):
                 await self.push("421 4.3.2 Service not available, closing transmission channel")
                 self.transport.close()
                 return
-            self.__ident__ = f"Microsoft ESMTP MAIL Service ready at {formatdate(localtime=False, usegmt=True)}"
+            self.__ident__ = f"Microsoft ESMTP MAIL Service ready at {date_now()}"
             await super()._handle_client()
         finally:
             self.hub.sessions.discard(self)
@@ -208,7 +207,17 @@ class ReceiveProtocol(SMTP):
         super().data_received(data)
         self._reset_timeout()
 
+    def _reset_timeout(self, duration: float | None = None) -> None:
+        """Move the inactivity deadline. One timer per session, re-armed only when it fires early: aiosmtpd
+        cancels and re-creates a timer for every command, which costs more than the command itself."""
+        self._deadline = self.loop.time() + (duration or self._timeout_duration)
+        if self._timeout_handle is None or self._timeout_handle.cancelled():
+            self._timeout_handle = self.loop.call_at(self._deadline, self._timeout_cb)
+
     def _timeout_cb(self) -> None:
+        if self.loop.time() < self._deadline:  # there was activity since the timer was set
+            self._timeout_handle = self.loop.call_at(self._deadline, self._timeout_cb)
+            return
         if self.transport is not None and not self.transport.is_closing():
             self.transport.write(f"{Replies.IDLE_TIMEOUT}\r\n".encode())
         super()._timeout_cb()

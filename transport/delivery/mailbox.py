@@ -15,12 +15,13 @@ import os
 import socket
 import time
 from dataclasses import dataclass
-from email.utils import formatdate
+
 from pathlib import Path
 
 from typing import TYPE_CHECKING
 
 from ..config import TransportConfig
+from ..headers import date_now
 from ..mailitem import MailItem
 
 if TYPE_CHECKING:
@@ -91,7 +92,7 @@ class MailboxStore:
         """Write one copy per recipient (blocking: run it off the event loop)."""
         results = []
         touched: set[Path] = set()
-        date = formatdate(localtime=False, usegmt=True)
+        date = date_now()
         for address in recipients:
             d = Delivery(address)
             try:
