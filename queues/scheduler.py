@@ -16,7 +16,7 @@ import sqlite3
 import time
 from typing import TYPE_CHECKING, Callable
 
-from .store import POISON, SUBMISSION, UNREACHABLE, QueueStore
+from .store import POISON, SUBMISSION, UNREACHABLE, QueueStore, StoredItem
 
 if TYPE_CHECKING:
     from transport.config import QueueSettings
@@ -30,15 +30,22 @@ log = logging.getLogger("queues.scheduler")
 EXPIRED = "550 4.4.7 QUEUE.Expired; message expired"
 DELAYED = "400 4.4.7 Message delayed"
 
-Dispatch = Callable[[str, int, "MailItem", list[str]], None]
+Dispatch = Callable[[str, int, "MailItem", list[str]], bool]
 
 
 class QueueScheduler:
-    """One task; `dispatch` hands a due delivery item to its queue, `resubmit` a message to the categorizer."""
+    """One task. `dispatch` hands a delivery item to its queue (False: the queue is full or suspended),
+    `resubmit` a message to the categorizer, `drain` empties the in-memory queues, `room` says how many more
+    items a delivery queue takes in memory. Delivery queues hold a bounded number of messages in memory; what
+    does not fit stays Ready in the store (`overflow`) and is handed over as the queue drains, so memory stays
+    flat however far delivery falls behind."""
 
     def __init__(self, store: QueueStore, settings: "QueueSettings", tracking: "TrackingLog",
-                 dispatch: Dispatch, resubmit: Callable[["MailItem"], None], drain: Callable[[], list[int]]) -> None:
+                 dispatch: Dispatch, resubmit: Callable[["MailItem"], None], drain: Callable[[], list[int]],
+                 room: Callable[[str], int]) -> None:
         self.store = store
+        self.room = room
+        self.overflow: set[str] = set()  # delivery queues with Ready items the store holds but memory does not
         self.settings = settings
         self.tracking = tracking
         self.dispatch = dispatch
@@ -87,6 +94,8 @@ class QueueScheduler:
         if changed and not first:
             for item_id in self.drain():
                 self.inflight.discard(item_id)
+            self.overflow |= {r[0] for r in self.store.read(
+                "SELECT DISTINCT queue FROM queue_items WHERE queue NOT IN (?, ?, ?)", (SUBMISSION, UNREACHABLE, POISON))}
             log.info("queue administration changed the queues; re-reading them")
         self._epoch = epoch
         self.suspended = {r[0] for r in self.store.read("SELECT name FROM queues WHERE status='Suspended'")}
@@ -95,25 +104,50 @@ class QueueScheduler:
         await self._notify_delays(now)
         await self._dispatch_due(now, changed and not first)  # Ready twice = categorized and delivered twice
 
-    async def _dispatch_due(self, now: float, include_ready: bool) -> None:
-        statuses = "('Retry','Ready')" if include_ready else "('Retry')"
-        for stored in self.store.items(f"status IN {statuses} AND next_attempt <= ? AND queue NOT IN (?, ?)",
-                                       (now, UNREACHABLE, POISON)):
-            if stored.queue in self.suspended or stored.id in self.inflight:
+    def for_categorizer(self, stored: StoredItem) -> "MailItem | None":
+        """The message of a Submission item, with just the item's recipients, none routed yet."""
+        item = self.store.load_message(stored.message)
+        if item is not None:
+            item.recipients = [r for r in item.recipients if r.address in stored.recipients]
+            for r in item.recipients:
+                r.next_hop = ""
+        return item
+
+    def refill(self, queue: str, limit: int) -> None:
+        """Hand a delivery queue the Ready items it has room for that are not in memory (oldest first)."""
+        wanted = limit + len(self.inflight)  # the in-memory ones come back too, and are skipped
+        rows = self.store.items("queue=? AND status='Ready'", (queue,), wanted)
+        for stored in rows:
+            if stored.id in self.inflight:
                 continue
             item = self.store.load_message(stored.message)
-            if item is None:
+            if item is not None and not self.dispatch(stored.queue, stored.id, item, stored.recipients):
+                return  # full again: the queue stays marked as overflowing
+        if len(rows) < wanted:  # the store has no more than that: caught up
+            self.overflow.discard(queue)
+
+    async def _dispatch_due(self, now: float, include_ready: bool) -> None:
+        """Due retries, Submission items an administrator sent back, and what overflowed a full queue."""
+        submission = "status='Retry' OR status='Ready'" if include_ready else "status='Retry'"
+        for stored in self.store.items(f"next_attempt <= ? AND ((queue=? AND ({submission}))"
+                                       " OR (queue NOT IN (?, ?, ?) AND status='Retry'))",
+                                       (now, SUBMISSION, SUBMISSION, UNREACHABLE, POISON)):
+            if stored.queue in self.suspended or stored.id in self.inflight:
                 continue
-            if stored.queue == SUBMISSION:
-                if stored.status == "Retry":  # Ready again, so the next tick does not hand it over twice
-                    await self.store.update_item(stored.id, status="Ready")
-                item.recipients = [r for r in item.recipients if r.address in stored.recipients]
-                for r in item.recipients:
-                    r.next_hop = ""
+            if stored.queue != SUBMISSION:
+                item = self.store.load_message(stored.message)
+                if item is not None:
+                    self.dispatch(stored.queue, stored.id, item, stored.recipients)
+                continue
+            if stored.status == "Retry":  # Ready again, so the next tick does not hand it over twice
+                await self.store.update_item(stored.id, status="Ready")
+            item = self.for_categorizer(stored)
+            if item is not None:
                 self.resubmit(item)
-            else:
-                self.inflight.add(stored.id)
-                self.dispatch(stored.queue, stored.id, item, stored.recipients)
+        for queue in list(self.overflow):
+            room = self.room(queue)
+            if queue not in self.suspended and room > 0:
+                self.refill(queue, room)
 
     async def _expire(self, now: float) -> None:
         cutoff = now - self.settings.message_expiration_timeout

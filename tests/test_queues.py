@@ -264,3 +264,32 @@ def test_sigkill_under_load_loses_nothing_acknowledged(tmp_path):
         hub.signal(signal.SIGTERM)
         hub.wait()
         hub.stop()
+
+
+async def test_delivery_backlog_beyond_capacity_waits_in_the_store_and_is_delivered_once(tmp_path):
+    """Memory stays bounded when delivery falls behind: what does not fit waits Ready in the store."""
+    gate = asyncio.Event()
+
+    def small(hub):
+        hub.mailbox_queue.capacity = 4
+
+    async with running_hub(tmp_path, {"queue": {"admin_poll_interval": 0.1}}, before_start=small) as hub:
+        original = hub.mailbox_queue._deliver
+
+        async def held(batch):
+            await gate.wait()
+            await original(batch)
+
+        hub.mailbox_queue._deliver = held
+        port = hub.addresses[0][1]
+        for i in range(12):
+            await send(port, "john@fabrikam.test", ["alice@contoso.com"], make_message(message_id=f"<cap{i}@t>"))
+        await wait_for(lambda: len(hub.store.items("queue='mailbox'")) == 12)
+        assert hub.mailbox_queue.feed.qsize() + hub.mailbox_queue._busy <= 4
+        assert "mailbox" in hub.scheduler.overflow
+        gate.set()
+        await wait_for(lambda: len(messages(hub, "alice@contoso.com")) == 12, timeout=10)
+        await wait_for(lambda: not hub.store.items())
+        assert len(messages(hub, "alice@contoso.com")) == 12
+        delivered = [r["message-id"] for r in tracking(hub) if r["event-id"] == "DELIVER"]
+        assert sorted(delivered) == sorted(f"<cap{i}@t>" for i in range(12))

@@ -2,8 +2,8 @@
 
 Order, as Exchange runs it: OnSubmittedMessage → resolve recipients → OnResolvedMessage → route (pick each
 recipient's next hop) → OnRoutedMessage → OnCategorizedMessage → one delivery queue item per next hop.
-Before any agent runs, the batch is durably marked "in process", so a message that crashes the process is
-counted at the next start and, at the poison threshold, isolated in the Poison queue.
+Before any routing agent runs, the batch is durably marked "in process", so a message that crashes the process
+is counted at the next start and, at the poison threshold, isolated in the Poison queue.
 """
 
 from __future__ import annotations
@@ -26,7 +26,7 @@ __all__ = ["Categorizer", "MAILBOX_QUEUE"]
 log = logging.getLogger("transport.categorizer")
 
 MAILBOX_QUEUE = "mailbox"
-Dispatch = Callable[[str, int, MailItem, list[str]], None]
+Dispatch = Callable[[str, int, MailItem, list[str]], bool]
 
 
 class Categorizer:
@@ -67,7 +67,8 @@ class Categorizer:
                 batch.append(self.feed.get_nowait())
             self._busy = len(batch)
             try:
-                await self.store.claim([i.internal_id for i in batch])
+                if self.pipeline.has_routing_agents:  # agent code may crash the process: mark the batch first
+                    await self.store.claim([i.internal_id for i in batch])
                 # Side by side, so the batch's queue writes share one group commit.
                 results = await asyncio.gather(*(self._categorize(i) for i in batch), return_exceptions=True)
             except Exception:

@@ -57,7 +57,7 @@ class Hub:
         self.pipeline = load_pipeline(config.agents, context)
         self.categorizer = Categorizer(config, self.pipeline, self.store, self.tracking, self._dispatch)
         self.scheduler = QueueScheduler(self.store, config.queue, self.tracking, self._dispatch,
-                                        self.categorizer.push, self._drain)
+                                        self.categorizer.push, self._drain, self._room)
         self.mailbox_queue = MailboxQueue(self.mailboxes, self.store, self.tracking, self.scheduler,
                                           config.receive.fqdn)
         self.sessions: set[ReceiveProtocol] = set()
@@ -143,12 +143,24 @@ class Hub:
         item.stamps["Quarantine"] = reason
         item.set_header(ORGANIZATION_HEADER_PREFIX + "SCL", "9")
 
-    def _dispatch(self, queue: str, item_id: int, item: MailItem, recipients: list[str]) -> None:
-        if queue in self.scheduler.suspended:
-            return  # stays Ready in the store; dispatched when the queue is resumed
-        if queue == MAILBOX_QUEUE:
-            self.scheduler.inflight.add(item_id)
-            self.mailbox_queue.push(item_id, item, recipients)
+    def _dispatch(self, queue: str, item_id: int, item: MailItem, recipients: list[str]) -> bool:
+        """Hand a queue item to its delivery queue in memory; False leaves it Ready in the store for later."""
+        scheduler = self.scheduler
+        if item_id in scheduler.inflight:
+            return True  # already there (the categorizer and a scheduler refill can both reach it)
+        if queue in scheduler.suspended:
+            return False  # dispatched when the queue is resumed
+        if queue != MAILBOX_QUEUE:
+            return False  # Unreachable: waits for a resubmission
+        if self.mailbox_queue.room <= 0:
+            scheduler.overflow.add(queue)
+            return False
+        scheduler.inflight.add(item_id)
+        self.mailbox_queue.push(item_id, item, recipients)
+        return True
+
+    def _room(self, queue: str) -> int:
+        return self.mailbox_queue.room if queue == MAILBOX_QUEUE else 0
 
     def _drain(self) -> list[int]:
         self.categorizer.drain()
@@ -193,21 +205,17 @@ class Hub:
         await self.store.run(lambda c: c.execute(
             "UPDATE queue_items SET queue=?, status='Ready' WHERE queue=? AND status != 'Suspended'",
             (SUBMISSION, UNREACHABLE)))
-        count = 0
-        for stored in self.store.items("status='Ready' AND queue IN (?, ?)", (SUBMISSION, MAILBOX_QUEUE)):
-            item = self.store.load_message(stored.message)
-            if item is None:
-                continue
-            count += 1
-            if stored.queue == SUBMISSION:
-                item.recipients = [r for r in item.recipients if r.address in stored.recipients]
-                for r in item.recipients:
-                    r.next_hop = ""
+        submission = self.store.items("status='Ready' AND queue=?", (SUBMISSION,))
+        for stored in submission:
+            item = self.scheduler.for_categorizer(stored)
+            if item is not None:
                 self.categorizer.push(item)
-            else:
-                self._dispatch(stored.queue, stored.id, item, stored.recipients)
-        if count:
-            log.info("recovered %d queued message(s) from %s", count, self.store.path)
+        self.scheduler.overflow.add(MAILBOX_QUEUE)
+        self.scheduler.refill(MAILBOX_QUEUE, self.mailbox_queue.room)
+        waiting = self.store.read("SELECT COUNT(*) FROM queue_items WHERE queue=? AND status='Ready'", (MAILBOX_QUEUE,))
+        if submission or waiting[0][0]:
+            log.info("recovered %d message(s) to categorize and %d to deliver from %s", len(submission),
+                     waiting[0][0], self.store.path)
 
     @property
     def counters_path(self) -> Path:

@@ -18,7 +18,7 @@ from pydantic import ValidationError
 
 from .agent import Agent, AgentContext
 from .config import AgentEntry, ErrorPolicy
-from .events import EVENTS, Event, MessageEvent, Replies, RoutingEvent
+from .events import EVENTS, ROUTING_EVENTS, Event, MessageEvent, Replies, RoutingEvent
 from .mailitem import Verdict
 
 __all__ = ["AgentLoadError", "AgentFailure", "LoadedAgent", "Pipeline", "load_pipeline"]
@@ -111,6 +111,10 @@ class Pipeline:
 
     def has(self, event_name: str) -> bool:
         return event_name in self._hooks
+
+    @property
+    def has_routing_agents(self) -> bool:
+        return any(self.has(e.name) for e in ROUTING_EVENTS)
 
     async def run(self, event: Event) -> Event:
         """Run the event's hooks in order; stop at the first that acts. Never raises an agent's error."""
