@@ -10,29 +10,24 @@ from __future__ import annotations
 
 import re
 import time
-from dataclasses import dataclass
 from email.header import decode_header, make_header
 from email.utils import formatdate
-from typing import Iterable, Sequence
+from typing import Iterable, NamedTuple, Sequence
 
 __all__ = ["Header", "HeaderEditor", "header_end", "parse_headers", "prepend_headers", "append_headers",
            "remove_headers", "decode_value", "format_field", "date_now"]
 
 
-@dataclass(frozen=True, slots=True)
-class Header:
+class Header(NamedTuple):
     """One header field: its name as written, its unfolded value, where its lines sit in the raw bytes, and
-    its lower-cased name (`key`, kept because every look-up compares it)."""
+    its lower-cased name (`key`, kept because every look-up compares it). A tuple: messages carry dozens of
+    these and every edit re-creates the ones it moves."""
 
     name: str
     value: str
     start: int
     end: int
-    key: str = ""
-
-    def __post_init__(self) -> None:
-        if not self.key:
-            object.__setattr__(self, "key", self.name.lower())
+    key: str
 
     def shifted(self, by: int) -> "Header":
         return Header(self.name, self.value, self.start + by, self.end + by, self.key)
@@ -156,16 +151,32 @@ class HeaderEditor:
     are stamped by several agents is parsed once, not once per stamp."""
 
     @staticmethod
-    def prepend(raw: bytes, headers: list[Header], fields: Sequence[tuple[str, str]]) -> tuple[bytes, list[Header]]:
-        block = _block(raw, fields)
-        return block + raw, parse_headers(block) + [h.shifted(len(block)) for h in headers]
+    def _new(raw: bytes, fields: Sequence[tuple[str, str]], at: int) -> tuple[bytes, list[Header]]:
+        """The fields as bytes and as the Headers a parse of them at offset `at` would give."""
+        eol = _eol(raw)
+        parts, made, pos = [], [], at
+        for name, value in fields:
+            data = format_field(name, value, eol)
+            clean = value.strip()
+            if clean != value or "\n" in clean or "\r" in clean or len(data) > 1000:  # folded or odd: parse it
+                made += [h.shifted(pos) for h in parse_headers(data)]
+            else:
+                made.append(Header(name, value, pos, pos + len(data), name.lower()))
+            parts.append(data)
+            pos += len(data)
+        return b"".join(parts), made
 
-    @staticmethod
-    def append(raw: bytes, headers: list[Header], fields: Sequence[tuple[str, str]]) -> tuple[bytes, list[Header]]:
+    @classmethod
+    def prepend(cls, raw: bytes, headers: list[Header], fields: Sequence[tuple[str, str]]) -> tuple[bytes, list[Header]]:
+        block, made = cls._new(raw, fields, 0)
+        n = len(block)
+        return block + raw, made + [Header(h.name, h.value, h.start + n, h.end + n, h.key) for h in headers]
+
+    @classmethod
+    def append(cls, raw: bytes, headers: list[Header], fields: Sequence[tuple[str, str]]) -> tuple[bytes, list[Header]]:
         at, sep, tail = _insertion_point(raw)
-        block = _block(raw, fields)
-        new_raw = raw[:at - len(sep)] + sep + block + tail + raw[at - len(sep):]
-        return new_raw, headers + [h.shifted(at) for h in parse_headers(block)]
+        block, made = cls._new(raw, fields, at)
+        return raw[:at - len(sep)] + sep + block + tail + raw[at - len(sep):], headers + made
 
     @staticmethod
     def remove(raw: bytes, headers: list[Header], names: Iterable[str], prefix: bool = False) -> tuple[bytes, list[Header]]:
