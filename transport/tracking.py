@@ -39,6 +39,8 @@ class TrackingLog:
         self.enabled = enabled
         self.max_age_days = max_age_days
         self._day = ""
+        self._second = -1
+        self._stamp = ""
         self._file: IO[str] | None = None
         self._writer: Any = None
 
@@ -72,14 +74,18 @@ class TrackingLog:
         """One row; `recipients` defaults to the message's envelope recipients."""
         if not self.enabled:
             return
-        now = datetime.now(timezone.utc)
-        day = now.strftime("%Y%m%d")
-        if day != self._day:
-            self._open(day)
+        now = time.time()
+        second = int(now)
+        if second != self._second:  # the date-time text is made once per second, the milliseconds per row
+            stamp = time.gmtime(second)
+            self._second, self._stamp = second, time.strftime("%Y-%m-%dT%H:%M:%S", stamp)
+            day = time.strftime("%Y%m%d", stamp)
+            if day != self._day:
+                self._open(day)
         rcpts = list(recipients) if recipients is not None else [r.address for r in item.recipients]
         s = item.session
         self._writer.writerow((
-            now.strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z", s.client_ip, s.helo, s.server_ip,
+            f"{self._stamp}.{int((now - second) * 1000):03d}Z", s.client_ip, s.helo, s.server_ip,
             self.server_hostname, source_context, connector_id, source, event_id, item.internal_id,
             item.message_id, "", ";".join(rcpts), recipient_status, item.size, len(rcpts), related_recipient,
             reference, item.subject, item.sender, item.sender, "", "", "",
@@ -94,6 +100,7 @@ class TrackingLog:
         if self._file is not None:
             self._file.close()
             self._file = None
+            self._day, self._second = "", -1  # a later row opens the file again
 
 
 def read_tracking_log(folder: Path) -> Iterator[dict[str, str]]:
