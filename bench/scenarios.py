@@ -4,10 +4,10 @@ and, where the issue sets a target, a verdict."""
 from __future__ import annotations
 
 import asyncio
+import importlib.util
 import os
 import shutil
 import statistics
-import subprocess
 import sys
 import time
 from dataclasses import dataclass, replace
@@ -84,9 +84,7 @@ def build_targets(settings: Settings, report: Report) -> dict[str, Target]:
     lines += ["", f"Disk under the work folder: writing a 4 KB file, fsync, rename and fsync of the folder (what"
               f" a durable Maildir delivery does) takes {p50:.2f} ms p50 / {p99:.2f} ms p99."]
     if "d" in settings.targets:
-        try:
-            import uvloop  # noqa: F401
-        except ImportError:
+        if importlib.util.find_spec("uvloop") is None:
             settings.targets = [t for t in settings.targets if t != "d"]
             lines += ["", "(d) skipped: uvloop is not installed (`.venv/bin/pip install uvloop` to include it)."]
     report.add("Targets and agents", lines)
