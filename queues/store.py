@@ -237,8 +237,8 @@ class QueueStore:
         """
         envelope = json.dumps(item.envelope_dict())
         recipients = json.dumps([r.address for r in item.pending()])
-        row = (item.message_id, item.sender, item.subject[:255], item.size, item.source.value, envelope,
-               item.raw, item.received_at)
+        row = (_text(item.message_id), _text(item.sender), _text(item.subject[:255]), item.size, item.source.value,
+               envelope, item.raw, item.received_at)
 
         def op(conn: sqlite3.Connection) -> int:
             cur = conn.execute(
@@ -380,6 +380,11 @@ def _poison_at(conn: sqlite3.Connection, threshold: int, where: str, params: Seq
     conn.execute(f"UPDATE queue_items SET queue=?, status='Suspended', last_error=? WHERE {cond}",
                  (POISON, "550 5.3.0 message crashed the transport process", *args))
     return moved
+
+
+def _text(value: str) -> str:
+    """Header text as SQLite can store it: raw 8-bit bytes (kept as surrogates when parsed) become U+FFFD."""
+    return value.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
 
 
 def _drop_if_orphan(conn: sqlite3.Connection, message_id: int) -> None:

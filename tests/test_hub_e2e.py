@@ -457,3 +457,17 @@ async def test_receive_events_in_session_order_with_on_reject_and_on_disconnect(
             "on_connect", "on_helo", "on_ehlo", "on_auth", "on_reject 535 5.7.3 Authentication unsuccessful",
             "on_mail_from", "on_reject 550 5.7.1 Unable to relay", "on_rcpt_to", "on_data",
             "on_end_of_headers", "on_end_of_data", "on_rset", "on_disconnect"]
+
+
+async def test_raw_8bit_headers_are_queued_and_delivered(hub, port):
+    """Latin-1 bytes in headers (no SMTPUTF8, no encoded words) are common in real mail: they must not make the
+    queue or the tracking log fail."""
+    raw = b"From: J\xe9r\xf4me <jerome@fabrikam.test>\r\nTo: alice@contoso.com\r\nSubject: \xe9t\xe9 \xff\r\n" \
+          b"Message-ID: <latin1@t>\r\n\r\nbody \xe9\r\n"
+    _, reply = await send(port, "jerome@fabrikam.test", ["alice@contoso.com"], raw)
+    assert reply[0] == 250
+    await wait_for(lambda: messages(hub, "alice@contoso.com"))
+    assert b"Subject: \xe9t\xe9 \xff\r\n" in messages(hub, "alice@contoso.com")[0]  # the bytes are untouched
+    rows = [r for r in tracking(hub) if r["message-id"] == "<latin1@t>"]
+    assert {r["event-id"] for r in rows} >= {"RECEIVE", "DELIVER"}
+    assert "\ufffd" in rows[0]["message-subject"]

@@ -144,7 +144,9 @@ class MailItem:
 
     @property
     def subject(self) -> str:
-        return hdr.decode_value(self.header("Subject") or "")
+        """The subject as text for logs and tables (raw 8-bit bytes that are not UTF-8 show as U+FFFD)."""
+        value = hdr.decode_value(self.header("Subject") or "")
+        return value.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
 
     @property
     def size(self) -> int:

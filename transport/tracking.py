@@ -49,7 +49,7 @@ class TrackingLog:
         self.folder.mkdir(parents=True, exist_ok=True)
         path = self.folder / f"MSGTRK{day}-1.log"
         new = not path.exists() or path.stat().st_size == 0
-        self._file = open(path, "a", encoding="utf-8", newline="")
+        self._file = open(path, "a", encoding="utf-8", errors="replace", newline="")  # 8-bit header bytes → U+FFFD
         if new:
             self._file.write(
                 f"#Software: {SOFTWARE}\r\n#Version: {VERSION}\r\n#Log-Type: Message Tracking Log\r\n"
