@@ -30,6 +30,7 @@ def move_to_badmail(folder: Path, claimed: Path, name: str, directory: Path, rea
     bad = free_name(folder / f"{stem}.bad")
     bad.with_name(bad.name + ".txt").write_text(
         f"File: {name}\nDirectory: {directory}\n"
-        f"Time: {datetime.now(timezone.utc):%Y-%m-%dT%H:%M:%SZ}\nReason: {reason}\n", encoding="utf-8")
+        f"Time: {datetime.now(timezone.utc):%Y-%m-%dT%H:%M:%SZ}\nReason: {reason}\n", encoding="utf-8",
+        errors="replace")  # a file name that is not UTF-8 still gets its reason written
     shutil.move(claimed, bad)
     return bad

@@ -156,7 +156,8 @@ class DirectoryWatcher:
         """Leftover `.tmp` files: delete those already queued (their claim is recorded), restore the rest."""
         directory = str(self.directory)
         await self.hub.store.run(lambda conn: conn.execute(CLAIMS_TABLE))
-        claimed = dict(self.hub.store.read("SELECT name, sha256 FROM pickup_claims WHERE directory=?", (directory,)))
+        claimed = {os.fsdecode(name): sha for name, sha in
+                   self.hub.store.read("SELECT name, sha256 FROM pickup_claims WHERE directory=?", (directory,))}
         restored, dropped = await asyncio.to_thread(self._restore, claimed)
         await self.hub.store.run(lambda conn: conn.execute("DELETE FROM pickup_claims WHERE directory=?", (directory,)))
         if restored or dropped:
@@ -373,7 +374,7 @@ class DirectoryWatcher:
 
     def _record(self, claim: Claim) -> Callable[[sqlite3.Connection, int], None]:
         """The claim record written in the message's own commit."""
-        row = (str(self.directory), claim.path.name, claim.sha256)
+        row = (str(self.directory), os.fsencode(claim.path.name), claim.sha256)  # bytes: any file name fits
 
         def record(conn: sqlite3.Connection, message_id: int) -> None:
             conn.execute("INSERT OR REPLACE INTO pickup_claims(directory, name, sha256, message) VALUES (?,?,?,?)",

@@ -7,6 +7,7 @@ import asyncio
 import signal
 import sqlite3
 import time
+import os
 from pathlib import Path
 from typing import Any
 
@@ -372,3 +373,13 @@ def test_sigkill_mid_pickup_loses_nothing_and_queues_nothing_twice(tmp_path: Pat
     assert len(subjects) == count and len(set(subjects)) == count
     assert claims == 0
     assert not (tmp_path / "data" / "badmail").exists()
+
+
+async def test_a_file_name_that_is_not_utf8_is_queued_once(tmp_path):
+    async with running_hub(tmp_path, FAST) as hub:
+        name = os.fsdecode(b"\xff\xfeodd.eml")
+        drop_file(pickup_dir(hub), name, make_message(subject="odd name", message_id="<odd@t>"))
+        await wait_for(lambda: messages(hub, "alice@contoso.com"), timeout=5)
+        await wait_for(lambda: not list(pickup_dir(hub).iterdir()))
+        assert len(messages(hub, "alice@contoso.com")) == 1
+        assert [r["event-id"] for r in tracking(hub) if r["message-id"] == "<odd@t>"].count("RECEIVE") == 1
