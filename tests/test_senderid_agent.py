@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 import time
 
+import pytest
+
 from dnsserver import LocalDnsServer
 from hubtools import REPO, agent, header_value, make_message, messages, run_cli, running_hub, send, tracking
 from agents.senderid.agent import COUNTERS
@@ -163,3 +165,15 @@ async def test_counters_command_reads_what_the_hub_saved(tmp_path):
     assert data["Messages Validated"] == 1 and data["Messages Validated with a Fail - Not Permitted Result"] == 1
     text = run_cli("counters", "--set", COUNTERS, "-c", str(tmp_path / "transport.yaml")).stdout
     assert "\\MSExchange Sender Id Agent\\DNS Queries" in text
+
+
+@pytest.mark.parametrize("cache_seconds, queries", [(60, 1), (0, 2)])
+async def test_results_are_cached_per_domain_and_ip(tmp_path, cache_seconds, queries):
+    async with running_hub(tmp_path, demo(result_cache_seconds=cache_seconds)) as hub:
+        for n in range(2):
+            await deliver(hub, "x@fabrikam.com", make_message(sender=f"user{n}@fabrikam.com", message_id=f"<c{n}@t>"))
+        await hub.idle()
+        raws = messages(hub, "alice@contoso.com")
+        assert [header_value(r, "X-MS-Exchange-Organization-SenderIdResult") for r in raws] == ["Pass", "Pass"]
+        assert hub.counters.get(COUNTERS, "Messages Validated") == 2
+        assert hub.counters.get(COUNTERS, "DNS Queries") == queries

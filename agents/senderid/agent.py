@@ -12,6 +12,8 @@ Exchange — `Authentication-Results`. Only Fail and TempError lead to an action
 from __future__ import annotations
 
 import enum
+import time
+from collections import OrderedDict
 
 from pydantic import Field, field_validator
 
@@ -20,7 +22,7 @@ from agents import AgentConfig, EndOfHeadersEvent, RecipientStatus, SmtpReceiveA
 from .origin import originating_ip, parse_internal_servers
 from .pra import find_pra
 from .received_spf import EXCHANGE_STATUS, authentication_results, received_spf
-from .spf import DOMAIN_DOES_NOT_EXIST, MALFORMED_DOMAIN, SpfChecker
+from .spf import DOMAIN_DOES_NOT_EXIST, MALFORMED_DOMAIN, SpfChecker, SpfResult
 
 __all__ = ["SenderIdAgent", "SenderIdAction", "COUNTERS"]
 
@@ -52,6 +54,9 @@ class SenderIdConfig(AgentConfig):
     bypassed_sender_domains: list[str] = Field(default_factory=list, max_length=100,
                                                description="PRA domains that are never checked.")
     authentication_results: bool = Field(True, description="Also stamp Authentication-Results (beyond Exchange).")
+    result_cache_seconds: float = Field(
+        60, ge=0, description="How long a result is reused for the same PRA domain and IP, as Exchange caches it (0 = off).")
+    result_cache_size: int = Field(10_000, ge=1, description="Most (domain, IP) results kept.")
 
     @field_validator("bypassed_recipients", "bypassed_sender_domains")
     @classmethod
@@ -68,6 +73,23 @@ class SenderIdAgent(SmtpReceiveAgent):
         super().__init__(config, context)
         self.checker = SpfChecker(context.dns, receiver=context.server_fqdn)
         self.internal = parse_internal_servers(context.config.internal_smtp_servers)
+        self._results: OrderedDict[tuple[str, str], tuple[float, SpfResult]] = OrderedDict()
+
+    async def _check(self, domain: str, ip: str, pra: str, helo: str) -> SpfResult:
+        """check_pra, with Exchange's per-(domain, IP) cache of results."""
+        cfg: SenderIdConfig = self.config
+        key, now = (domain, ip), time.monotonic()
+        cached = self._results.get(key)
+        if cached is not None and now - cached[0] < cfg.result_cache_seconds:
+            return cached[1]
+        result = await self.checker.check_pra(ip, pra, helo)
+        self._count("DNS Queries", len(result.queries))
+        if cfg.result_cache_seconds and result.result != "temperror":
+            self._results[key] = (now, result)
+            self._results.move_to_end(key)
+            while len(self._results) > cfg.result_cache_size:
+                self._results.popitem(last=False)
+        return result
 
     def _count(self, name: str, by: int = 1) -> None:
         self.context.counters.increment(COUNTERS, name, by)
@@ -101,9 +123,8 @@ class SenderIdAgent(SmtpReceiveAgent):
         if domain in cfg.bypassed_sender_domains:
             self._count("Messages That Bypassed Validation")
             return
-        result = await self.checker.check_pra(ip, pra.address, session.helo)
+        result = await self._check(domain, str(ip), pra.address, session.helo)
         self._count("Messages Validated")
-        self._count("DNS Queries", len(result.queries))
         kind = _FAIL_COUNTER.get(result.fail_reason or "", "Fail - Not Permitted") if result.result == "fail" \
             else EXCHANGE_STATUS[result.result]
         self._count(f"Messages Validated with a {kind} Result")
