@@ -8,7 +8,6 @@ so each validation error can be traced back to the line that caused it.
 from __future__ import annotations
 
 import enum
-import ipaddress
 import re
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -19,6 +18,7 @@ from pydantic import (BaseModel, BeforeValidator, ConfigDict, Field, PrivateAttr
                       model_validator)
 
 from .dns import DnsSettings
+from .internal_servers import parse_internal_servers
 
 __all__ = ["ConfigError", "TransportConfig", "load_config", "ByteSize"]
 
@@ -243,11 +243,7 @@ class TransportConfig(Model):
     @field_validator("internal_smtp_servers")
     @classmethod
     def _networks(cls, v: list[str]) -> list[str]:
-        for net in v:
-            try:
-                ipaddress.ip_network(net, strict=False)
-            except ValueError:
-                raise ValueError(f"{net!r} is not an IP address or CIDR range") from None
+        parse_internal_servers(v)  # a bad entry raises ValueError naming it
         return v
 
     @model_validator(mode="after")

@@ -9,7 +9,6 @@ acknowledged before a crash or a restart is delivered after it.
 from __future__ import annotations
 
 import asyncio
-import ipaddress
 import logging
 import shutil
 import sqlite3
@@ -32,7 +31,8 @@ from .delivery.mailbox import MailboxQueue, MailboxStore
 from .dns import DnsResolver
 from .mailitem import MailItem, new_message_id
 from .pipeline import load_pipeline
-from .receive import ORGANIZATION_HEADER_PREFIX, ReceiveProtocol, is_in, received_header
+from .internal_servers import is_internal, parse_internal_servers
+from .receive import ORGANIZATION_HEADER_PREFIX, ReceiveProtocol, received_header
 from .tracking import TrackingLog
 
 __all__ = ["Hub"]
@@ -63,7 +63,7 @@ class Hub:
         self.sessions: set[ReceiveProtocol] = set()
         self.servers: list[asyncio.AbstractServer] = []
         self.draining = False
-        self._internal = [ipaddress.ip_network(n, strict=False) for n in config.internal_smtp_servers]
+        self._internal = parse_internal_servers(config.internal_smtp_servers)
         self._tasks: list[asyncio.Task] = []
         self.watchers: list[DirectoryWatcher] = []
         self._pressure = False
@@ -72,7 +72,7 @@ class Hub:
 
     # -- facts used by receive ----------------------------------------------------------------------
     def is_internal(self, ip: str) -> bool:
-        return is_in(ip, self._internal)
+        return is_internal(ip, self._internal)
 
     def back_pressure(self) -> bool:
         """Whether sources should hold off (SMTP answers 452 4.3.1 at MAIL FROM, pickup pauses).

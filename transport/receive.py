@@ -10,7 +10,6 @@ once the Submission queue has durably committed the message.
 from __future__ import annotations
 
 import asyncio
-import ipaddress
 import itertools
 import logging
 import os
@@ -28,7 +27,7 @@ from .submission import run_message_events
 if TYPE_CHECKING:
     from .hub import Hub
 
-__all__ = ["ReceiveProtocol", "received_header", "is_in", "split_path", "ORGANIZATION_HEADER_PREFIX"]
+__all__ = ["ReceiveProtocol", "received_header", "split_path", "ORGANIZATION_HEADER_PREFIX"]
 
 log = logging.getLogger("transport.receive")
 
@@ -517,15 +516,3 @@ class ReceiveProtocol(SMTP):
             log.error("could not queue a message from %s: %s", info.client_ip, e)
             return SmtpResponse(451, "4.3.1", "Insufficient system resources (queue database unavailable)")
         return Replies.queued(item.message_id, internal_id, rc.fqdn)
-
-
-def is_in(ip: str, networks: list[ipaddress.IPv4Network | ipaddress.IPv6Network]) -> bool:
-    """Whether an address (IPv4-mapped IPv6 counts as IPv4) falls in any of the networks."""
-    try:
-        addr = ipaddress.ip_address(ip)
-    except ValueError:
-        return False
-    if isinstance(addr, ipaddress.IPv6Address) and addr.ipv4_mapped:
-        addr = addr.ipv4_mapped
-    return any(addr.version == n.version and addr in n for n in networks)
-

@@ -17,38 +17,14 @@ import ipaddress
 import re
 from collections.abc import Iterable
 
+from transport.internal_servers import IPAddress, IPNetwork, is_internal, normalise, parse_internal_servers
+
 __all__ = ["IPAddress", "IPNetwork", "is_internal", "originating_ip", "parse_internal_servers", "received_from_ip"]
 
-IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
-IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 
 _CANDIDATE = re.compile(r"\[(?:IPv6:)?([^\]\s]+)\]|([0-9A-Fa-f.:]*[.:][0-9A-Fa-f.:]*)", re.I)
 _FROM = re.compile(r"\s*from\s+(.*?)(?=\s(?:by|via|with|id|for)\s|;|\Z)", re.I | re.S)
 _BY = re.compile(r"(?:^|\s)by\s+([^\s;]+)", re.I)
-
-
-def parse_internal_servers(entries: Iterable[str]) -> tuple[IPNetwork, ...]:
-    """Parse ``InternalSMTPServers`` entries (``192.0.2.25``, ``198.51.100.0/24``, ``2001:db8::/32``).
-
-    Raises ValueError naming the first entry that is neither an address nor a CIDR range.
-    """
-    networks = []
-    for entry in entries:
-        try:
-            networks.append(ipaddress.ip_network(entry.strip(), strict=False))
-        except ValueError:
-            raise ValueError(f"{entry!r} is not an IP address or CIDR range") from None
-    return tuple(networks)
-
-
-def _normalise(address: IPAddress) -> IPAddress:
-    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
-        return address.ipv4_mapped
-    return address
-
-
-def is_internal(address: IPAddress, internal_servers: Iterable[IPNetwork]) -> bool:
-    return any(address in network for network in internal_servers)
 
 
 def _split_comments(value: str) -> tuple[str, list[tuple[int, str]]]:
@@ -103,7 +79,7 @@ def received_from_ip(value: str) -> IPAddress | None:
     for text in [*comments, helo]:
         for literal, bare in _CANDIDATE.findall(text):
             try:
-                return _normalise(ipaddress.ip_address(literal or bare))
+                return normalise(ipaddress.ip_address(literal or bare))
             except ValueError:
                 continue
     return None
@@ -114,7 +90,7 @@ def originating_ip(
 ) -> IPAddress | None:
     """Exchange's originating IP for a message from ``connecting_ip`` with these Received values (newest first)."""
     internal = tuple(internal_servers)
-    address = _normalise(ipaddress.ip_address(connecting_ip))
+    address = normalise(ipaddress.ip_address(connecting_ip))
     if not is_internal(address, internal):
         return address
     for value in received:

@@ -36,6 +36,7 @@ import time
 from dataclasses import dataclass
 
 from transport.dns import DnsAnswer, DnsNameError, DnsQuery, DnsTempError, Resolver
+from transport.internal_servers import normalise
 
 from .macros import EXPLANATION_LETTERS, Macro, MacroString, MacroSyntaxError, expand, parse_macro_string
 from .records import DomainSpec, Mechanism, PermanentError, Record, Scope, dns_name, select_record
@@ -157,9 +158,7 @@ def _client(ip: ClientIP) -> tuple[bool, int, str]:
             return False, int.from_bytes(socket.inet_pton(socket.AF_INET, ip), "big"), ip
         except OSError:
             pass
-    address = ipaddress.ip_address(ip)
-    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
-        address = address.ipv4_mapped
+    address = normalise(ipaddress.ip_address(ip))
     return address.version == 6, int(address), str(address)
 
 
