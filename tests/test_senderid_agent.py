@@ -177,3 +177,12 @@ async def test_results_are_cached_per_domain_and_ip(tmp_path, cache_seconds, que
         assert [header_value(r, "X-MS-Exchange-Organization-SenderIdResult") for r in raws] == ["Pass", "Pass"]
         assert hub.counters.get(COUNTERS, "Messages Validated") == 2
         assert hub.counters.get(COUNTERS, "DNS Queries") == queries
+
+
+async def test_the_verdict_is_in_the_tracking_log(tmp_path):
+    async with running_hub(tmp_path, demo()) as hub:
+        await deliver(hub, "x@fabrikam.com", make_message(sender="ceo@woodgrovebank.com", message_id="<v@t>"))
+        await hub.idle()
+        info = [r["custom-data"] for r in tracking(hub) if r["event-id"] == "AGENTINFO" and r["message-id"] == "<v@t>"]
+        assert info == ["Sender Id Agent: Stamp at on_end_of_headers (Sender ID Fail for ceo@woodgrovebank.com "
+                        "from 127.0.0.1)"]

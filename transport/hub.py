@@ -134,6 +134,9 @@ class Hub:
         internal_id = await self.store.enqueue(item, also=also)
         self.tracking.log("RECEIVE", item, item.source.value, connector_id=self.config.receive.name,
                           source_context=item.session.session_id)
+        if item.verdicts:  # what the receive agents did that let the message go on (stamps, errors)
+            self.tracking.log("AGENTINFO", item, "AGENT", source_context=item.session.session_id, custom_data="; ".join(
+                f"{v.agent}: {v.action} at {v.event}" + (f" ({v.reason})" if v.reason else "") for v in item.verdicts))
         self.categorizer.push(item)
         return internal_id
 
