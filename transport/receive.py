@@ -14,6 +14,7 @@ import itertools
 import logging
 import os
 import ssl
+from dataclasses import replace
 from typing import TYPE_CHECKING, Any, Optional
 
 from aiosmtpd.smtp import SMTP, AuthResult, LoginPassword, _AuthMechAttr
@@ -187,7 +188,7 @@ class ReceiveProtocol(SMTP):
                     self.transport.close()
                     return
             if self.hub.draining:
-                await self.push("421 4.3.2 Service not available, closing transmission channel")
+                await self.reply(Replies.SHUTTING_DOWN)
                 self.transport.close()
                 return
             self.__ident__ = f"Microsoft ESMTP MAIL Service ready at {date_now()}"
@@ -255,7 +256,7 @@ class ReceiveProtocol(SMTP):
     def shut_down(self) -> None:
         """Hub shutdown: tell the client, then close."""
         if self.transport is not None and not self.transport.is_closing():
-            self.transport.write(b"421 4.3.2 Service not available, closing transmission channel\r\n")
+            self.transport.write(f"{Replies.SHUTTING_DOWN}\r\n".encode())
         self._close()
 
     async def _unrecognized(self, arg: str | None) -> None:
@@ -498,8 +499,7 @@ class ReceiveProtocol(SMTP):
             return Replies.HEADER_SIZE_EXCEEDED
         info = self.info
         item = MailItem(sender=self.mail_from or "", recipients=self.rcpts, raw=bytes(data), source=Source.SMTP,
-                        mail_params=self.mail_params, session=SessionInfo(**{
-                            k: getattr(info, k) for k in SessionInfo.__slots__}))
+                        mail_params=self.mail_params, session=replace(info))
         self.rcpts = []
         if sum(1 for h in item.headers if h.key == "received") >= MAX_HOP_COUNT:
             return Replies.HOP_COUNT
