@@ -151,30 +151,25 @@ class QueueScheduler:
 
     async def _expire(self, now: float) -> None:
         cutoff = now - self.settings.message_expiration_timeout
-        rows = self.store.read(
-            "SELECT q.id, q.message, q.recipients FROM queue_items q JOIN messages m ON m.id=q.message"
+        rows = [r for r in self.store.read(
+            "SELECT q.id, q.message, q.recipients, q.queue FROM queue_items q JOIN messages m ON m.id=q.message"
             " WHERE q.queue != ? AND q.status != 'Active' AND m.received_at < ?", (POISON, cutoff))
-        expired = [r[0] for r in rows if r[0] not in self.inflight]
-        if not expired:
-            return
-        for item_id, message_id, _ in rows:
-            if item_id in self.inflight:
-                continue
+            if r[0] not in self.inflight]
+        for _, message_id, recipients, queue in rows:
             item = self.store.load_message(message_id)
-            stored = self.store.items("id=?", (item_id,))
-            if item is not None and stored:
-                self.tracking.log("FAIL", item, "QUEUE", stored[0].recipients, EXPIRED, source_context=stored[0].queue)
-        await self.store.complete(expired)
+            if item is not None:
+                self.tracking.log("FAIL", item, "QUEUE", json.loads(recipients), EXPIRED, source_context=queue)
+        if rows:
+            await self.store.complete([r[0] for r in rows])
 
     async def _notify_delays(self, now: float) -> None:
         cutoff = now - self.settings.delay_notification_timeout
         rows = self.store.read(
             "SELECT q.id, q.message, q.recipients, q.last_error FROM queue_items q JOIN messages m ON m.id=q.message"
             " WHERE q.status='Retry' AND q.delay_notified=0 AND m.received_at < ?", (cutoff,))
-        for item_id, message_id, _, last_error in rows:
+        for item_id, message_id, recipients, last_error in rows:
             item = self.store.load_message(message_id)
             if item is not None:
-                stored = self.store.items("id=?", (item_id,))[0]
-                self.tracking.log("DSN", item, "DSN", stored.recipients, DELAYED,
+                self.tracking.log("DSN", item, "DSN", json.loads(recipients), DELAYED,
                                   custom_data=f"delay notification; last error: {last_error}")
             await self.store.update_item(item_id, delay_notified=1)
