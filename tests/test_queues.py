@@ -293,3 +293,15 @@ async def test_delivery_backlog_beyond_capacity_waits_in_the_store_and_is_delive
         assert len(messages(hub, "alice@contoso.com")) == 12
         delivered = [r["message-id"] for r in tracking(hub) if r["event-id"] == "DELIVER"]
         assert sorted(delivered) == sorted(f"<cap{i}@t>" for i in range(12))
+
+
+async def test_low_disk_answers_452_and_recovers_when_space_returns(tmp_path):
+    async with running_hub(tmp_path, {"queue": {"min_free_disk_space": "100000000GB"}}) as hub:
+        port = hub.addresses[0][1]
+        with pytest.raises(smtplib.SMTPSenderRefused) as refused:
+            await send(port, "john@fabrikam.test", ["alice@contoso.com"], make_message(message_id="<d0@t>"))
+        assert refused.value.smtp_code == 452
+        hub.config.queue.min_free_disk_space = 0  # as if space were freed: the next disk check sees it
+        await asyncio.sleep(0.7)
+        _, reply = await send(port, "john@fabrikam.test", ["alice@contoso.com"], make_message(message_id="<d1@t>"))
+        assert reply[0] == 250
