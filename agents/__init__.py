@@ -12,18 +12,20 @@
 Built-in agents live in sub-packages (`agents.senderid`, …) and are named in transport.yaml by dotted path.
 """
 
-from transport.agent import Agent, AgentConfig, AgentContext, RoutingAgent, SmtpReceiveAgent
-from transport.events import (
+from transport.core.agent import Agent, AgentConfig, AgentContext, RoutingAgent, SmtpReceiveAgent
+from transport.core.events import (
     AuthEvent, CategorizedEvent, ConnectEvent, DataEvent, DisconnectEvent, EhloEvent, EndOfDataEvent,
     EndOfHeadersEvent, HeloEvent, MailFromEvent, RcptToEvent, RejectEvent, Replies, ResolvedEvent, RoutedEvent,
     RsetEvent, SmtpResponse, StartTlsEvent, SubmittedEvent,
 )
-from transport.mailitem import AuthAs, MailItem, Recipient, RecipientStatus, SessionInfo, Source, Verdict
+from transport.core.headers import ORGANIZATION_HEADER_PREFIX
+from transport.core.mailitem import AuthAs, MailItem, Recipient, RecipientStatus, SessionInfo, Source, Stamp, Verdict
 
 __all__ = [
     "Agent", "AgentConfig", "AgentContext", "RoutingAgent", "SmtpReceiveAgent",
     "AuthEvent", "CategorizedEvent", "ConnectEvent", "DataEvent", "DisconnectEvent", "EhloEvent", "EndOfDataEvent",
     "EndOfHeadersEvent", "HeloEvent", "MailFromEvent", "RcptToEvent", "RejectEvent", "Replies", "ResolvedEvent",
     "RoutedEvent", "RsetEvent", "SmtpResponse", "StartTlsEvent", "SubmittedEvent",
-    "AuthAs", "MailItem", "Recipient", "RecipientStatus", "SessionInfo", "Source", "Verdict",
+    "AuthAs", "MailItem", "Recipient", "RecipientStatus", "SessionInfo", "Source", "Stamp", "Verdict",
+    "ORGANIZATION_HEADER_PREFIX",
 ]

@@ -225,14 +225,15 @@ async def constructor_cost(target: Target, workdir: Path, n: int = 2000) -> list
 
     from aiosmtpd.smtp import SMTP
 
-    from transport.config import TransportConfig
-    from transport.pipeline import Pipeline
+    from transport.core.config import TransportConfig
+    from transport.core.pipeline import Pipeline
     from transport.receive import ReceiveProtocol
 
     from .bare_server import HOSTNAME, Discard
 
     cfg = TransportConfig.model_validate(hub_config(target, workdir / "var"))
-    hub = types.SimpleNamespace(config=cfg, pipeline=Pipeline([]))
+    connector = types.SimpleNamespace(settings=cfg.receive, config=cfg, pipeline=Pipeline([]), tls=None,
+                                      submission=None, sessions=set(), draining=False)
     loop = asyncio.get_running_loop()
     handler = Discard()
 
@@ -246,12 +247,12 @@ async def constructor_cost(target: Target, workdir: Path, n: int = 2000) -> list
     rows = []
     maker = getattr(ReceiveProtocol, "template", None)
     if maker is not None:  # the hub builds one template per hub and copies it for each connection
-        template = maker(hub, None)
-        rows.append(["`ReceiveProtocol(hub, None, template)` (what the hub does per connection)",
-                     f"{per_call(lambda: ReceiveProtocol(hub, None, template)):.0f}"])
-    rows.append(["`ReceiveProtocol(hub, None)` (aiosmtpd's constructor)" if maker is not None
-                 else "`ReceiveProtocol(hub, None)` (what the hub does per connection)",
-                 f"{per_call(lambda: ReceiveProtocol(hub, None)):.0f}"])
+        template = maker(connector)
+        rows.append(["`ReceiveProtocol(connector, template)` (what the hub does per connection)",
+                     f"{per_call(lambda: ReceiveProtocol(connector, template)):.0f}"])
+    rows.append(["`ReceiveProtocol(connector)` (aiosmtpd's constructor)" if maker is not None
+                 else "`ReceiveProtocol(connector)` (what the hub does per connection)",
+                 f"{per_call(lambda: ReceiveProtocol(connector)):.0f}"])
     bare = SMTP(handler, hostname=HOSTNAME, loop=loop)
     rows.append(["`aiosmtpd.smtp.SMTP(handler, hostname=...)` (the bare server, per connection)",
                  f"{per_call(lambda: SMTP(handler, hostname=HOSTNAME, loop=loop)):.0f}"])
@@ -259,7 +260,7 @@ async def constructor_cost(target: Target, workdir: Path, n: int = 2000) -> list
     rows.append(["  of which the `dir(self)` scan for `smtp_*`",
                  f"{per_call(lambda: [m for m in dir(bare) if m.startswith('smtp_')]):.0f}"])
 
-    proto = ReceiveProtocol(hub, None)
+    proto = ReceiveProtocol(connector)
     path_rows = [["aiosmtpd `SMTP._getaddr('<bench@fabrikam.com>')` (the bare server, every MAIL and RCPT)",
                   f"{per_call(lambda: SMTP._getaddr(bare, '<bench@fabrikam.com>')):.0f}"]]
     parse = getattr(proto, "_parse_path", None)

@@ -61,7 +61,7 @@ def discover_agents() -> tuple[list[str], list[str]]:
     Returns (specs, notes): the agent classes found, and one sentence per module or class left out and why
     (a module that does not import yet, an agent that cannot run without configuration).
     """
-    from transport.agent import Agent, RoutingAgent, SmtpReceiveAgent
+    from transport.core.agent import Agent, RoutingAgent, SmtpReceiveAgent
 
     import agents
 
@@ -129,7 +129,7 @@ def spf_pass_sender() -> tuple[str, str]:
 
 def pickup_supported() -> str | None:
     """None when the hub has a pickup watcher configured by a `pickup` section; else why not."""
-    from transport.config import TransportConfig
+    from transport.core.config import TransportConfig
 
     if "pickup" not in TransportConfig.model_fields:
         return "the hub configuration has no `pickup` section yet (pickup/ is being built)"
@@ -141,7 +141,7 @@ def pickup_supported() -> str | None:
 
 # -- configuration -------------------------------------------------------------------------------------------
 def hub_config(target: Target, data_root: Path, pickup: bool = False) -> dict[str, Any]:
-    from transport.config import TransportConfig
+    from transport.core.config import TransportConfig
 
     cfg: dict[str, Any] = {
         "organization": {"name": "Contoso"},
@@ -327,7 +327,7 @@ class TrackingTimes:
 
 def tracking_times(data_root: Path, tag: str) -> TrackingTimes:
     """RECEIVE, SUBMIT and DELIVER rows of the messages whose subject starts with `bench <tag> `."""
-    from transport.tracking import read_tracking_log
+    from transport.core.tracking import read_tracking_log
 
     prefix = f"bench {tag} "
     rows: dict[str, dict[str, float]] = {"RECEIVE": {}, "SUBMIT": {}, "DELIVER": {}}
@@ -350,7 +350,7 @@ def tracking_times(data_root: Path, tag: str) -> TrackingTimes:
 def backlog_at(data_root: Path, when: float) -> tuple[int, int, int]:
     """(received, waiting for the categorizer, waiting for delivery) at wall-clock time `when`, from the
     tracking log's RECEIVE, SUBMIT and DELIVER rows (all messages, warm-up included)."""
-    from transport.tracking import read_tracking_log
+    from transport.core.tracking import read_tracking_log
 
     counts = {"RECEIVE": 0, "SUBMIT": 0, "DELIVER": 0}
     for row in read_tracking_log(data_root / "logs" / "MessageTracking"):

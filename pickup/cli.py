@@ -17,9 +17,10 @@ from dataclasses import asdict, dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 
-from transport.cli import arguments, command, print_table
-from transport.config import ConfigError, load_config
-from transport.tracking import read_tracking_log
+from transport.core.commands import arguments, command, print_table
+from transport.core.config import load_config
+from transport.core.errors import ConfigError
+from transport.core.tracking import read_tracking_log
 
 __all__ = ["Drop", "drop_file", "follow"]
 

@@ -19,27 +19,19 @@ from dataclasses import dataclass
 from email.utils import formatdate, getaddresses
 from typing import Callable
 
-from replay.format import ReplayFormatError, read_injected
-from transport.config import DirectorySettings, PickupDirectory, TransportConfig
-from transport.events import SmtpResponse
-from transport.headers import date_now, header_end
-from transport.mailitem import MailItem, Recipient, RecipientStatus, Source, new_message_id
-from transport.receive import ORGANIZATION_HEADER_PREFIX, SERVER_VERSION
+from transport.core.replay_format import ReplayFormatError, read_injected
+from transport.core.errors import BadFileError
+from transport.core.config import DirectorySettings, PickupDirectory, TransportConfig
+from transport.core.events import SmtpResponse
+from transport.core.headers import ORGANIZATION_HEADER_PREFIX, SERVER_VERSION, date_now, header_end
+from transport.core.mailitem import MailItem, Recipient, RecipientStatus, Source, new_message_id
 
 from .session import simulated_session
 
-__all__ = ["BadFile", "Conversion", "DirectoryRules", "PickupRules", "INVALID_RECIPIENT"]
+__all__ = ["Conversion", "DirectoryRules", "PickupRules", "INVALID_RECIPIENT"]
 
 INVALID_RECIPIENT = SmtpResponse(550, "5.1.3", "Invalid recipient address")
 _UNTRUSTED_PREFIXES = ("resent-", ORGANIZATION_HEADER_PREFIX.lower())
-
-
-class BadFile(Exception):
-    """A file that cannot be submitted; the message is the reason written beside it in badmail/."""
-
-    def __init__(self, reason: str, item: MailItem | None = None) -> None:
-        super().__init__(reason)
-        self.item = item
 
 
 @dataclass(slots=True)
@@ -69,7 +61,7 @@ class DirectoryRules:
     def check_header_size(self, raw: bytes) -> None:
         size, limit = header_end(raw), self.settings.max_header_size
         if size > limit:
-            raise BadFile(f"the header block is {size} bytes, over PickupDirectoryMaxHeaderSize ({limit} bytes)")
+            raise BadFileError(f"the header block is {size} bytes, over PickupDirectoryMaxHeaderSize ({limit} bytes)")
 
     def received(self, from_host: str) -> str:
         return (f"from {from_host} by {self.received_by} with Microsoft SMTP Server id {SERVER_VERSION}; "
@@ -111,7 +103,7 @@ class PickupRules(DirectoryRules):
         try:
             injected = read_injected(raw)
         except ReplayFormatError as e:
-            raise BadFile(str(e)) from None
+            raise BadFileError(str(e)) from None
         item = MailItem(sender="", recipients=[], raw=raw[injected.end:], source=Source.PICKUP)
         item.session = simulated_session(item, name, self.is_internal, injected.helo, injected.source_ip)
         if injected.sender is not None:
@@ -121,7 +113,7 @@ class PickupRules(DirectoryRules):
         item.recipients = injected.recipients or self._envelope_recipients(item)
         limit = self.settings.max_recipients_per_message
         if len(item.recipients) > limit:
-            raise BadFile(f"the message has {len(item.recipients)} recipients, over "
+            raise BadFileError(f"the message has {len(item.recipients)} recipients, over "
                           f"PickupDirectoryMaxRecipientsPerMessage ({limit})", item)
         self._edit_content(item)
         return Conversion(item, self.received("localhost"))
@@ -130,15 +122,15 @@ class PickupRules(DirectoryRules):
         senders = _addresses(item.header_values("Sender"))
         froms = _addresses(item.header_values("From"))
         if len(senders) > 1:
-            raise BadFile(f"the Sender field holds {len(senders)} addresses; it may hold only one", item)
+            raise BadFileError(f"the Sender field holds {len(senders)} addresses; it may hold only one", item)
         if len(froms) > 1 and not senders:
-            raise BadFile(f"the From field holds {len(froms)} addresses, so a Sender field naming one of them "
+            raise BadFileError(f"the From field holds {len(froms)} addresses, so a Sender field naming one of them "
                           "is required", item)
         chosen = froms[0] if len(froms) == 1 else senders[0] if senders else None
         if chosen is None:
-            raise BadFile("there is no sender: neither From nor Sender holds an address", item)
+            raise BadFileError("there is no sender: neither From nor Sender holds an address", item)
         if not _is_smtp_address(chosen):
-            raise BadFile(f"the sender {chosen!r} is not an SMTP address", item)
+            raise BadFileError(f"the sender {chosen!r} is not an SMTP address", item)
         return chosen
 
     def _envelope_recipients(self, item: MailItem) -> list[Recipient]:
@@ -150,9 +142,9 @@ class PickupRules(DirectoryRules):
                     recipient.status, recipient.response = RecipientStatus.FAILED, str(INVALID_RECIPIENT)
                 seen[address.lower()] = recipient
         if not seen:
-            raise BadFile("there are no recipients: To, Cc and Bcc hold no address", item)
+            raise BadFileError("there are no recipients: To, Cc and Bcc hold no address", item)
         if not any(r.status is RecipientStatus.READY for r in seen.values()):
-            raise BadFile("no recipient is an SMTP address: " + ", ".join(r.address for r in seen.values()), item)
+            raise BadFileError("no recipient is an SMTP address: " + ", ".join(r.address for r in seen.values()), item)
         return list(seen.values())
 
     def _edit_content(self, item: MailItem) -> None:

@@ -15,10 +15,10 @@ import ipaddress
 import re
 from typing import Callable, Iterable
 
-from transport import events as ev
-from transport.events import Action, SmtpResponse
-from transport.mailitem import MailItem, Recipient, RecipientStatus, SessionInfo
-from transport.pipeline import Pipeline
+from transport.core import events as ev
+from transport.core.events import Action, SmtpResponse
+from transport.core.mailitem import MailItem, Recipient, RecipientStatus, SessionInfo
+from transport.core.pipeline import Pipeline
 
 __all__ = ["originating_hop", "simulated_session", "SimulatedSession"]
 

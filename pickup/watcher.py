@@ -11,8 +11,8 @@ the directory's rules, played to the receive agents, and submitted concurrently,
 queue store takes the whole batch. PickupDirectoryMaxMessagesPerMinute, when not 0, caps the claims.
 
 Crash safety: a file is deleted only after its message is durably queued. The name and SHA-256 of each claimed
-file are written to `pickup_claims` in the same commit as its message (QueueStore.enqueue's `also`), and
-removed once the file is gone. At start-up a leftover `.tmp` with a matching claim was already queued and is
+file are committed with its message (a `FileClaim` handed to the submission path), and the record is removed
+once the file is gone. At start-up a leftover `.tmp` with a matching claim was already queued and is
 deleted; any other goes back to `.eml` and is picked up again. So a file is never queued twice, and never lost.
 """
 
@@ -23,27 +23,22 @@ import contextlib
 import hashlib
 import logging
 import os
-import sqlite3
 import stat
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Callable
 
-from queues.store import StoreError
-from replay.rules import ReplayRules
-from transport.events import Action
-from transport.mailitem import MailItem, RecipientStatus, SessionInfo
-from transport.submission import run_message_events
+from transport.core.config import TransportConfig
+from transport.core.errors import BadFileError, StoreError
+from transport.core.events import Action
+from transport.core.mailitem import MailItem, RecipientStatus, SessionInfo
+from transport.core.sources import FileClaim, SubmissionPath
 
 from .badmail import free_name, move_to_badmail
-from .rules import BadFile, Conversion, DirectoryRules, PickupRules
+from .rules import Conversion, DirectoryRules
 from .session import SimulatedSession
 
-if TYPE_CHECKING:
-    from transport.hub import Hub
-
-__all__ = ["DirectoryWatcher", "Outcome", "start_directory_watchers", "CLAIMS_TABLE"]
+__all__ = ["DirectoryWatcher", "Outcome"]
 
 log = logging.getLogger("transport.pickup")
 
@@ -51,15 +46,6 @@ QUIET = 0.1
 """Seconds a file must have been left alone before it is claimed."""
 UNREADABLE_RETRY = 5.0
 """Seconds before a file that could not be claimed or read is tried again (Exchange retries them too)."""
-
-CLAIMS_TABLE = """CREATE TABLE IF NOT EXISTS pickup_claims (
-    directory TEXT NOT NULL,
-    name TEXT NOT NULL,
-    sha256 TEXT NOT NULL,
-    message INTEGER NOT NULL,
-    PRIMARY KEY (directory, name)
-)"""
-
 
 @dataclass(slots=True)
 class Claim:
@@ -105,16 +91,18 @@ class RateLimit:
 
 
 class DirectoryWatcher:
-    """One watched directory (Pickup or Replay) feeding the hub's submission path."""
+    """One watched directory (Pickup or Replay) feeding the submission path."""
 
-    def __init__(self, hub: "Hub", directory: Path, rules: DirectoryRules) -> None:
-        self.hub = hub
+    def __init__(self, submission: SubmissionPath, config: TransportConfig, directory: Path,
+                 rules: DirectoryRules) -> None:
+        self.submission = submission
         self.directory = directory
         self.rules = rules
         self.settings = rules.settings
         self.source = rules.source.value
-        self.badmail = hub.config.data_root / "badmail"
-        self.batch_size = hub.config.queue.batch_size
+        self.badmail = config.data_root / "badmail"
+        self.batch_size = config.queue.batch_size
+        self.durable = config.queue.durable
         per_minute = self.settings.max_messages_per_minute
         self.rate_limit = RateLimit(per_minute) if per_minute else None
         self._stop = asyncio.Event()
@@ -154,12 +142,9 @@ class DirectoryWatcher:
     # -- recovery -----------------------------------------------------------------------------------
     async def _recover(self) -> None:
         """Leftover `.tmp` files: delete those already queued (their claim is recorded), restore the rest."""
-        directory = str(self.directory)
-        await self.hub.store.run(lambda conn: conn.execute(CLAIMS_TABLE))
-        claimed = {os.fsdecode(name): sha for name, sha in
-                   self.hub.store.read("SELECT name, sha256 FROM pickup_claims WHERE directory=?", (directory,))}
-        restored, dropped = await asyncio.to_thread(self._restore, claimed)
-        await self.hub.store.run(lambda conn: conn.execute("DELETE FROM pickup_claims WHERE directory=?", (directory,)))
+        claims = self.submission.claims
+        restored, dropped = await asyncio.to_thread(self._restore, claims.claimed(str(self.directory)))
+        await claims.forget_directory(str(self.directory))
         if restored or dropped:
             log.info("%s directory: %d claimed file(s) put back, %d already queued removed",
                      self.rules.received_by, restored, dropped)
@@ -188,7 +173,7 @@ class DirectoryWatcher:
         and the previous one cleaned up in threads (file system calls release the GIL).
         """
         idle = self.settings.poll_interval
-        if self.hub.back_pressure():
+        if self.submission.back_pressure:
             return idle
         names = await asyncio.to_thread(self._scan)
         if not names:
@@ -200,7 +185,7 @@ class DirectoryWatcher:
             while claiming is not None:
                 claims = await claiming
                 claiming = None
-                if names and queue_ok and not self._stop.is_set() and not self.hub.back_pressure():
+                if names and queue_ok and not self._stop.is_set() and not self.submission.back_pressure:
                     claiming, names = self._claim_next(names)
                 outcomes = await asyncio.gather(*(self._submit(c) for c in claims))
                 queue_ok = all(o.status != "retry" for o in outcomes)
@@ -282,7 +267,7 @@ class DirectoryWatcher:
 
     def _sync_directory(self) -> None:
         """Make renames and deletions in the folder durable before the queue database relies on them."""
-        if not self.hub.config.queue.durable:
+        if not self.durable:
             return
         fd = os.open(self.directory, os.O_RDONLY)
         try:
@@ -295,13 +280,12 @@ class DirectoryWatcher:
         """After a batch: files gone, then their claim records; badmail moves tracked."""
         removed, bad = await asyncio.to_thread(self._settle, claims, outcomes)
         if removed:
-            await self.hub.store.run(lambda conn: conn.executemany(
-                "DELETE FROM pickup_claims WHERE message=?", [(i,) for i in removed]))
+            await self.submission.claims.forget_messages(removed)
         for claim, outcome, path in bad:
             log.warning("%s directory: %s moved to %s: %s", self.rules.received_by, claim.name, path, outcome.reason)
             item = outcome.item or MailItem(sender="", recipients=[], raw=claim.raw, source=self.rules.source,
                                             session=SessionInfo(session_id=claim.name))
-            self.hub.tracking.log("BADMAIL", item, self.source, recipient_status=outcome.reason,
+            self.submission.tracking.log("BADMAIL", item, self.source, recipient_status=outcome.reason,
                                   source_context=claim.name, custom_data=str(path))
 
     def _settle(self, claims: list[Claim],
@@ -326,12 +310,12 @@ class DirectoryWatcher:
     async def _submit(self, claim: Claim) -> Outcome:
         try:
             conversion = self.rules.convert(claim.raw, claim.name)
-        except BadFile as e:
+        except BadFileError as e:
             return Outcome("bad", str(e), e.item)
         except Exception as e:  # a file that trips a bug must not come back forever
             log.exception("%s directory: converting %s failed", self.rules.received_by, claim.name)
             return Outcome("bad", f"the file could not be converted ({type(e).__name__}: {e})")
-        session = SimulatedSession(self.hub.pipeline, conversion.item) if self.settings.run_receive_agents else None
+        session = SimulatedSession(self.submission.pipeline, conversion.item) if self.settings.run_receive_agents else None
         try:
             return await self._receive(claim, conversion, session)
         except StoreError as e:
@@ -345,51 +329,26 @@ class DirectoryWatcher:
                 await session.close()
 
     async def _receive(self, claim: Claim, conversion: Conversion, session: SimulatedSession | None) -> Outcome:
-        """The receive side for one file: command events, stamps, message events, then the Submission queue."""
+        """The receive side for one file: command events, then the submission path."""
         item = conversion.item
         if session is not None:
             refused = await session.commands()
             if refused:
                 return Outcome("bad", refused, item)
-        if conversion.trusted:
-            item.prepend_headers([("Received", conversion.received)])
-        else:
-            self.hub.stamp_received(item, conversion.received)
-        if session is not None:
-            event = await run_message_events(self.hub, item)
-            if event is not None and event.action is Action.DELETE:
-                return Outcome("deleted", f"{event.decided_by}: {event.reason}", item)
-            if event is not None:
-                if event.response is not None:
-                    await session.rejected(event.response, "end of data")
-                detail = f" ({event.reason})" if event.reason else ""
-                return Outcome("bad", f"{event.decided_by} rejected the message: "
-                                      f"{event.response or 'disconnect'}{detail}", item)
-        internal_id = await self.hub.submit(item, also=self._record(claim))
+        receipt = await self.submission.receive(
+            item, conversion.received, trusted=conversion.trusted, run_agents=session is not None,
+            claim=FileClaim(str(self.directory), os.fsencode(claim.path.name), claim.sha256))
+        event = receipt.ended
+        if event is not None and event.action is Action.DELETE:
+            return Outcome("deleted", f"{event.decided_by}: {event.reason}", item)
+        if event is not None:
+            if session is not None and event.response is not None:
+                await session.rejected(event.response, "end of data")
+            detail = f" ({event.reason})" if event.reason else ""
+            return Outcome("bad", f"{event.decided_by} rejected the message: "
+                                  f"{event.response or 'disconnect'}{detail}", item)
         for r in item.recipients:
             if r.status is RecipientStatus.FAILED:
-                self.hub.tracking.log("FAIL", item, self.source, [r.address], r.response,
-                                      source_context=claim.name)
-        return Outcome("queued", item=item, internal_id=internal_id)
-
-    def _record(self, claim: Claim) -> Callable[[sqlite3.Connection, int], None]:
-        """The claim record written in the message's own commit."""
-        row = (str(self.directory), os.fsencode(claim.path.name), claim.sha256)  # bytes: any file name fits
-
-        def record(conn: sqlite3.Connection, message_id: int) -> None:
-            conn.execute("INSERT OR REPLACE INTO pickup_claims(directory, name, sha256, message) VALUES (?,?,?,?)",
-                         (*row, message_id))
-
-        return record
-
-
-def start_directory_watchers(hub: "Hub") -> list[DirectoryWatcher]:
-    """Start a watcher for the Pickup and the Replay directory, each unless its path is empty."""
-    watchers = []
-    for settings, rules_cls in ((hub.config.pickup, PickupRules), (hub.config.replay, ReplayRules)):
-        directory = settings.directory(hub.config.data_root)
-        if directory is not None:
-            watcher = DirectoryWatcher(hub, directory, rules_cls(settings, hub.config, hub.is_internal))
-            watcher.start()
-            watchers.append(watcher)
-    return watchers
+                self.submission.tracking.log("FAIL", item, self.source, [r.address], r.response,
+                                             source_context=claim.name)
+        return Outcome("queued", item=item, internal_id=receipt.internal_id or 0)

@@ -16,7 +16,8 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Iterator
 
-from transport.mailitem import MailItem
+from transport.core.errors import AdminError
+from transport.core.mailitem import MailItem
 
 from .store import POISON, SUBMISSION, UNREACHABLE, connect
 
@@ -30,10 +31,6 @@ DELIVERY_TYPES = {
     POISON: ("ShadowRedundancy", "Poison Message"),
     "mailbox": ("SmtpDeliveryToMailbox", "Mailbox Database"),
 }
-
-
-class AdminError(Exception):
-    """A request that names something that is not there, or asks what Exchange would refuse."""
 
 
 @contextmanager

@@ -12,9 +12,9 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from transport.cli import arguments, command, print_table
-from transport.config import TransportConfig, load_config
-from transport.tracking import TrackingLog
+from transport.core.commands import arguments, command, print_table
+from transport.core.config import TransportConfig, load_config
+from transport.core.tracking import TrackingLog
 
 from . import admin
 
@@ -107,7 +107,7 @@ def cmd_message(args: argparse.Namespace) -> int:
             if status != "Suspended":
                 raise admin.AdminError(f"suspend message {args.identity} before exporting it (Export-Message "
                                        f"needs a suspended message; it is {status})")
-            from replay.format import serialize
+            from transport.core.replay_format import serialize
 
             item.recipients = [r for r in item.recipients if r.address in recipients]
             Path(args.path).write_bytes(serialize(item, config.receive.fqdn))

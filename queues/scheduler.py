@@ -10,18 +10,18 @@ message has waited DelayNotificationTimeout, and notices `transport queue …` c
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
-import sqlite3
 import time
 from typing import TYPE_CHECKING, Callable
 
-from .store import POISON, SUBMISSION, UNREACHABLE, QueueStore, StoredItem
+from transport.core.delivery import DeliveryQueue
+
+from .store import SUBMISSION, QueueStatus, QueueStore, StoredItem
 
 if TYPE_CHECKING:
-    from transport.config import QueueSettings
-    from transport.mailitem import MailItem
-    from transport.tracking import TrackingLog
+    from transport.core.config import QueueSettings
+    from transport.core.mailitem import MailItem
+    from transport.core.tracking import TrackingLog
 
 __all__ = ["QueueScheduler", "EXPIRED"]
 
@@ -30,31 +30,53 @@ log = logging.getLogger("queues.scheduler")
 EXPIRED = "550 4.4.7 QUEUE.Expired; message expired"
 DELAYED = "400 4.4.7 Message delayed"
 
-Dispatch = Callable[[str, int, "MailItem", list[str]], bool]
-
 
 class QueueScheduler:
-    """One task. `dispatch` hands a delivery item to its queue (False: the queue is full or suspended),
-    `resubmit` a message to the categorizer, `drain` empties the in-memory queues, `room` says how many more
-    items a delivery queue takes in memory. Delivery queues hold a bounded number of messages in memory; what
-    does not fit stays Ready in the store (`overflow`) and is handed over as the queue drains, so memory stays
-    flat however far delivery falls behind."""
+    """One task, and the registry of delivery queues by next hop.
+
+    `dispatch` hands a delivery item to the queue registered for its next hop (False: the queue is full or
+    suspended, or no queue serves that next hop, and the item stays in the store). Delivery queues hold a
+    bounded number of messages in memory; what does not fit stays Ready in the store (`overflow`) and is
+    handed over as the queue drains, so memory stays flat however far delivery falls behind. `resubmit` gives a
+    message to the categorizer; `forget_submissions` empties the categorizer's in-memory feed.
+    """
 
     def __init__(self, store: QueueStore, settings: "QueueSettings", tracking: "TrackingLog",
-                 dispatch: Dispatch, resubmit: Callable[["MailItem"], None], drain: Callable[[], list[int]],
-                 room: Callable[[str], int]) -> None:
+                 resubmit: Callable[["MailItem"], None], forget_submissions: Callable[[], None]) -> None:
         self.store = store
-        self.room = room
-        self.overflow: set[str] = set()  # delivery queues with Ready items the store holds but memory does not
         self.settings = settings
         self.tracking = tracking
-        self.dispatch = dispatch
         self.resubmit = resubmit
-        self.drain = drain
+        self.forget_submissions = forget_submissions
+        self.queues: dict[str, DeliveryQueue] = {}  # next hop → its delivery queue
+        self.overflow: set[str] = set()  # delivery queues with Ready items the store holds but memory does not
         self.inflight: set[int] = set()  # queue item ids some delivery queue holds in memory
         self.suspended: set[str] = set()  # queues an administrator suspended (as of the last tick)
         self._epoch = -1
 
+    # -- the registry -----------------------------------------------------------------------------------
+    def register(self, queue: DeliveryQueue) -> None:
+        self.queues[queue.next_hop] = queue
+
+    def dispatch(self, next_hop: str, item_id: int, item: "MailItem", recipients: list[str]) -> bool:
+        """Hand a queue item to its delivery queue in memory; False leaves it Ready in the store for later."""
+        if item_id in self.inflight:
+            return True  # already there (the categorizer and a refill can both reach it)
+        queue = self.queues.get(next_hop)
+        if queue is None or next_hop in self.suspended:
+            return False  # no route served here (Unreachable), or dispatched when the queue is resumed
+        if queue.room <= 0:
+            self.overflow.add(next_hop)
+            return False
+        self.inflight.add(item_id)
+        queue.push(item_id, item, recipients)
+        return True
+
+    @property
+    def idle(self) -> bool:
+        return all(q.idle for q in self.queues.values())
+
+    # -- what delivery queues report --------------------------------------------------------------------
     def retry_delay(self, attempts: int) -> float:
         """Exchange's schedule: TransientFailureRetryCount quick retries, then the outbound interval."""
         s = self.settings
@@ -65,19 +87,14 @@ class QueueScheduler:
     async def defer(self, item_id: int, recipients: list[str], error: str) -> None:
         """A delivery attempt failed transiently: wait in Retry for the next slot on the schedule."""
         self.inflight.discard(item_id)
-        now = time.time()
+        await self.store.retry_later(item_id, recipients, error, self.retry_delay)
 
-        def op(conn: sqlite3.Connection) -> None:
-            row = conn.execute("SELECT attempts FROM queue_items WHERE id=?", (item_id,)).fetchone()
-            if row is None:  # removed by an administrator meanwhile
-                return
-            attempts = row[0] + 1
-            conn.execute("UPDATE queue_items SET status='Retry', attempts=?, recipients=?, next_attempt=?,"
-                         " last_error=?, first_attempt=COALESCE(first_attempt, ?) WHERE id=?",
-                         (attempts, json.dumps(recipients), now + self.retry_delay(attempts), error, now, item_id))
+    async def complete(self, item_ids: list[int]) -> None:
+        """Delivery items done for good (delivered, or failed with an NDR)."""
+        await self.store.complete(item_ids)
+        self.inflight.difference_update(item_ids)
 
-        await self.store.run(op)
-
+    # -- the tick ---------------------------------------------------------------------------------------
     async def run(self) -> None:
         while True:
             try:
@@ -87,18 +104,17 @@ class QueueScheduler:
             await asyncio.sleep(self.settings.admin_poll_interval)
 
     async def tick(self) -> None:
-        rows = self.store.read("SELECT value FROM control WHERE key='admin_epoch'")
-        epoch = rows[0][0] if rows else 0
+        epoch = self.store.admin_epoch()
         changed = epoch != self._epoch
         first = self._epoch == -1  # at start-up Hub._recover has already fed back every Ready item
         if changed and not first:
-            for item_id in self.drain():
-                self.inflight.discard(item_id)
-            self.overflow |= {r[0] for r in self.store.read(
-                "SELECT DISTINCT queue FROM queue_items WHERE queue NOT IN (?, ?, ?)", (SUBMISSION, UNREACHABLE, POISON))}
+            self.forget_submissions()
+            for queue in self.queues.values():
+                self.inflight.difference_update(queue.drain())
+            self.overflow |= self.store.delivery_queues()
             log.info("queue administration changed the queues; re-reading them")
         self._epoch = epoch
-        self.suspended = {r[0] for r in self.store.read("SELECT name FROM queues WHERE status='Suspended'")}
+        self.suspended = self.store.suspended_queues()
         now = time.time()
         await self._expire(now)
         await self._notify_delays(now)
@@ -113,10 +129,13 @@ class QueueScheduler:
                 r.next_hop = ""
         return item
 
-    def refill(self, queue: str, limit: int) -> None:
+    def refill(self, next_hop: str) -> None:
         """Hand a delivery queue the Ready items it has room for that are not in memory (oldest first)."""
-        wanted = limit + len(self.inflight)  # the in-memory ones come back too, and are skipped
-        rows = self.store.items("queue=? AND status='Ready'", (queue,), wanted)
+        queue = self.queues.get(next_hop)
+        if queue is None or queue.room <= 0 or next_hop in self.suspended:
+            return
+        wanted = queue.room + len(self.inflight)  # the in-memory ones come back too, and are skipped
+        rows = self.store.ready(next_hop, wanted)
         for stored in rows:
             if stored.id in self.inflight:
                 continue
@@ -124,14 +143,11 @@ class QueueScheduler:
             if item is not None and not self.dispatch(stored.queue, stored.id, item, stored.recipients):
                 return  # full again: the queue stays marked as overflowing
         if len(rows) < wanted:  # the store has no more than that: caught up
-            self.overflow.discard(queue)
+            self.overflow.discard(next_hop)
 
     async def _dispatch_due(self, now: float, include_ready: bool) -> None:
         """Due retries, Submission items an administrator sent back, and what overflowed a full queue."""
-        submission = "status='Retry' OR status='Ready'" if include_ready else "status='Retry'"
-        for stored in self.store.items(f"next_attempt <= ? AND ((queue=? AND ({submission}))"
-                                       " OR (queue NOT IN (?, ?, ?) AND status='Retry'))",
-                                       (now, SUBMISSION, SUBMISSION, UNREACHABLE, POISON)):
+        for stored in self.store.due(now, include_ready):
             if stored.queue in self.suspended or stored.id in self.inflight:
                 continue
             if stored.queue != SUBMISSION:
@@ -139,37 +155,28 @@ class QueueScheduler:
                 if item is not None:
                     self.dispatch(stored.queue, stored.id, item, stored.recipients)
                 continue
-            if stored.status == "Retry":  # Ready again, so the next tick does not hand it over twice
-                await self.store.update_item(stored.id, status="Ready")
+            if stored.status == QueueStatus.RETRY:  # Ready again, so the next tick does not hand it over twice
+                await self.store.update_item(stored.id, status=QueueStatus.READY)
             item = self.for_categorizer(stored)
             if item is not None:
                 self.resubmit(item)
-        for queue in list(self.overflow):
-            room = self.room(queue)
-            if queue not in self.suspended and room > 0:
-                self.refill(queue, room)
+        for next_hop in list(self.overflow):
+            self.refill(next_hop)
 
     async def _expire(self, now: float) -> None:
-        cutoff = now - self.settings.message_expiration_timeout
-        rows = [r for r in self.store.read(
-            "SELECT q.id, q.message, q.recipients, q.queue FROM queue_items q JOIN messages m ON m.id=q.message"
-            " WHERE q.queue != ? AND q.status != 'Active' AND m.received_at < ?", (POISON, cutoff))
-            if r[0] not in self.inflight]
-        for _, message_id, recipients, queue in rows:
-            item = self.store.load_message(message_id)
+        rows = [s for s in self.store.expired(now - self.settings.message_expiration_timeout)
+                if s.id not in self.inflight]
+        for stored in rows:
+            item = self.store.load_message(stored.message)
             if item is not None:
-                self.tracking.log("FAIL", item, "QUEUE", json.loads(recipients), EXPIRED, source_context=queue)
+                self.tracking.log("FAIL", item, "QUEUE", stored.recipients, EXPIRED, source_context=stored.queue)
         if rows:
-            await self.store.complete([r[0] for r in rows])
+            await self.store.complete([s.id for s in rows])
 
     async def _notify_delays(self, now: float) -> None:
-        cutoff = now - self.settings.delay_notification_timeout
-        rows = self.store.read(
-            "SELECT q.id, q.message, q.recipients, q.last_error FROM queue_items q JOIN messages m ON m.id=q.message"
-            " WHERE q.status='Retry' AND q.delay_notified=0 AND m.received_at < ?", (cutoff,))
-        for item_id, message_id, recipients, last_error in rows:
-            item = self.store.load_message(message_id)
+        for stored in self.store.delayed(now - self.settings.delay_notification_timeout):
+            item = self.store.load_message(stored.message)
             if item is not None:
-                self.tracking.log("DSN", item, "DSN", json.loads(recipients), DELAYED,
-                                  custom_data=f"delay notification; last error: {last_error}")
-            await self.store.update_item(item_id, delay_notified=1)
+                self.tracking.log("DSN", item, "DSN", stored.recipients, DELAYED,
+                                  custom_data=f"delay notification; last error: {stored.last_error}")
+            await self.store.update_item(stored.id, delay_notified=1)

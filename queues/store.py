@@ -13,12 +13,18 @@ Schema (designed for the queue semantics: retry, expiry, Unreachable, Poison, su
 - ``queues``: queue-level state set by administrators (Suspended).
 - ``control``: ``admin_epoch``, bumped by every administrative change, which the running hub polls to drop
   what it holds in memory and re-read the queues.
+- ``file_claims``: the file each message from a directory source (Pickup, Replay) came from, written in the
+  message's own commit and removed once the file is gone (see `transport.core.sources.FileClaim`).
+
+All SQL of the hub's queues lives here, behind named methods; statuses are `QueueStatus`.
 """
 
 from __future__ import annotations
 
 import asyncio
+import enum
 import json
+import os
 import queue as thread_queue
 import sqlite3
 import threading
@@ -27,11 +33,25 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Iterable, Sequence
 
-from transport.mailitem import MailItem
+from transport.core.errors import StoreError
+from transport.core.mailitem import MailItem
+from transport.core.sources import FileClaim
 
-__all__ = ["QueueStore", "StoredItem", "SUBMISSION", "UNREACHABLE", "POISON", "StoreError"]
+__all__ = ["QueueStore", "QueueStatus", "StoredItem", "SUBMISSION", "UNREACHABLE", "POISON", "SYSTEM_QUEUES"]
 
 SUBMISSION, UNREACHABLE, POISON = "Submission", "Unreachable", "Poison"
+SYSTEM_QUEUES = (SUBMISSION, UNREACHABLE, POISON)
+"""The queues that are not delivery queues (every other queue name is a next hop)."""
+
+
+class QueueStatus(str, enum.Enum):
+    """A queue item's status, and a queue's (Suspended or Ready), with Exchange's names."""
+
+    READY = "Ready"
+    ACTIVE = "Active"          # in process: the poison-message guard
+    RETRY = "Retry"
+    SUSPENDED = "Suspended"
+
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS messages (
@@ -69,11 +89,15 @@ CREATE TABLE IF NOT EXISTS control (
     key TEXT PRIMARY KEY,
     value INTEGER NOT NULL
 );
+CREATE TABLE IF NOT EXISTS file_claims (
+    directory TEXT NOT NULL,
+    name BLOB NOT NULL,
+    sha256 TEXT NOT NULL,
+    message INTEGER NOT NULL,
+    PRIMARY KEY (directory, name)
+);
+CREATE INDEX IF NOT EXISTS file_claims_by_message ON file_claims(message);
 """
-
-
-class StoreError(Exception):
-    """The queue database could not do what was asked (disk full, corrupt file, closed store)."""
 
 
 class _OperationFailed(Exception):
@@ -228,12 +252,10 @@ class QueueStore:
             self.pending_writes -= 1
 
     # -- writes ---------------------------------------------------------------------------------------
-    async def enqueue(self, item: MailItem, queue: str = SUBMISSION,
-                      also: Callable[[sqlite3.Connection, int], Any] | None = None) -> int:
+    async def enqueue(self, item: MailItem, queue: str = SUBMISSION, claim: FileClaim | None = None) -> int:
         """Persist a new message in a queue (Submission by default); returns its internal id.
 
-        `also(conn, internal_id)` runs in the same savepoint, so what it writes (the Pickup directory's record
-        of the file a message came from) is committed together with the message or not at all.
+        The `claim` of the file the message came from is committed together with the message or not at all.
         """
         envelope = json.dumps(item.envelope_dict())
         recipients = json.dumps([r.address for r in item.pending()])
@@ -247,23 +269,20 @@ class QueueStore:
             mid = cur.lastrowid
             conn.execute("INSERT INTO queue_items(message, queue, recipients, created) VALUES (?,?,?,?)",
                          (mid, queue, recipients, time.time()))
-            if also is not None:
-                also(conn, mid)
+            if claim is not None:
+                conn.execute("INSERT OR REPLACE INTO file_claims(directory, name, sha256, message) VALUES (?,?,?,?)",
+                             (claim.directory, claim.name, claim.sha256, mid))
             return mid
 
         item.internal_id = await self._write(op)
         item.stored_raw = row[6]
         return item.internal_id
 
-    async def claim(self, message_ids: Sequence[int], queue: str = SUBMISSION) -> None:
+    async def mark_in_process(self, message_ids: Sequence[int], queue: str = SUBMISSION) -> None:
         """Mark messages durably "in process" before anything runs on them (the poison-message guard)."""
-        ids = list(message_ids)
-
-        def op(conn: sqlite3.Connection) -> None:
-            conn.executemany("UPDATE queue_items SET status='Active' WHERE message=? AND queue=?",
-                             [(i, queue) for i in ids])
-
-        await self._write(op)
+        rows = [(QueueStatus.ACTIVE, i, queue) for i in message_ids]
+        await self._write(lambda conn: conn.executemany(
+            "UPDATE queue_items SET status=? WHERE message=? AND queue=?", rows))
 
     async def route(self, item: MailItem, deliveries: dict[str, list[str]], from_queue: str = SUBMISSION) -> dict[str, int]:
         """Replace the message's item in `from_queue` by one item per next hop; returns queue → item id.
@@ -317,11 +336,36 @@ class QueueStore:
             fields["recipients"] = json.dumps(fields["recipients"])
         sets = ", ".join(f"{k}=?" for k in fields)
         values = [*fields.values(), item_id]
+        await self._write(lambda conn: conn.execute(f"UPDATE queue_items SET {sets} WHERE id=?", values))
+
+    async def retry_later(self, item_id: int, recipients: list[str], error: str,
+                          delay: Callable[[int], float]) -> None:
+        """A delivery attempt failed transiently: count it and wait in Retry for `delay(attempts)` seconds."""
+        now = time.time()
 
         def op(conn: sqlite3.Connection) -> None:
-            conn.execute(f"UPDATE queue_items SET {sets} WHERE id=?", values)
+            row = conn.execute("SELECT attempts FROM queue_items WHERE id=?", (item_id,)).fetchone()
+            if row is None:  # removed by an administrator meanwhile
+                return
+            attempts = row[0] + 1
+            conn.execute("UPDATE queue_items SET status=?, attempts=?, recipients=?, next_attempt=?,"
+                         " last_error=?, first_attempt=COALESCE(first_attempt, ?) WHERE id=?",
+                         (QueueStatus.RETRY, attempts, json.dumps(recipients), now + delay(attempts), error, now,
+                          item_id))
 
         await self._write(op)
+
+    async def defer_submission(self, message_id: int, due: float, error: str) -> None:
+        """A routing agent deferred the message: its Submission item waits in Retry until `due`."""
+        await self._write(lambda conn: conn.execute(
+            "UPDATE queue_items SET status=?, next_attempt=?, last_error=? WHERE message=? AND queue=?",
+            (QueueStatus.RETRY, due, error, message_id, SUBMISSION)))
+
+    async def resubmit_unreachable(self) -> None:
+        """Unreachable items (not suspended) go back to the Submission queue: routes may have changed."""
+        await self._write(lambda conn: conn.execute(
+            "UPDATE queue_items SET queue=?, status=? WHERE queue=? AND status != ?",
+            (SUBMISSION, QueueStatus.READY, UNREACHABLE, QueueStatus.SUSPENDED)))
 
     async def crash(self, message_id: int, threshold: int, retry_in: float = 1.0) -> bool:
         """Count a crash against the message's Submission item; at the threshold move it to Poison.
@@ -330,8 +374,8 @@ class QueueStore:
         now in the Poison queue.
         """
         def op(conn: sqlite3.Connection) -> bool:
-            conn.execute("UPDATE queue_items SET crash_count=crash_count+1, status='Retry', next_attempt=?"
-                         " WHERE message=? AND queue=?", (time.time() + retry_in, message_id, SUBMISSION))
+            conn.execute("UPDATE queue_items SET crash_count=crash_count+1, status=?, next_attempt=?"
+                         " WHERE message=? AND queue=?", (QueueStatus.RETRY, time.time() + retry_in, message_id, SUBMISSION))
             return bool(_poison_at(conn, threshold, "message=?", (message_id,)))
 
         return await self._write(op)
@@ -342,15 +386,27 @@ class QueueStore:
         Returns the ids of the messages moved to Poison.
         """
         def op(conn: sqlite3.Connection) -> list[int]:
-            conn.execute("UPDATE queue_items SET crash_count=crash_count+1, status='Ready'"
-                         " WHERE queue=? AND status='Active'", (SUBMISSION,))
+            conn.execute("UPDATE queue_items SET crash_count=crash_count+1, status=? WHERE queue=? AND status=?",
+                         (QueueStatus.READY, SUBMISSION, QueueStatus.ACTIVE))
             return _poison_at(conn, threshold, "1", ())
 
         return await self._write(op)
 
     async def run(self, op: Op) -> Any:
-        """Run a custom write operation in the next group commit (for queue administration)."""
+        """Run a custom write operation in the next group commit (tests set up odd states with it)."""
         return await self._write(op)
+
+    # -- file claims (transport.core.sources.FileClaims) ----------------------------------------------
+    def claimed(self, directory: str) -> dict[str, str]:
+        return {os.fsdecode(bytes(name)): sha for name, sha in
+                self.read("SELECT name, sha256 FROM file_claims WHERE directory=?", (directory,))}
+
+    async def forget_directory(self, directory: str) -> None:
+        await self._write(lambda conn: conn.execute("DELETE FROM file_claims WHERE directory=?", (directory,)))
+
+    async def forget_messages(self, message_ids: list[int]) -> None:
+        rows = [(i,) for i in message_ids]
+        await self._write(lambda conn: conn.executemany("DELETE FROM file_claims WHERE message=?", rows))
 
     # -- reads ----------------------------------------------------------------------------------------
     def read(self, sql: str, params: Sequence[Any] = ()) -> list[tuple]:
@@ -362,6 +418,48 @@ class QueueStore:
         """Queue items matching `where`, oldest first (at most `limit`; -1 = all)."""
         return [_row_item(r) for r in self.read(
             f"SELECT {ITEM_COLUMNS} FROM queue_items WHERE {where} ORDER BY id LIMIT ?", (*params, limit))]
+
+    def ready(self, queue: str, limit: int = -1) -> list[StoredItem]:
+        """A queue's Ready items, oldest first."""
+        return self.items("queue=? AND status=?", (queue, QueueStatus.READY), limit)
+
+    def count_ready(self, queue: str) -> int:
+        return self.read("SELECT COUNT(*) FROM queue_items WHERE queue=? AND status=?", (queue, QueueStatus.READY))[0][0]
+
+    def due(self, now: float, include_ready_submissions: bool) -> list[StoredItem]:
+        """Retry items whose time has come in Submission and the delivery queues (and, after an administrator
+        changed the queues, Ready Submission items too)."""
+        submission = (QueueStatus.RETRY, QueueStatus.READY if include_ready_submissions else QueueStatus.RETRY)
+        return self.items("next_attempt <= ? AND ((queue=? AND status IN (?, ?)) OR (queue NOT IN (?, ?, ?)"
+                          " AND status=?))", (now, SUBMISSION, *submission, *SYSTEM_QUEUES, QueueStatus.RETRY))
+
+    def expired(self, received_before: float) -> list[StoredItem]:
+        """Items (not in Poison, not in process) of messages received before the cutoff."""
+        return self._items_received_before(received_before, "q.queue != ? AND q.status != ?",
+                                           (POISON, QueueStatus.ACTIVE))
+
+    def delayed(self, received_before: float) -> list[StoredItem]:
+        """Retry items of messages received before the cutoff that have had no delay notification yet."""
+        return self._items_received_before(received_before, "q.status=? AND q.delay_notified=0", (QueueStatus.RETRY,))
+
+    def _items_received_before(self, cutoff: float, where: str, params: Sequence[Any]) -> list[StoredItem]:
+        columns = ", ".join("q." + c for c in ITEM_COLUMNS.split(", "))
+        return [_row_item(r) for r in self.read(
+            f"SELECT {columns} FROM queue_items q JOIN messages m ON m.id=q.message"
+            f" WHERE {where} AND m.received_at < ?", (*params, cutoff))]
+
+    def delivery_queues(self) -> set[str]:
+        """The names of the delivery queues (next hops) that hold items."""
+        return {r[0] for r in self.read("SELECT DISTINCT queue FROM queue_items WHERE queue NOT IN (?, ?, ?)",
+                                        SYSTEM_QUEUES)}
+
+    def suspended_queues(self) -> set[str]:
+        return {r[0] for r in self.read("SELECT name FROM queues WHERE status=?", (QueueStatus.SUSPENDED,))}
+
+    def admin_epoch(self) -> int:
+        """The counter every `transport queue`/`message` change bumps."""
+        rows = self.read("SELECT value FROM control WHERE key='admin_epoch'")
+        return rows[0][0] if rows else 0
 
     def load_message(self, message_id: int) -> MailItem | None:
         rows = self.read("SELECT envelope, raw FROM messages WHERE id=?", (message_id,))
@@ -377,8 +475,8 @@ def _poison_at(conn: sqlite3.Connection, threshold: int, where: str, params: Seq
     cond = f"queue=? AND crash_count>=? AND {where}"
     args = (SUBMISSION, threshold, *params)
     moved = [r[0] for r in conn.execute(f"SELECT message FROM queue_items WHERE {cond}", args)]
-    conn.execute(f"UPDATE queue_items SET queue=?, status='Suspended', last_error=? WHERE {cond}",
-                 (POISON, "550 5.3.0 message crashed the transport process", *args))
+    conn.execute(f"UPDATE queue_items SET queue=?, status=?, last_error=? WHERE {cond}",
+                 (POISON, QueueStatus.SUSPENDED, "550 5.3.0 message crashed the transport process", *args))
     return moved
 
 

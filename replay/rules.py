@@ -10,12 +10,13 @@ gets `Received: from <this hub> by Replay …` on top.
 
 from __future__ import annotations
 
-from pickup.rules import BadFile, Conversion, DirectoryRules
+from pickup.rules import Conversion, DirectoryRules
+from transport.core.errors import BadFileError
 from pickup.session import simulated_session
-from transport.mailitem import Source
-from transport.receive import ORGANIZATION_HEADER_PREFIX
+from transport.core.mailitem import Source
+from transport.core.headers import ORGANIZATION_HEADER_PREFIX
 
-from .format import ReplayFormatError, parse
+from transport.core.replay_format import ReplayFormatError, parse
 
 __all__ = ["ReplayRules"]
 
@@ -31,7 +32,7 @@ class ReplayRules(DirectoryRules):
         try:
             replay = parse(raw)
         except ReplayFormatError as e:
-            raise BadFile(str(e)) from None
+            raise BadFileError(str(e)) from None
         item = replay.item
         trusted = replay.written_by(self.config.receive.fqdn)
         item.session = simulated_session(item, name, self.is_internal, item.session.helo, item.session.client_ip)

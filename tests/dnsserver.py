@@ -23,7 +23,7 @@ import dns.rcode
 import dns.rdatatype
 import dns.rrset
 
-from transport.dns import DnsSettings
+from transport.core.dns import DnsSettings
 
 _FAILURES = {"servfail": dns.rcode.SERVFAIL, "refused": dns.rcode.REFUSED}
 

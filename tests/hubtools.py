@@ -20,9 +20,9 @@ from typing import Any, AsyncIterator, Callable, Iterable
 import yaml
 
 from agents import AgentConfig, EndOfDataEvent, RoutingAgent, SmtpReceiveAgent, SmtpResponse, SubmittedEvent
-from transport.config import load_config
+from transport.core.config import load_config
 from transport.hub import Hub
-from transport.tracking import read_tracking_log
+from transport.core.tracking import read_tracking_log
 
 REPO = Path(__file__).resolve().parent.parent
 TESTS = Path(__file__).resolve().parent
@@ -137,7 +137,7 @@ def drop_file(directory: Path, name: str, content: bytes) -> None:
 
 
 def header_value(raw: bytes, name: str) -> str | None:
-    from transport.headers import parse_headers
+    from transport.core.headers import parse_headers
 
     for h in parse_headers(raw):
         if h.key == name.lower():
@@ -342,7 +342,7 @@ class StampScl(SmtpReceiveAgent):
 
     async def on_end_of_data(self, event: EndOfDataEvent) -> None:
         wanted = event.mail_item.header("X-Test-SCL")  # lets one hub test several levels
-        event.mail_item.stamps["SCL"] = int(wanted) if wanted is not None else self.config.scl
+        event.mail_item.scl = int(wanted) if wanted is not None else self.config.scl
 
 
 class Crash(SmtpReceiveAgent):

@@ -18,7 +18,7 @@ from typing import Any
 
 import yaml
 
-from transport.dns import DnsAnswer, DnsTempError
+from transport.core.dns import DnsAnswer, DnsTempError
 
 SUITES = Path(__file__).resolve().parents[1].parent / "shared" / "testsuites" / "spf"
 
@@ -36,7 +36,7 @@ def _txt(value: str | Sequence[str]) -> tuple[bytes, ...]:
 
 
 class ZoneResolver:
-    """An in-memory :class:`transport.dns.Resolver` built from one scenario's ``zonedata``."""
+    """An in-memory :class:`transport.core.dns.Resolver` built from one scenario's ``zonedata``."""
 
     def __init__(self, zonedata: Mapping[str, Sequence[Any]]) -> None:
         self.records: dict[str, dict[str, list[Any]]] = {}

@@ -8,8 +8,8 @@ from pathlib import Path
 from bench.loadgen import make_body, percentile
 from bench.profile import _parse_collapsed, _thread_view
 from bench.targets import EXAMPLE_AGENT, Target, discover_agents, hub_config, tracking_times
-from transport.config import TransportConfig
-from transport.tracking import FIELDS
+from transport.core.config import TransportConfig
+from transport.core.tracking import FIELDS
 
 
 def test_body_has_the_requested_size_and_ends_data() -> None:
@@ -38,7 +38,7 @@ def test_hub_configs_validate() -> None:
 
 
 def test_discovered_agents_are_agent_classes() -> None:
-    from transport.pipeline import resolve_class
+    from transport.core.pipeline import resolve_class
 
     specs, notes = discover_agents()
     for spec in specs:

@@ -7,7 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from transport.config import ConfigError, DomainType, ErrorPolicy, TransportConfig, load_config
+from transport.core.errors import ConfigError
+from transport.core.config import DomainType, ErrorPolicy, TransportConfig, load_config
 
 REPO = Path(__file__).resolve().parent.parent
 

@@ -1,4 +1,4 @@
-"""transport.dns: the zone overlay, the cache, and the real dnspython path against a local DNS server."""
+"""transport.core.dns: the zone overlay, the cache, and the real dnspython path against a local DNS server."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from dnsserver import LocalDnsServer
-from transport.dns import DnsAnswer, DnsError, DnsNameError, DnsResolver, DnsSettings, DnsTempError
+from transport.core.dns import DnsAnswer, DnsError, DnsNameError, DnsResolver, DnsSettings, DnsTempError
 
 EXAMPLE_ZONE = """\
 $ORIGIN example.com.

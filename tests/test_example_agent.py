@@ -7,11 +7,12 @@ import logging
 import pytest
 
 from hubtools import RawSmtp, agent, header_value, make_message, messages, running_hub
-from transport.agent import AgentContext
-from transport.config import AgentEntry, TransportConfig
-from transport.counters import Counters
-from transport.dns import DnsResolver, DnsSettings
-from transport.pipeline import AgentLoadError, load_pipeline
+from transport.core.agent import AgentContext
+from transport.core.config import AgentEntry, TransportConfig
+from transport.core.counters import Counters
+from transport.core.dns import DnsResolver, DnsSettings
+from transport.core.errors import AgentLoadError
+from transport.core.pipeline import load_pipeline
 
 EXAMPLE = "examples.recipient_block:RecipientBlockAgent"
 

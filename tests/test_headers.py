@@ -1,13 +1,13 @@
-"""transport.headers: the cheap header view and byte-exact edits, for CRLF and LF messages and odd shapes."""
+"""transport.core.headers: the cheap header view and byte-exact edits, for CRLF and LF messages and odd shapes."""
 
 from __future__ import annotations
 
 import pytest
 
-from transport.headers import (
+from transport.core.headers import (
     append_headers, decode_value, format_field, header_end, parse_headers, prepend_headers, remove_headers,
 )
-from transport.mailitem import MailItem, Recipient
+from transport.core.mailitem import MailItem, Recipient
 
 CRLF_MSG = (b"Received: from a.test by b.test;\r\n\tMon, 1 Jan 2024 00:00:00 +0000\r\n"
             b"From: John <john@fabrikam.test>\r\n"
@@ -189,7 +189,7 @@ def test_mail_item_edits_keep_the_parsed_view_in_step(raw):
     """A mail item parses its headers once; every edit must leave the view equal to a fresh parse."""
     import random
 
-    from transport.mailitem import MailItem
+    from transport.core.mailitem import MailItem
 
     rnd = random.Random(raw)
     item = MailItem("s@x", [], raw)

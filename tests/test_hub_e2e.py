@@ -13,7 +13,7 @@ from hubtools import (
     tracking, wait_for,
 )
 from hubtools import write_config
-from transport.config import load_config
+from transport.core.config import load_config
 from transport.hub import Hub
 
 
@@ -162,7 +162,7 @@ async def test_crashing_agent_fail_open_still_delivers(tmp_path, caplog):
     extra = {"agents": [agent("hubtools:Crash", events=["on_rcpt_to", "on_end_of_data"])]}
     async with running_hub(tmp_path, extra) as hub:
         port = hub.addresses[0][1]
-        with caplog.at_level(logging.ERROR, logger="transport.pipeline"):
+        with caplog.at_level(logging.ERROR, logger="transport.core.pipeline"):
             for n in range(2):  # the hub keeps serving after the error
                 _, reply = await send(port, "john@fabrikam.test", ["alice@contoso.com"],
                                       make_message(message_id=f"<open{n}@fabrikam.test>"))
@@ -171,7 +171,7 @@ async def test_crashing_agent_fail_open_still_delivers(tmp_path, caplog):
         assert len(messages(hub, "alice@contoso.com")) == 2
         [crasher] = hub.pipeline.agents
         assert crasher.errors == 4  # two hooks raised per message; the other hooks ran fine
-        logged = [r.getMessage() for r in caplog.records if r.name == "transport.pipeline"]
+        logged = [r.getMessage() for r in caplog.records if r.name == "transport.core.pipeline"]
         assert any("'Test Crasher' raised in OnRcptCommand: RuntimeError: boom in on_rcpt_to" in m for m in logged)
         assert any("'Test Crasher' raised in OnEndOfData" in m for m in logged)
 
@@ -342,7 +342,7 @@ async def test_routing_events_run_in_order(tmp_path):
                    make_message(message_id="<route@fabrikam.test>"))
         await hub.idle()
         [raw] = messages(hub, "alice@contoso.com")
-        from transport.headers import parse_headers
+        from transport.core.headers import parse_headers
 
         trace = [h.value for h in parse_headers(raw) if h.key == "x-route-trace"]
         events = ["on_submitted", "on_resolved", "on_routed", "on_categorized"]
@@ -392,7 +392,7 @@ async def test_message_queued_before_a_restart_is_delivered_after_it(tmp_path):
         await asyncio.Event().wait()
 
     def no_delivery(hub: Hub) -> None:
-        hub.mailbox_queue.run = never  # the message gets routed to the mailbox queue, and stays there
+        hub.scheduler.queues["mailbox"].run = never  # the message gets routed to the mailbox queue, and stays there
 
     async with running_hub(tmp_path, before_start=no_delivery) as hub:
         _, reply = await send(hub.addresses[0][1], "john@fabrikam.test", ["alice@contoso.com", "bob@contoso.com"],

@@ -208,7 +208,7 @@ async def test_messages_per_minute(tmp_path: Path) -> None:
 
 
 def test_defaults_are_exchanges() -> None:
-    from transport.config import TransportConfig
+    from transport.core.config import TransportConfig
 
     config = TransportConfig()
     assert (config.pickup.max_messages_per_minute, config.pickup.max_header_size,
@@ -334,7 +334,7 @@ async def test_file_queued_before_a_crash_is_not_submitted_again(tmp_path: Path,
         await asyncio.sleep(0.3)
         assert len(messages(hub, "alice@contoso.com")) == 1
         assert len([r for r in tracking(hub) if r["event-id"] == "RECEIVE"]) == 1
-        assert hub.store.read("SELECT COUNT(*) FROM pickup_claims") == [(0,)]
+        assert hub.store.read("SELECT COUNT(*) FROM file_claims") == [(0,)]
 
 
 def test_sigkill_mid_pickup_loses_nothing_and_queues_nothing_twice(tmp_path: Path) -> None:
@@ -369,7 +369,7 @@ def test_sigkill_mid_pickup_loses_nothing_and_queues_nothing_twice(tmp_path: Pat
         hub.stop()
     with sqlite3.connect(tmp_path / "data" / "queue" / "mail.que") as db:
         subjects = [s for (s,) in db.execute("SELECT subject FROM messages")]
-        claims = db.execute("SELECT COUNT(*) FROM pickup_claims").fetchone()[0]
+        claims = db.execute("SELECT COUNT(*) FROM file_claims").fetchone()[0]
     assert len(subjects) == count and len(set(subjects)) == count
     assert claims == 0
     assert not (tmp_path / "data" / "badmail").exists()

@@ -1,4 +1,4 @@
-"""transport.pipeline: loading agents by name, ordering by priority, first-acting-wins, and error policies."""
+"""transport.core.pipeline: loading agents by name, ordering by priority, first-acting-wins, and error policies."""
 
 from __future__ import annotations
 
@@ -10,12 +10,13 @@ from agents import (
     AgentConfig, ConnectEvent, EndOfDataEvent, MailItem, RcptToEvent, Recipient, RoutingAgent, SessionInfo,
     SmtpReceiveAgent, SmtpResponse, SubmittedEvent,
 )
-from transport.agent import AgentContext
-from transport.config import AgentEntry, ErrorPolicy, TransportConfig
-from transport.counters import Counters
-from transport.dns import DnsResolver, DnsSettings
-from transport.events import Action
-from transport.pipeline import AgentFailure, AgentLoadError, LoadedAgent, Pipeline, load_pipeline, resolve_class
+from transport.core.agent import AgentContext
+from transport.core.config import AgentEntry, ErrorPolicy, TransportConfig
+from transport.core.counters import Counters
+from transport.core.dns import DnsResolver, DnsSettings
+from transport.core.events import Action
+from transport.core.errors import AgentLoadError
+from transport.core.pipeline import AgentFailure, LoadedAgent, Pipeline, load_pipeline, resolve_class
 
 CALLS: list[str] = []
 
@@ -181,7 +182,7 @@ async def test_fail_open_logs_records_and_goes_on(caplog):
     p = load_pipeline([entry("test_pipeline:Boom", priority=1), entry("test_pipeline:Recorder", priority=2,
                                                                       config={"tag": "after"})], context())
     event = eod_event()
-    with caplog.at_level(logging.ERROR, logger="transport.pipeline"):
+    with caplog.at_level(logging.ERROR, logger="transport.core.pipeline"):
         await p.run(event)
     assert CALLS == ["after"] and not event.acted
     [verdict] = event.mail_item.verdicts

@@ -44,7 +44,7 @@ async def test_crash_left_in_process_counts_at_restart(tmp_path):
     async with running_hub(tmp_path, extra) as hub:
         hub.categorizer.push = lambda item: None  # received and committed, never categorized
         await send(hub.addresses[0][1], "john@fabrikam.test", ["alice@contoso.com"], make_message(message_id="<p@t>"))
-        await hub.store.claim([1])  # as the categorizer does before running agents
+        await hub.store.mark_in_process([1])  # as the categorizer does before running agents
     async with running_hub(tmp_path, extra) as hub:
         assert [i.queue for i in hub.store.items()] == ["Poison"]
         assert rows_for(hub, "POISONMESSAGE", "<p@t>")
@@ -271,21 +271,21 @@ async def test_delivery_backlog_beyond_capacity_waits_in_the_store_and_is_delive
     gate = asyncio.Event()
 
     def small(hub):
-        hub.mailbox_queue.capacity = 4
+        hub.scheduler.queues["mailbox"].capacity = 4
 
     async with running_hub(tmp_path, {"queue": {"admin_poll_interval": 0.1}}, before_start=small) as hub:
-        original = hub.mailbox_queue._deliver
+        original = hub.scheduler.queues["mailbox"]._deliver
 
         async def held(batch):
             await gate.wait()
             await original(batch)
 
-        hub.mailbox_queue._deliver = held
+        hub.scheduler.queues["mailbox"]._deliver = held
         port = hub.addresses[0][1]
         for i in range(12):
             await send(port, "john@fabrikam.test", ["alice@contoso.com"], make_message(message_id=f"<cap{i}@t>"))
         await wait_for(lambda: len(hub.store.items("queue='mailbox'")) == 12)
-        assert hub.mailbox_queue.feed.qsize() + hub.mailbox_queue._busy <= 4
+        assert hub.scheduler.queues["mailbox"].feed.qsize() + hub.scheduler.queues["mailbox"]._busy <= 4
         assert "mailbox" in hub.scheduler.overflow
         gate.set()
         await wait_for(lambda: len(messages(hub, "alice@contoso.com")) == 12, timeout=10)

@@ -300,7 +300,7 @@ async def test_received_header_and_organization_stamps(hub, port):
     await send(port, "john@fabrikam.test", ["alice@contoso.com"], make_message(message_id="<stamps@fabrikam.test>"))
     await hub.idle()
     [raw] = messages(hub, "alice@contoso.com")
-    from transport.headers import parse_headers
+    from transport.core.headers import parse_headers
 
     names = [h.name for h in parse_headers(raw)]
     # the Maildir copy starts with the store driver's trace, then the SMTP hop's Received
@@ -443,8 +443,8 @@ async def test_sessions_built_from_the_template_match_aiosmtpds_own_constructor(
     """The per-connection fast path must set exactly what aiosmtpd's constructor sets (guards upgrades)."""
     from transport.receive import ReceiveProtocol
 
-    template = ReceiveProtocol.template(hub, None)
-    slow, fast = ReceiveProtocol(hub, None), ReceiveProtocol(hub, None, template)
+    template = ReceiveProtocol.template(hub.receive)
+    slow, fast = ReceiveProtocol(hub.receive), ReceiveProtocol(hub.receive, template)
     assert set(vars(slow)) == set(vars(fast))
     assert {k: type(v) for k, v in vars(slow).items()} == {k: type(v) for k, v in vars(fast).items()}
     assert all(a.method.__self__ is fast for a in fast._auth_methods.values())

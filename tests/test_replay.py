@@ -9,9 +9,9 @@ from pathlib import Path
 import pytest
 
 from hubtools import drop_file, PASSWORD, RawSmtp, messages, running_hub, tracking, wait_for
-from replay.format import ReplayFormatError, created_by, parse, read_injected, serialize
+from transport.core.replay_format import ReplayFormatError, created_by, parse, read_injected, serialize
 from transport.hub import Hub
-from transport.mailitem import MailItem, Recipient, RecipientStatus, SessionInfo, Source
+from transport.core.mailitem import MailItem, Recipient, RecipientStatus, SessionInfo, Source
 
 FAST = {"replay": {"poll_interval": 0.05}}
 

@@ -12,7 +12,7 @@ from agents.senderid.received_spf import EXCHANGE_STATUS, authentication_results
 from agents.senderid.spf import DOMAIN_DOES_NOT_EXIST, MALFORMED_DOMAIN, NOT_PERMITTED, SpfChecker
 from dnsserver import LocalDnsServer
 from spfsuite import ZoneResolver
-from transport.dns import DnsAnswer, DnsResolver, DnsSettings
+from transport.core.dns import DnsAnswer, DnsResolver, DnsSettings
 
 DEMO_ZONE = Path(__file__).resolve().parents[1] / "examples" / "zones" / "demo.zone"
 

@@ -7,8 +7,9 @@ import sqlite3
 
 import pytest
 
-from queues.store import POISON, SUBMISSION, QueueStore, StoreError
-from transport.mailitem import AuthAs, MailItem, Recipient, SessionInfo, Source, Verdict
+from queues.store import POISON, SUBMISSION, QueueStore
+from transport.core.errors import StoreError
+from transport.core.mailitem import AuthAs, MailItem, Recipient, SessionInfo, Source, Verdict
 
 
 def item(n: int = 0, recipients: tuple[str, ...] = ("alice@contoso.com",)) -> MailItem:
@@ -56,7 +57,7 @@ async def test_enqueue_route_complete_removes_the_rows(store):
     [sub] = store.items()
     assert (sub.queue, sub.status) == (SUBMISSION, "Ready")
     assert sub.recipients == ["alice@contoso.com", "bob@contoso.com", "x@fabrikam.test"]
-    await store.claim([mid])
+    await store.mark_in_process([mid])
     assert store.items()[0].status == "Active"
     ids = await store.route(it, {"mailbox": ["alice@contoso.com", "bob@contoso.com"], "Unreachable": ["x@fabrikam.test"]})
     assert set(ids) == {"mailbox", "Unreachable"}
@@ -79,10 +80,10 @@ async def test_route_saves_edits_made_during_categorization(store):
     it = item(4)
     await store.enqueue(it)
     it.append_headers([("X-Routed", "yes")])
-    it.stamps["SCL"] = 6
+    it.scl = 6
     await store.route(it, {"mailbox": ["alice@contoso.com"]})
     back = store.load_message(it.internal_id)
-    assert back.header("X-Routed") == "yes" and back.stamps["SCL"] == 6
+    assert back.header("X-Routed") == "yes" and back.scl == 6 and back.header("X-MS-Exchange-Organization-SCL") == "6"
     assert store.read("SELECT size FROM messages")[0][0] == len(it.raw)
 
 
@@ -92,7 +93,7 @@ async def test_message_round_trip(store):
         raw=b"Subject: x\n\n\xff binary \x00 body\n", source=Source.SMTP, mail_params={"BODY": "8BITMIME"},
         session=SessionInfo(session_id="s1", client_ip="192.0.2.1", client_port=4000, helo="mx.test", tls=True,
                             auth_user="bob@contoso.com", auth_as=AuthAs.INTERNAL),
-        stamps={"SCL": -1, "PRD": "fabrikam.test"}, verdicts=[Verdict("A", "on_end_of_data", "Stamp", "why")])
+        stamps={"PRD": "fabrikam.test"}, verdicts=[Verdict("A", "on_end_of_data", "Stamp", "why")])
     mid = await store.enqueue(it)
     back = store.load_message(mid)
     assert back.raw == it.raw and back.internal_id == mid
@@ -119,7 +120,7 @@ async def test_recover_counts_crashes_and_poisons_at_the_threshold(tmp_path):
     s.open()
     mid = await s.enqueue(item(6))
     other = await s.enqueue(item(7))  # never claimed: not in process, not counted
-    await s.claim([mid])
+    await s.mark_in_process([mid])
     await s.close()  # the process "dies" with the message in process
 
     s = QueueStore(path)
@@ -127,7 +128,7 @@ async def test_recover_counts_crashes_and_poisons_at_the_threshold(tmp_path):
     assert await s.recover(threshold=2) == []
     [crashed] = s.items("message=?", (mid,))
     assert (crashed.queue, crashed.status, crashed.crash_count) == (SUBMISSION, "Ready", 1)
-    await s.claim([mid])
+    await s.mark_in_process([mid])
     await s.close()  # dies again
 
     s = QueueStore(path)
@@ -144,7 +145,7 @@ async def test_recover_counts_crashes_and_poisons_at_the_threshold(tmp_path):
 
 async def test_crash_counts_towards_poison(store):
     mid = await store.enqueue(item(8))
-    await store.claim([mid])
+    await store.mark_in_process([mid])
     assert await store.crash(mid, threshold=3) is False
     assert await store.crash(mid, threshold=3) is False
     assert store.items()[0].crash_count == 2 and store.items()[0].queue == SUBMISSION
@@ -172,7 +173,7 @@ async def test_update_item_allows_only_known_columns(store):
 
 async def test_route_rewrites_the_content_only_when_an_agent_edited_it(tmp_path):
     from queues.store import QueueStore
-    from transport.mailitem import MailItem, Recipient
+    from transport.core.mailitem import MailItem, Recipient
 
     store = QueueStore(tmp_path / "q.db")
     store.open()

@@ -11,34 +11,33 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from typing import Callable
 
-from queues.store import POISON, SUBMISSION, UNREACHABLE, QueueStore
+from queues.scheduler import QueueScheduler
+from queues.store import POISON, UNREACHABLE, QueueStore
 
-from .config import DomainType, TransportConfig
-from .events import Action, CategorizedEvent, Replies, ResolvedEvent, RoutedEvent, RoutingEvent, SubmittedEvent
-from .mailitem import MailItem, RecipientStatus
-from .pipeline import AgentFailure, Pipeline
-from .tracking import TrackingLog
+from .core.config import TransportConfig
+from .core.events import Action, CategorizedEvent, Replies, ResolvedEvent, RoutedEvent, RoutingEvent, SubmittedEvent
+from .core.mailitem import MailItem, RecipientStatus
+from .core.pipeline import AgentFailure, Pipeline
+from .core.tracking import TrackingLog
+from .routing import RoutingTable
 
-__all__ = ["Categorizer", "MAILBOX_QUEUE"]
+__all__ = ["Categorizer"]
 
 log = logging.getLogger("transport.categorizer")
-
-MAILBOX_QUEUE = "mailbox"
-Dispatch = Callable[[str, int, MailItem, list[str]], bool]
 
 
 class Categorizer:
     """One task draining the in-memory Submission feed in batches."""
 
     def __init__(self, config: TransportConfig, pipeline: Pipeline, store: QueueStore, tracking: TrackingLog,
-                 dispatch: Dispatch) -> None:
+                 routes: RoutingTable, queues: QueueScheduler) -> None:
         self.config = config
         self.pipeline = pipeline
         self.store = store
         self.tracking = tracking
-        self.dispatch = dispatch
+        self.routes = routes
+        self.queues = queues
         self.feed: asyncio.Queue[MailItem] = asyncio.Queue()
         self._busy = 0
 
@@ -68,7 +67,7 @@ class Categorizer:
             self._busy = len(batch)
             try:
                 if self.pipeline.has_routing_agents:  # agent code may crash the process: mark the batch first
-                    await self.store.claim([i.internal_id for i in batch])
+                    await self.store.mark_in_process([i.internal_id for i in batch])
                 # Side by side, so the batch's queue writes share one group commit.
                 results = await asyncio.gather(*(self._categorize(i) for i in batch), return_exceptions=True)
             except Exception:
@@ -107,7 +106,7 @@ class Categorizer:
             if queue == UNREACHABLE:
                 self.tracking.log("DEFER", item, "ROUTING", rcpts, "451 4.4.0 Unreachable: no route to next hop",
                                   source_context="Unreachable")
-            self.dispatch(queue, ids[queue], item, rcpts)
+            self.queues.dispatch(queue, ids[queue], item, rcpts)
 
     async def _event(self, event: RoutingEvent) -> bool:
         """Run a routing event; True when an agent ended the message's categorization here."""
@@ -122,10 +121,8 @@ class Categorizer:
             item = event.mail_item
             self.tracking.log("DEFER", item, "AGENT", recipient_status=str(event.response or ""),
                               custom_data=f"{event.decided_by}: deferred {event.defer_seconds:g}s")
-            due = time.time() + event.defer_seconds
-            await self.store.run(lambda c: c.execute(
-                "UPDATE queue_items SET status='Retry', next_attempt=?, last_error=? WHERE message=? AND queue=?",
-                (due, str(event.response or "deferred by agent"), item.internal_id, SUBMISSION)))
+            await self.store.defer_submission(item.internal_id, time.time() + event.defer_seconds,
+                                              str(event.response or "deferred by agent"))
             return True
         return False
 
@@ -136,19 +133,16 @@ class Categorizer:
             self.tracking.log("POISONMESSAGE", item, "POISONMESSAGE", custom_data=why, source_context=POISON)
 
     def _resolve(self, item: MailItem) -> None:
-        """Recipients in an authoritative domain must be mailboxes; others relay (or wait in Unreachable)."""
+        """Recipients in an authoritative domain must be mailboxes; the others are routed on."""
         for r in item.pending():
-            domain = self.config.accepted_domain(r.domain)
-            if domain is not None and domain.domain_type is DomainType.AUTHORITATIVE:
-                if self.config.mailbox(r.address) is None:
-                    r.status = RecipientStatus.FAILED
-                    r.response = str(Replies.RECIPIENT_NOT_FOUND)
-                elif not r.next_hop:
-                    r.next_hop = MAILBOX_QUEUE
+            if self.routes.is_unknown(r):
+                r.status = RecipientStatus.FAILED
+                r.response = str(Replies.RECIPIENT_NOT_FOUND)
 
     def _route(self, item: MailItem) -> None:
-        """No send connectors exist yet: everything not for a local mailbox waits in Unreachable."""
+        """Each recipient's next hop from the routing table (unless an agent overrode it); a next hop no
+        delivery queue serves waits in Unreachable."""
         for r in item.pending():
-            if not r.next_hop:
-                r.next_hop = UNREACHABLE
+            hop = r.next_hop or self.routes.next_hop(r)
+            r.next_hop = hop if hop in self.queues.queues else UNREACHABLE
 

@@ -12,63 +12,21 @@ import os
 import signal
 import sys
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any, Sequence
 
 from . import __version__
-from .config import ConfigError, TransportConfig, load_config
+from .core.commands import COMMANDS, arguments, command, config_arg, load, print_table
+from .core.config import TransportConfig
+from .core.errors import AgentLoadError, ConfigError, TransportError
 
-__all__ = ["main", "command", "print_table"]
-
-DEFAULT_CONFIG = "transport.yaml"
-_COMMANDS: dict[str, tuple[Callable[[argparse.ArgumentParser], None], Callable[[argparse.Namespace], int], str]] = {}
-
-
-def command(name: str, help: str) -> Callable:
-    """Register a subcommand: the decorated function gets (args) and returns an exit code; `.arguments`
-    is set with a second decorator-style call so each command keeps its options next to its code."""
-    def wrap(func: Callable[[argparse.Namespace], int]) -> Callable[[argparse.Namespace], int]:
-        _COMMANDS[name] = (getattr(func, "arguments", lambda p: None), func, help)
-        return func
-    return wrap
-
-
-def arguments(setup: Callable[[argparse.ArgumentParser], None]) -> Callable:
-    def wrap(func: Callable) -> Callable:
-        func.arguments = setup  # type: ignore[attr-defined]
-        return func
-    return wrap
-
-
-def print_table(rows: list[dict[str, Any]], columns: Sequence[str], out: Any = None) -> None:
-    """A plain aligned table (like Format-Table), columns in the order given."""
-    out = out or sys.stdout
-    cells = [[str(r.get(c, "")) for c in columns] for r in rows]
-    widths = [max([len(c)] + [len(row[i]) for row in cells]) for i, c in enumerate(columns)]
-    print("  ".join(c.ljust(w) for c, w in zip(columns, widths)).rstrip(), file=out)
-    print("  ".join("-" * w for w in widths), file=out)
-    for row in cells:
-        print("  ".join(v.ljust(w) for v, w in zip(row, widths)).rstrip(), file=out)
-
-
-def _load(args: argparse.Namespace) -> TransportConfig:
-    """Load the configuration; agents named `module:Class` are then importable from the configuration
-    file's folder and the current folder, as users expect of a file sitting next to transport.yaml."""
-    config = load_config(args.config)
-    for folder in (str(Path(args.config).resolve().parent), os.getcwd()):
-        if folder not in sys.path:
-            sys.path.insert(0, folder)
-    return config
-
-
-def _config_arg(p: argparse.ArgumentParser) -> None:
-    p.add_argument("-c", "--config", default=DEFAULT_CONFIG, help=f"configuration file (default: {DEFAULT_CONFIG})")
+__all__ = ["main"]
 
 
 def _load_pipeline(config: TransportConfig) -> Any:
     """The agents as the hub would load them; problems become ConfigErrors pointing at their line."""
-    from .agent import AgentContext
-    from .counters import Counters
-    from .pipeline import AgentLoadError, load_pipeline
+    from .core.agent import AgentContext
+    from .core.counters import Counters
+    from .core.pipeline import load_pipeline
 
     try:
         return load_pipeline(config.agents, AgentContext(config, make_resolver(config), Counters(), logging.getLogger()))
@@ -78,7 +36,7 @@ def _load_pipeline(config: TransportConfig) -> Any:
 
 def make_resolver(config: TransportConfig) -> Any:
     """The DNS resolver of the configuration; an unreadable zone file is a configuration error."""
-    from .dns import DnsError, DnsResolver
+    from .core.dns import DnsError, DnsResolver
 
     try:
         return DnsResolver(config.dns)
@@ -95,13 +53,12 @@ def cmd_run(args: argparse.Namespace) -> int:
         aiosmtpd_log = logging.getLogger("mail.log")
         aiosmtpd_log.setLevel(logging.WARNING)  # aiosmtpd logs every command at INFO
         aiosmtpd_log.addFilter(lambda r: "login_data is deprecated" not in r.getMessage())  # its own AUTH code
-    config = _load(args)
+    config = load(args)
     return asyncio.run(_serve(config))
 
 
 async def _serve(config: TransportConfig) -> int:
     from .hub import Hub
-    from .pipeline import AgentLoadError
 
     try:
         hub = Hub(config, dns=make_resolver(config))
@@ -131,7 +88,7 @@ def cmd_check_config(args: argparse.Namespace) -> int:
     if args.defaults:
         _print_defaults(TransportConfig, "")
         return 0
-    config = _load(args)
+    config = load(args)
     _load_pipeline(config)
     print(f"{args.config}: OK ({len(config.accepted_domains)} accepted domain(s), {len(config.mailboxes)} mailbox(es), "
           f"{sum(a.enabled for a in config.agents)} agent(s) enabled)")
@@ -164,7 +121,7 @@ def _print_defaults(model: type, prefix: str) -> None:
 @command("pipeline", "list the events with their agents in order (like Get-TransportPipeline)")
 @arguments(lambda p: p.add_argument("--json", action="store_true", help="print JSON"))
 def cmd_pipeline(args: argparse.Namespace) -> int:
-    rows = _load_pipeline(_load(args)).table()
+    rows = _load_pipeline(load(args)).table()
     if args.json:
         print(json.dumps(rows, indent=2))
     elif not rows:
@@ -179,11 +136,14 @@ def cmd_pipeline(args: argparse.Namespace) -> int:
 @arguments(lambda p: (p.add_argument("--set", help="only this counter set, e.g. 'MSExchange Sender Id Agent'"),
                       p.add_argument("--json", action="store_true", help="print JSON")))
 def cmd_counters(args: argparse.Namespace) -> int:
-    from .counters import load_snapshot
+    from .core.counters import load_snapshot
 
-    config = _load(args)
+    config = load(args)
     data = load_snapshot(config.data_root / "logs" / "counters.json")
     sets = {k: v for k, v in data["counters"].items() if args.set is None or k.lower() == args.set.lower()}
+    if args.set is not None and not sets:
+        known = ", ".join(repr(s) for s in data["counters"]) or "none saved yet: is the hub running?"
+        raise TransportError(f"no counter set {args.set!r} (sets: {known})")
     if args.json:
         print(json.dumps(sets, indent=2))
         return 0
@@ -199,9 +159,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="transport", description="Exchange-style mail transport pipeline simulator")
     parser.add_argument("--version", action="version", version=f"transport {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
-    for name, (setup, func, help_) in _COMMANDS.items():
+    for name, (setup, func, help_) in COMMANDS.items():
         p = sub.add_parser(name, help=help_, description=help_)
-        _config_arg(p)
+        config_arg(p)
         setup(p)
         p.set_defaults(func=func)
     return parser
@@ -216,11 +176,17 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     try:
         return args.func(args)
-    except ConfigError as e:
+    except ConfigError as e:  # already `file:line: key: problem` lines
         print(str(e), file=sys.stderr)
+        return 1
+    except TransportError as e:
+        print(f"transport {args.command}: {e}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         return 130
+    except BrokenPipeError:  # `transport … | head`: the reader has gone; end quietly, as other tools do
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 141
 
 
 def _import_command_modules() -> None:

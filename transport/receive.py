@@ -15,25 +15,23 @@ import logging
 import os
 import ssl
 from dataclasses import replace
-from typing import TYPE_CHECKING, Any, Optional
+from typing import Any, Optional, Protocol
 
 from aiosmtpd.smtp import SMTP, AuthResult, LoginPassword, _AuthMechAttr
 
-from . import events as ev
-from .events import Action, Replies, SmtpResponse
-from .headers import date_now, header_end
-from .mailitem import AuthAs, MailItem, Recipient, SessionInfo, Source
-from .submission import run_message_events
+from .core import events as ev
+from .core.config import ReceiveConnector, TransportConfig
+from .core.errors import StoreError
+from .core.events import Action, Replies, SmtpResponse
+from .core.headers import header_end, date_now
+from .core.mailitem import AuthAs, MailItem, Recipient, SessionInfo, Source
+from .core.pipeline import Pipeline
+from .core.sources import SubmissionPath
 
-if TYPE_CHECKING:
-    from .hub import Hub
-
-__all__ = ["ReceiveProtocol", "received_header", "split_path", "ORGANIZATION_HEADER_PREFIX"]
+__all__ = ["Connector", "ReceiveProtocol", "split_path"]
 
 log = logging.getLogger("transport.receive")
 
-ORGANIZATION_HEADER_PREFIX = "X-MS-Exchange-Organization-"
-SERVER_VERSION = "15.20.0.0"
 MAX_HOP_COUNT = 30
 _session_ids = itertools.count(1)
 _MAIL_PARAMS = {"SIZE", "BODY", "RET", "ENVID", "AUTH", "SMTPUTF8"}
@@ -57,14 +55,6 @@ class _NoHooks:
 
 
 _NO_HOOKS = _NoHooks()
-
-
-def received_header(session: SessionInfo, fqdn: str, internal_id: int | str = "") -> str:
-    """The value of the Received header this hub adds for an SMTP hop (Exchange 2013+ layout)."""
-    with_ = "Microsoft SMTP Server" + (" (TLS)" if session.tls else "")
-    ident = f" id {SERVER_VERSION}" if not internal_id else f" id {internal_id}"
-    return (f"from {session.helo or 'unknown'} ([{session.client_ip}]) by {fqdn} ([{session.server_ip}])"
-            f" with {with_}{ident}; {date_now()}")
 
 
 _BAD_IN_PATH = frozenset("<>()\\,; \t\r\n\x00")
@@ -116,12 +106,24 @@ def _params(words: list[str], allowed: set[str]) -> dict[str, str] | None:
     return out
 
 
+class Connector(Protocol):
+    """What a session is handed: its receive connector (`transport.receive_connector` builds it)."""
+
+    settings: ReceiveConnector
+    config: TransportConfig
+    submission: SubmissionPath
+    pipeline: Pipeline
+    sessions: set["ReceiveProtocol"]
+    draining: bool
+    tls: ssl.SSLContext | None
+
+
 class ReceiveProtocol(SMTP):
     """One SMTP session on the receive connector."""
 
-    def __init__(self, hub: "Hub", tls_context: ssl.SSLContext | None,
-                 template: "ReceiveProtocol | None" = None) -> None:
-        rc = hub.config.receive
+    def __init__(self, connector: Connector, template: "ReceiveProtocol | None" = None) -> None:
+        rc = connector.settings
+        tls_context = connector.tls
         loop = asyncio.get_running_loop()
         if template is None:
             super().__init__(
@@ -148,8 +150,10 @@ class ReceiveProtocol(SMTP):
                                   for name, a in template._auth_methods.items()}
             self._smtp_methods = {name: getattr(self, f"smtp_{name}") for name in template._smtp_methods}
         self._smtp_methods = _CommandTable(self._smtp_methods, self._unrecognized)
-        self.hub = hub
-        self.pipeline = hub.pipeline
+        self.connector = connector
+        self.settings = rc
+        self.submission = connector.submission
+        self.pipeline = connector.pipeline
         self.info = SessionInfo()
         self.mail_from: str | None = None
         self.mail_params: dict[str, str] = {}
@@ -160,9 +164,9 @@ class ReceiveProtocol(SMTP):
                           "rcpts", "errors"})
 
     @classmethod
-    def template(cls, hub: "Hub", tls_context: ssl.SSLContext | None) -> "ReceiveProtocol":
-        """Built once per hub the slow way; sessions copy its settings (see __init__)."""
-        t = cls(hub, tls_context)
+    def template(cls, connector: Connector) -> "ReceiveProtocol":
+        """Built once per connector the slow way; sessions copy its settings (see __init__)."""
+        t = cls(connector)
         stream_state = set(vars(asyncio.StreamReaderProtocol(
             asyncio.StreamReader(), client_connected_cb=t._cb_client_connected, loop=t.loop)))
         t._settings = {k: v for k, v in vars(t).items() if k not in stream_state and k not in cls._REBOUND}
@@ -177,8 +181,8 @@ class ReceiveProtocol(SMTP):
         info.session_id = f"{os.getpid():x}{next(_session_ids):08X}"
         info.client_ip, info.client_port = str(peer[0]), int(peer[1])
         info.server_ip, info.server_port = str(sock[0]), int(sock[1])
-        info.internal = self.hub.is_internal(info.client_ip)
-        self.hub.sessions.add(self)
+        info.internal = self.submission.is_internal(info.client_ip)
+        self.connector.sessions.add(self)
         try:
             if self.pipeline.has("on_connect"):
                 event = await self.pipeline.run(ev.ConnectEvent(info))
@@ -187,14 +191,14 @@ class ReceiveProtocol(SMTP):
                         await self.push(str(event.response))
                     self.transport.close()
                     return
-            if self.hub.draining:
+            if self.connector.draining:
                 await self.reply(Replies.SHUTTING_DOWN)
                 self.transport.close()
                 return
             self.__ident__ = f"Microsoft ESMTP MAIL Service ready at {date_now()}"
             await super()._handle_client()
         finally:
-            self.hub.sessions.discard(self)
+            self.connector.sessions.discard(self)
 
     def connection_lost(self, error: Optional[Exception]) -> None:
         super().connection_lost(error)
@@ -269,7 +273,7 @@ class ReceiveProtocol(SMTP):
     async def _protocol_error(self, response: SmtpResponse) -> None:
         """Count an error; past MaxProtocolErrors the session is closed with 421 4.7.0."""
         self.errors += 1
-        if self.errors >= self.hub.config.receive.max_protocol_errors:
+        if self.errors >= self.settings.max_protocol_errors:
             await self.reply(Replies.TOO_MANY_ERRORS)
             self._close()
         else:
@@ -337,7 +341,7 @@ class ReceiveProtocol(SMTP):
         if isinstance(auth_data, LoginPassword):
             user = auth_data.login.decode("utf-8", "replace").strip().lower()
             password = auth_data.password.decode("utf-8", "replace")
-            mb = self.hub.config.mailbox(user)
+            mb = self.connector.config.mailbox(user)
             if mb is not None and mb.password is not None and mb.password == password:
                 return AuthResult(success=True, auth_data=auth_data)
         return AuthResult(success=False, handled=False, message=str(Replies.AUTH_FAILED))
@@ -379,7 +383,7 @@ class ReceiveProtocol(SMTP):
         if address and "@" not in address:
             await self._protocol_error(Replies.BAD_ADDRESS)
             return
-        if self.hub.back_pressure():
+        if self.submission.back_pressure:
             await self.reply(Replies.RESOURCES)
             return
         if await self._command_event(ev.MailFromEvent(self.info, address, params)):
@@ -402,11 +406,11 @@ class ReceiveProtocol(SMTP):
         if "@" not in address or address.startswith("@"):
             await self._protocol_error(Replies.BAD_ADDRESS)
             return
-        if len(self.rcpts) >= self.hub.config.receive.max_recipients_per_message:
+        if len(self.rcpts) >= self.settings.max_recipients_per_message:
             await self.reply(Replies.TOO_MANY_RECIPIENTS)
             return
         recipient = Recipient(address, params)
-        if not self.info.authenticated and self.hub.config.accepted_domain(recipient.domain) is None:
+        if not self.info.authenticated and self.connector.config.accepted_domain(recipient.domain) is None:
             await self.reply(Replies.RELAY_DENIED)
             return
         if await self._command_event(ev.RcptToEvent(self.info, self.mail_from, recipient, self.rcpts)):
@@ -490,9 +494,8 @@ class ReceiveProtocol(SMTP):
         return buf.replace(b"\r\n..", b"\r\n.")
 
     async def _end_of_data(self, data: bytes | bytearray) -> SmtpResponse | None:
-        """Build the mail item, run the message events, submit. Returns the reply (None: session dropped)."""
-        hub = self.hub
-        rc = hub.config.receive
+        """Build the mail item and hand it to the submission path. Returns the reply (None: session dropped)."""
+        rc = self.settings
         if len(data) > rc.max_message_size:
             return Replies.SIZE_EXCEEDED
         if header_end(data) > rc.max_header_size:
@@ -503,16 +506,15 @@ class ReceiveProtocol(SMTP):
         self.rcpts = []
         if sum(1 for h in item.headers if h.key == "received") >= MAX_HOP_COUNT:
             return Replies.HOP_COUNT
-        hub.stamp_received(item)
-        ended = await run_message_events(hub, item)
-        if ended is not None:
-            if ended.action is Action.DISCONNECT:
-                self._close()
-                return None
-            return ended.response if ended.action is Action.REJECT else Replies.queued(item.message_id)
         try:
-            internal_id = await hub.submit(item)
-        except Exception as e:
+            receipt = await self.submission.receive(item)
+        except StoreError as e:
             log.error("could not queue a message from %s: %s", info.client_ip, e)
             return SmtpResponse(451, "4.3.1", "Insufficient system resources (queue database unavailable)")
-        return Replies.queued(item.message_id, internal_id, rc.fqdn)
+        ended = receipt.ended
+        if ended is None:
+            return Replies.queued(item.message_id, receipt.internal_id, rc.fqdn)
+        if ended.action is Action.DISCONNECT:
+            self._close()
+            return None
+        return ended.response if ended.action is Action.REJECT else Replies.queued(item.message_id)

@@ -17,7 +17,7 @@ from collections import OrderedDict
 
 from pydantic import Field, field_validator
 
-from agents import AgentConfig, EndOfHeadersEvent, RecipientStatus, SmtpReceiveAgent, SmtpResponse
+from agents import ORGANIZATION_HEADER_PREFIX, AgentConfig, EndOfHeadersEvent, RecipientStatus, SmtpReceiveAgent, SmtpResponse, Stamp
 
 from .origin import originating_ip, parse_internal_servers
 from .pra import find_pra
@@ -27,7 +27,7 @@ from .spf import DOMAIN_DOES_NOT_EXIST, MALFORMED_DOMAIN, SpfChecker, SpfResult
 __all__ = ["SenderIdAgent", "SenderIdAction", "COUNTERS"]
 
 COUNTERS = "MSExchange Sender Id Agent"
-ORG = "X-MS-Exchange-Organization-"
+ORG = ORGANIZATION_HEADER_PREFIX
 _FAIL_TEXT = {MALFORMED_DOMAIN: "Malformed Domain", DOMAIN_DOES_NOT_EXIST: "Domain Does Not Exist"}
 _FAIL_COUNTER = {MALFORMED_DOMAIN: "Fail - Malformed Domain", DOMAIN_DOES_NOT_EXIST: "Fail - Non-Existent Domain"}
 MISSING_PRA = SmtpResponse(550, "5.7.1", "Missing purported responsible address")
@@ -119,7 +119,7 @@ class SenderIdAgent(SmtpReceiveAgent):
             return
         domain = (pra.domain or "").lower()
         item.set_header(ORG + "PRD", domain)
-        item.stamps["PRD"] = domain
+        item.stamps[Stamp.PRD] = domain
         if domain in cfg.bypassed_sender_domains:
             self._count("Messages That Bypassed Validation")
             return
@@ -145,7 +145,7 @@ class SenderIdAgent(SmtpReceiveAgent):
         item = event.mail_item
         fqdn = fqdn or self.context.server_fqdn
         status = EXCHANGE_STATUS[result]
-        item.stamps["SenderIdResult"] = status
+        item.stamps[Stamp.SENDER_ID_RESULT] = status
         item.set_header(ORG + "SenderIdResult", status)
         item.remove_headers(["Received-SPF"])
         fields = [("Received-SPF", received_spf(result, receiver=fqdn, client_ip=ip, helo=event.session.helo,

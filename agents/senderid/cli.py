@@ -13,9 +13,10 @@ import asyncio
 import json
 from pathlib import Path
 
-from transport.cli import arguments, command
-from transport.config import ConfigError, TransportConfig, load_config
-from transport.dns import DnsError, DnsResolver
+from transport.core.commands import arguments, command
+from transport.core.config import TransportConfig, load_config
+from transport.core.errors import ConfigError
+from transport.core.dns import DnsError, DnsResolver
 
 from .received_spf import EXCHANGE_STATUS
 from .spf import SpfChecker, SpfResult

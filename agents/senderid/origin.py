@@ -17,7 +17,7 @@ import ipaddress
 import re
 from collections.abc import Iterable
 
-from transport.internal_servers import IPAddress, IPNetwork, is_internal, normalise, parse_internal_servers
+from transport.core.internal_servers import IPAddress, IPNetwork, is_internal, normalise, parse_internal_servers
 
 __all__ = ["IPAddress", "IPNetwork", "is_internal", "originating_ip", "parse_internal_servers", "received_from_ip"]
 

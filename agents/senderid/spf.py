@@ -1,4 +1,4 @@
-"""RFC 7208 ``check_host()`` with the Sender ID scopes of RFC 4406, over any :class:`transport.dns.Resolver`.
+"""RFC 7208 ``check_host()`` with the Sender ID scopes of RFC 4406, over any :class:`transport.core.dns.Resolver`.
 
 Use one :class:`SpfChecker` per configuration (resolver, receiver name, default explanation, limits) and call
 :meth:`SpfChecker.check_host` — or the identity helpers :meth:`~SpfChecker.check_mail_from`,
@@ -35,8 +35,8 @@ import socket
 import time
 from dataclasses import dataclass
 
-from transport.dns import DnsAnswer, DnsNameError, DnsQuery, DnsTempError, Resolver
-from transport.internal_servers import normalise
+from transport.core.dns import DnsAnswer, DnsNameError, DnsQuery, DnsTempError, Resolver
+from transport.core.internal_servers import normalise
 
 from .macros import EXPLANATION_LETTERS, Macro, MacroString, MacroSyntaxError, expand, parse_macro_string
 from .records import DomainSpec, Mechanism, PermanentError, Record, Scope, dns_name, select_record

@@ -20,21 +20,22 @@ from pathlib import Path
 
 from typing import TYPE_CHECKING
 
-from ..config import TransportConfig
-from ..headers import date_now
-from ..mailitem import MailItem
+from ..core.config import TransportConfig
+from ..core.headers import date_now
+from ..core.mailitem import MailItem
 
 if TYPE_CHECKING:
     from queues.scheduler import QueueScheduler
-    from queues.store import QueueStore
 
-    from ..tracking import TrackingLog
+    from ..core.tracking import TrackingLog
 
-__all__ = ["MailboxStore", "MailboxQueue", "Delivery", "JUNK_FOLDER"]
+__all__ = ["MailboxStore", "MailboxQueue", "Delivery", "JUNK_FOLDER", "MAILBOX_QUEUE"]
 
 log = logging.getLogger("transport.delivery.mailbox")
 
 JUNK_FOLDER = ".Junk"
+MAILBOX_QUEUE = "mailbox"
+"""The next hop of every recipient with a mailbox here (Exchange's "Mailbox Database" delivery queue)."""
 
 
 @dataclass(slots=True)
@@ -79,8 +80,7 @@ class MailboxStore:
         return self.config.organization.scl_junk_threshold
 
     def folder_for(self, item: MailItem, address: str) -> str:
-        scl = item.stamps.get("SCL")
-        if isinstance(scl, int) and scl > self.junk_threshold(address):
+        if item.scl is not None and item.scl > self.junk_threshold(address):
             return JUNK_FOLDER
         return ""
 
@@ -135,10 +135,12 @@ class MailboxStore:
 class MailboxQueue:
     """The delivery queue for local mailboxes: batches of copies written off the loop, then completed."""
 
-    def __init__(self, mailboxes: MailboxStore, store: "QueueStore", tracking: "TrackingLog",
-                 scheduler: "QueueScheduler", fqdn: str, batch_size: int = 64) -> None:
+    next_hop = MAILBOX_QUEUE
+    delivery_type = "SmtpDeliveryToMailbox"
+
+    def __init__(self, mailboxes: MailboxStore, tracking: "TrackingLog", scheduler: "QueueScheduler", fqdn: str,
+                 batch_size: int = 64) -> None:
         self.mailboxes = mailboxes
-        self.store = store
         self.tracking = tracking
         self.scheduler = scheduler
         self.fqdn = fqdn
@@ -205,5 +207,4 @@ class MailboxQueue:
                 done.append(item_id)
             self.delivered += len(deliveries) - len(failed)
         if done:
-            await self.store.complete(done)
-            self.scheduler.inflight.difference_update(done)
+            await self.scheduler.complete(done)

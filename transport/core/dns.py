@@ -36,6 +36,8 @@ import dns.resolver
 import dns.zone
 from pydantic import BaseModel, ConfigDict, Field
 
+from .errors import TransportError
+
 __all__ = [
     "DnsAnswer",
     "DnsError",
@@ -75,7 +77,7 @@ class DnsSettings(BaseModel):
         True, description="Ask DNS servers for names no zone file covers; false makes such lookups a TempError.")
 
 
-class DnsError(Exception):
+class DnsError(TransportError):
     """Root of every error this module raises."""
 
 

@@ -14,7 +14,8 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import IO, Any, Iterable, Iterator
 
-from .mailitem import MailItem
+from .headers import SERVER_VERSION
+from .mailitem import MailItem, Stamp
 
 __all__ = ["FIELDS", "TrackingLog", "read_tracking_log"]
 
@@ -27,7 +28,6 @@ FIELDS = (
 )
 
 SOFTWARE = "Exchange Transport Simulator"
-VERSION = "15.20.0.0"
 
 
 class TrackingLog:
@@ -52,7 +52,7 @@ class TrackingLog:
         self._file = open(path, "a", encoding="utf-8", errors="replace", newline="")  # 8-bit header bytes → U+FFFD
         if new:
             self._file.write(
-                f"#Software: {SOFTWARE}\r\n#Version: {VERSION}\r\n#Log-Type: Message Tracking Log\r\n"
+                f"#Software: {SOFTWARE}\r\n#Version: {SERVER_VERSION}\r\n#Log-Type: Message Tracking Log\r\n"
                 f"#Date: {datetime.now(timezone.utc).strftime('%Y-%m-%dT%H:%M:%S.%fZ')}\r\n"
                 f"#Fields: {','.join(FIELDS)}\r\n")
         self._writer = csv.writer(self._file, lineterminator="\r\n")
@@ -89,7 +89,7 @@ class TrackingLog:
             self.server_hostname, source_context, connector_id, source, event_id, item.internal_id,
             item.message_id, "", ";".join(rcpts), recipient_status, item.size, len(rcpts), related_recipient,
             reference, item.subject, item.sender, item.sender, "", "", "",
-            item.stamps.get("OriginalClientIp", ""), "", custom_data,
+            item.stamps.get(Stamp.ORIGINAL_CLIENT_IP, ""), "", custom_data,
         ))
 
     def flush(self) -> None:

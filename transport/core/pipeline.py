@@ -18,23 +18,13 @@ from pydantic import ValidationError
 
 from .agent import Agent, AgentContext
 from .config import AgentEntry, ErrorPolicy
+from .errors import AgentLoadError
 from .events import EVENTS, ROUTING_EVENTS, Event, MessageEvent, Replies, RoutingEvent
 from .mailitem import Verdict
 
 __all__ = ["AgentLoadError", "AgentFailure", "LoadedAgent", "Pipeline", "load_pipeline"]
 
-log = logging.getLogger("transport.pipeline")
-
-
-class AgentLoadError(Exception):
-    """An agent named in the configuration cannot be loaded or configured (one readable line).
-
-    `path` is where in the configuration the problem is, e.g. ("agents", 2, "class").
-    """
-
-    def __init__(self, message: str, path: tuple[str | int, ...] = ()) -> None:
-        super().__init__(message)
-        self.path = path
+log = logging.getLogger("transport.core.pipeline")
 
 
 class AgentFailure(Exception):

@@ -18,6 +18,7 @@ from pydantic import (BaseModel, BeforeValidator, ConfigDict, Field, PrivateAttr
                       model_validator)
 
 from .dns import DnsSettings
+from .errors import ConfigError
 from .internal_servers import parse_internal_servers
 
 __all__ = ["ConfigError", "TransportConfig", "load_config", "ByteSize"]
@@ -283,10 +284,6 @@ class TransportConfig(Model):
             if p is not None and not p.is_absolute():
                 setattr(tls, attr, (base / p).resolve())
         self.dns.zone_files = [p if p.is_absolute() else (base / p).resolve() for p in self.dns.zone_files]
-
-
-class ConfigError(Exception):
-    """A configuration problem, already phrased as `file:line: key: problem` lines."""
 
 
 def _line_map(node: yaml.Node, path: tuple = (), out: dict | None = None) -> dict[tuple, int]:

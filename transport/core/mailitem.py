@@ -16,7 +16,7 @@ from typing import Any, Iterable, Sequence
 
 from . import headers as hdr
 
-__all__ = ["Source", "AuthAs", "RecipientStatus", "Recipient", "SessionInfo", "Verdict", "MailItem"]
+__all__ = ["Source", "AuthAs", "RecipientStatus", "Recipient", "SessionInfo", "Verdict", "Stamp", "MailItem", "SCL_HEADER"]
 
 
 class Source(str, enum.Enum):
@@ -83,6 +83,19 @@ class SessionInfo:
         return bool(self.auth_user)
 
 
+class Stamp(str, enum.Enum):
+    """Names of the results agents leave on a mail item (`item.stamps[Stamp.PRD]`), beside the typed SCL."""
+
+    PRD = "PRD"                            # Sender ID's purported responsible domain
+    SENDER_ID_RESULT = "SenderIdResult"    # Pass, Neutral, SoftFail, Fail, None, TempError, PermError
+    QUARANTINE = "Quarantine"              # why an agent quarantined the message
+    ORIGINAL_CLIENT_IP = "OriginalClientIp"
+
+
+SCL_HEADER = hdr.ORGANIZATION_HEADER_PREFIX + "SCL"
+SCL_RANGE = range(-1, 10)
+
+
 @dataclass(slots=True, frozen=True)
 class Verdict:
     """One agent's recorded decision: which agent, at which event, what it did and why."""
@@ -116,6 +129,7 @@ class MailItem:
     verdicts: list[Verdict] = field(default_factory=list)
     internal_id: int = 0
     received_at: float = field(default_factory=time.time)
+    _scl: int | None = field(default=None, repr=False)
     _headers: list[hdr.Header] | None = field(default=None, repr=False)
     stored_raw: bytes | None = field(default=None, repr=False, compare=False)  # what the queue store holds
 
@@ -167,6 +181,23 @@ class MailItem:
         self.remove_headers([name])
         self.append_headers([(name, value)])
 
+    # -- Spam Confidence Level ------------------------------------------------------------------------
+    @property
+    def scl(self) -> int | None:
+        """The Spam Confidence Level, -1 (trusted) to 9, or None while no agent has set one."""
+        return self._scl
+
+    @scl.setter
+    def scl(self, value: int | None) -> None:
+        """Set the SCL and write it as X-MS-Exchange-Organization-SCL (or remove that header for None)."""
+        if value is not None and (not isinstance(value, int) or value not in SCL_RANGE):
+            raise ValueError(f"an SCL is a whole number from -1 to 9, not {value!r}")
+        self._scl = value
+        if value is None:
+            self.remove_headers([SCL_HEADER])
+        else:
+            self.set_header(SCL_HEADER, str(value))
+
     # -- recipients -----------------------------------------------------------------------------------
     def pending(self) -> list[Recipient]:
         return [r for r in self.recipients if r.status in (RecipientStatus.READY, RecipientStatus.DEFERRED)]
@@ -187,6 +218,7 @@ class MailItem:
             ],
             "source": self.source.value,
             "session": {k: getattr(self.session, k) for k in _SESSION_FIELDS} | {"auth_as": self.session.auth_as.value},
+            "scl": self._scl,
             "stamps": self.stamps,
             "verdicts": [{k: getattr(v, k) for k in _VERDICT_FIELDS} for v in self.verdicts],
             "received_at": self.received_at,
@@ -211,4 +243,5 @@ class MailItem:
             verdicts=[Verdict(**v) for v in data.get("verdicts", [])],
             internal_id=internal_id,
             received_at=data.get("received_at", time.time()),
+            _scl=data.get("scl"),
         )

@@ -14,8 +14,13 @@ from email.header import decode_header, make_header
 from email.utils import formatdate
 from typing import Iterable, NamedTuple, Sequence
 
-__all__ = ["Header", "HeaderEditor", "header_end", "parse_headers", "prepend_headers", "append_headers",
+__all__ = ["ORGANIZATION_HEADER_PREFIX", "SERVER_VERSION", "Header", "HeaderEditor", "header_end", "parse_headers", "prepend_headers", "append_headers",
            "remove_headers", "decode_value", "format_field", "date_now"]
+
+ORGANIZATION_HEADER_PREFIX = "X-MS-Exchange-Organization-"
+"""Exchange's organisation headers: trusted stamps (SCL, AuthAs, …) that anonymous senders may not bring."""
+SERVER_VERSION = "15.20.0.0"
+"""The version this hub writes where Exchange writes its build (Received lines, tracking log headers)."""
 
 
 class Header(NamedTuple):

@@ -21,8 +21,9 @@ value is the byte count of the injected lines before it (readers here only use i
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from transport import headers as hdr
-from transport.mailitem import MailItem, Recipient, SessionInfo, Source
+from . import headers as hdr
+from .errors import TransportError
+from .mailitem import MailItem, Recipient, SessionInfo, Source
 
 __all__ = ["CREATED_BY", "ReplayFormatError", "InjectedHeaders", "ReplayFile", "created_by", "read_injected", "parse",
            "serialize"]
@@ -36,7 +37,7 @@ INJECTED = frozenset(("x-sender", "x-receiver", "x-createdby", "x-endofinjectedx
                       "x-sourceipaddress", "x-source", "x-extendedmessageprops"))
 
 
-class ReplayFormatError(ValueError):
+class ReplayFormatError(TransportError, ValueError):
     """The file's X-header envelope is missing or malformed; the message says what is wrong."""
 
 

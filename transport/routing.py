@@ -1,0 +1,32 @@
+"""The routing table: which next hop serves a recipient.
+
+Recipients with a mailbox here go to the mailbox delivery queue; every other recipient waits in Unreachable
+until send connectors exist. A routing agent's override (OnResolvedMessage `set_routing_override`) wins. A next
+hop no delivery queue is registered for also waits in Unreachable (the categorizer asks the scheduler's registry).
+"""
+
+from __future__ import annotations
+
+from queues.store import UNREACHABLE
+
+from .core.config import DomainType, TransportConfig
+from .core.mailitem import Recipient
+from .delivery.mailbox import MAILBOX_QUEUE
+
+__all__ = ["RoutingTable"]
+
+
+class RoutingTable:
+    def __init__(self, config: TransportConfig) -> None:
+        self.config = config
+
+    def is_unknown(self, recipient: Recipient) -> bool:
+        """A recipient in an authoritative domain with no mailbox (RESOLVER.ADR.ExRecipNotFound)."""
+        domain = self.config.accepted_domain(recipient.domain)
+        return (domain is not None and domain.domain_type is DomainType.AUTHORITATIVE
+                and self.config.mailbox(recipient.address) is None)
+
+    def next_hop(self, recipient: Recipient) -> str:
+        if self.config.mailbox(recipient.address) is not None:
+            return MAILBOX_QUEUE
+        return UNREACHABLE
