@@ -10,6 +10,7 @@ reason), an agent's AGENTINFO deletion means deleted. So `--wait` needs message 
 from __future__ import annotations
 
 import argparse
+import enum
 import json
 import os
 import time
@@ -25,13 +26,24 @@ from transport.core.tracking import read_tracking_log
 __all__ = ["Drop", "drop_file", "follow"]
 
 
+class DropStatus(str, enum.Enum):
+    """Where a dropped file stands (the `status` column and JSON field)."""
+
+    DROPPED = "dropped"    # in the folder, not followed (no --wait)
+    QUEUED = "queued"
+    DELETED = "deleted"    # by an agent
+    BAD = "bad"            # moved to badmail
+    PENDING = "pending"    # --wait gave up
+    ERROR = "error"        # could not be copied in
+
+
 @dataclass(slots=True)
 class Drop:
     """One file handed to a directory, and what became of it."""
 
     file: str
     name: str
-    status: str = "dropped"  # dropped | queued | deleted | bad | pending | error
+    status: DropStatus = DropStatus.DROPPED
     internal_id: int | None = None
     reason: str = ""
 
@@ -65,7 +77,7 @@ def _now() -> str:
 
 def follow(drops: list[Drop], tracking: Path, since: str, timeout: float) -> None:
     """Update each drop from the tracking log until every one is settled or `timeout` seconds pass."""
-    waiting = {d.name: d for d in drops if d.status == "dropped"}
+    waiting = {d.name: d for d in drops if d.status is DropStatus.DROPPED}
     deadline = time.monotonic() + timeout
     while waiting:
         for row in read_tracking_log(tracking):
@@ -74,11 +86,11 @@ def follow(drops: list[Drop], tracking: Path, since: str, timeout: float) -> Non
                 continue
             event = row.get("event-id")
             if event == "RECEIVE":
-                drop.status, drop.internal_id = "queued", int(row["internal-message-id"])
+                drop.status, drop.internal_id = DropStatus.QUEUED, int(row["internal-message-id"])
             elif event == "BADMAIL":
-                drop.status, drop.reason = "bad", row.get("recipient-status", "")
+                drop.status, drop.reason = DropStatus.BAD, row.get("recipient-status", "")
             elif event == "AGENTINFO" and ": deleted" in row.get("custom-data", ""):
-                drop.status, drop.reason = "deleted", row["custom-data"]
+                drop.status, drop.reason = DropStatus.DELETED, row["custom-data"]
             else:
                 continue
             del waiting[drop.name]
@@ -86,7 +98,7 @@ def follow(drops: list[Drop], tracking: Path, since: str, timeout: float) -> Non
             break
         time.sleep(0.2)
     for drop in waiting.values():
-        drop.status, drop.reason = "pending", f"not picked up within {timeout:g}s (is the hub running?)"
+        drop.status, drop.reason = DropStatus.PENDING, f"not picked up within {timeout:g}s (is the hub running?)"
 
 
 def _arguments(p: argparse.ArgumentParser) -> None:
@@ -116,14 +128,14 @@ def cmd_pickup(args: argparse.Namespace) -> int:
         try:
             drops.append(Drop(str(path), drop_file(path, directory)))
         except OSError as e:
-            drops.append(Drop(str(path), "", "error", reason=e.strerror or str(e)))
+            drops.append(Drop(str(path), "", DropStatus.ERROR, reason=e.strerror or str(e)))
     if args.wait:
         follow(drops, config.data_root / "logs" / "MessageTracking", since, args.timeout)
     if args.json:
         print(json.dumps([asdict(d) for d in drops], indent=2))
     else:
-        rows = [{"file": d.file, "status": d.status,
+        rows = [{"file": d.file, "status": d.status.value,
                  "detail": f"InternalId={d.internal_id}" if d.internal_id is not None
                  else d.reason or str(directory / d.name)} for d in drops]
         print_table(rows, ["file", "status", "detail"])
-    return 1 if any(d.status in ("bad", "pending", "error") for d in drops) else 0
+    return 1 if any(d.status in (DropStatus.BAD, DropStatus.PENDING, DropStatus.ERROR) for d in drops) else 0

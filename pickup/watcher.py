@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import enum
 import hashlib
 import logging
 import os
@@ -38,7 +39,7 @@ from .badmail import free_name, move_to_badmail
 from .rules import Conversion, DirectoryRules
 from .session import SimulatedSession
 
-__all__ = ["DirectoryWatcher", "Outcome"]
+__all__ = ["DirectoryWatcher", "Fate", "Outcome"]
 
 log = logging.getLogger("transport.pickup")
 
@@ -57,11 +58,20 @@ class Claim:
     sha256: str
 
 
+class Fate(enum.Enum):
+    """What became of one claimed file."""
+
+    QUEUED = "queued"      # committed to the Submission queue: the file is deleted
+    DELETED = "deleted"    # an agent deleted the message: the file is deleted, nothing is queued
+    BAD = "bad"            # it cannot be submitted: the file goes to badmail with the reason
+    RETRY = "retry"        # the queue database refused it: the file goes back to be tried again
+
+
 @dataclass(slots=True)
 class Outcome:
-    """What became of one file: queued, deleted (by an agent), bad (with the reason) or retry (queue down)."""
+    """What became of one file, and why."""
 
-    status: str
+    status: Fate
     reason: str = ""
     item: MailItem | None = None
     internal_id: int = 0
@@ -188,14 +198,14 @@ class DirectoryWatcher:
                 if names and queue_ok and not self._stop.is_set() and not self.submission.back_pressure:
                     claiming, names = self._claim_next(names)
                 outcomes = await asyncio.gather(*(self._submit(c) for c in claims))
-                queue_ok = all(o.status != "retry" for o in outcomes)
+                queue_ok = all(o.status is not Fate.RETRY for o in outcomes)
                 if cleaning is not None:
                     await cleaning
                 cleaning = asyncio.create_task(self._clean_up(claims, outcomes))
         finally:
             if claiming is not None:  # an error above: put back what was claimed meanwhile
                 unused = await claiming
-                await self._clean_up(unused, [Outcome("retry") for _ in unused])
+                await self._clean_up(unused, [Outcome(Fate.RETRY) for _ in unused])
             if cleaning is not None:
                 await cleaning
         if not queue_ok:
@@ -294,9 +304,9 @@ class DirectoryWatcher:
         removed, bad = [], []
         for claim, outcome in zip(claims, outcomes):
             try:
-                if outcome.status == "retry":
+                if outcome.status is Fate.RETRY:
                     os.rename(claim.path, free_name(self.directory / claim.name))
-                elif outcome.status == "bad":
+                elif outcome.status is Fate.BAD:
                     bad.append((claim, outcome, move_to_badmail(self.badmail, claim.path, claim.name,
                                                                 self.directory, outcome.reason)))
                 else:
@@ -311,19 +321,19 @@ class DirectoryWatcher:
         try:
             conversion = self.rules.convert(claim.raw, claim.name)
         except BadFileError as e:
-            return Outcome("bad", str(e), e.item)
+            return Outcome(Fate.BAD, str(e), e.item)
         except Exception as e:  # a file that trips a bug must not come back forever
             log.exception("%s directory: converting %s failed", self.rules.received_by, claim.name)
-            return Outcome("bad", f"the file could not be converted ({type(e).__name__}: {e})")
+            return Outcome(Fate.BAD, f"the file could not be converted ({type(e).__name__}: {e})")
         session = SimulatedSession(self.submission.pipeline, conversion.item) if self.settings.run_receive_agents else None
         try:
             return await self._receive(claim, conversion, session)
         except StoreError as e:
             log.error("%s directory: could not queue %s (tried again later): %s", self.rules.received_by, claim.name, e)
-            return Outcome("retry", str(e))
+            return Outcome(Fate.RETRY, str(e))
         except Exception as e:
             log.exception("%s directory: submitting %s failed", self.rules.received_by, claim.name)
-            return Outcome("bad", f"the message could not be submitted ({type(e).__name__}: {e})", conversion.item)
+            return Outcome(Fate.BAD, f"the message could not be submitted ({type(e).__name__}: {e})", conversion.item)
         finally:
             if session is not None:
                 await session.close()
@@ -334,21 +344,21 @@ class DirectoryWatcher:
         if session is not None:
             refused = await session.commands()
             if refused:
-                return Outcome("bad", refused, item)
+                return Outcome(Fate.BAD, refused, item)
         receipt = await self.submission.receive(
             item, conversion.received, trusted=conversion.trusted, run_agents=session is not None,
             claim=FileClaim(str(self.directory), os.fsencode(claim.path.name), claim.sha256))
         event = receipt.ended
         if event is not None and event.action is Action.DELETE:
-            return Outcome("deleted", f"{event.decided_by}: {event.reason}", item)
+            return Outcome(Fate.DELETED, f"{event.decided_by}: {event.reason}", item)
         if event is not None:
             if session is not None and event.response is not None:
                 await session.rejected(event.response, "end of data")
             detail = f" ({event.reason})" if event.reason else ""
-            return Outcome("bad", f"{event.decided_by} rejected the message: "
+            return Outcome(Fate.BAD, f"{event.decided_by} rejected the message: "
                                   f"{event.response or 'disconnect'}{detail}", item)
         for r in item.recipients:
             if r.status is RecipientStatus.FAILED:
                 self.submission.tracking.log("FAIL", item, self.source, [r.address], r.response,
                                              source_context=claim.name)
-        return Outcome("queued", item=item, internal_id=receipt.internal_id or 0)
+        return Outcome(Fate.QUEUED, item=item, internal_id=receipt.internal_id or 0)

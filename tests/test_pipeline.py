@@ -10,7 +10,7 @@ from agents import (
     AgentConfig, ConnectEvent, EndOfDataEvent, MailItem, RcptToEvent, Recipient, RoutingAgent, SessionInfo,
     SmtpReceiveAgent, SmtpResponse, SubmittedEvent,
 )
-from transport.core.agent import AgentContext
+from transport.core.agent import Agent, AgentContext
 from transport.core.config import AgentEntry, ErrorPolicy, TransportConfig
 from transport.core.counters import Counters
 from transport.core.dns import DnsResolver, DnsSettings
@@ -73,6 +73,12 @@ class NotAnAgent:
     pass
 
 
+class PlainAgent(Agent):
+    """Subclasses the common base only: neither a receive nor a routing agent."""
+
+    name = "Plain"
+
+
 @pytest.fixture(autouse=True)
 def _clear():
     CALLS.clear()
@@ -109,6 +115,7 @@ def test_resolve_class_by_dotted_path():
     ("no_such_module_xyz:Agent", "cannot import 'no_such_module_xyz'"),
     ("test_pipeline:Missing", "'test_pipeline' has no 'Missing'"),
     ("test_pipeline:NotAnAgent", "is not a transport agent class"),
+    ("test_pipeline:PlainAgent", "is not a transport agent class (subclass SmtpReceiveAgent or RoutingAgent)"),
     ("not-an-entry-point", "is neither `module:Class` nor a `transport.agents` entry point"),
 ])
 def test_resolve_class_errors(spec, message):

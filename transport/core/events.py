@@ -210,7 +210,9 @@ class MessageEvent(ReceiveEvent):
         self._act(Action.DELETE, None, reason)
 
     def quarantine(self, reason: str = "") -> None:
-        """Accept, but deliver only to the quarantine mailbox."""
+        """Accept, but keep it from the recipients' inboxes: the submission path stamps SCL 9 and the reason,
+        so each copy lands in the recipient's Junk folder (Exchange's quarantine mailbox comes with the
+        content filter)."""
         self._act(Action.QUARANTINE, None, reason)
 
     def stamp(self, reason: str) -> None:

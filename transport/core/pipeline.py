@@ -16,7 +16,7 @@ from typing import Any, Awaitable, Callable
 
 from pydantic import ValidationError
 
-from .agent import Agent, AgentContext
+from .agent import Agent, AgentContext, RoutingAgent, SmtpReceiveAgent
 from .config import AgentEntry, ErrorPolicy
 from .errors import AgentLoadError
 from .events import EVENTS, ROUTING_EVENTS, Event, MessageEvent, Replies, RoutingEvent
@@ -65,7 +65,7 @@ def resolve_class(spec: str) -> type[Agent]:
         if not found:
             raise AgentLoadError(f"{spec!r} is neither `module:Class` nor a `transport.agents` entry point")
         obj = found[0].load()
-    if not (isinstance(obj, type) and issubclass(obj, Agent)):
+    if not (isinstance(obj, type) and issubclass(obj, (SmtpReceiveAgent, RoutingAgent))):
         raise AgentLoadError(f"{spec!r} is not a transport agent class (subclass SmtpReceiveAgent or RoutingAgent)")
     return obj
 
@@ -85,7 +85,7 @@ def _load_one(index: int, entry: AgentEntry, context: AgentContext) -> LoadedAge
         raise AgentLoadError(f"{key}: {msg}", ("agents", index, "config") + loc) from None
     name = entry.name or cls.name or cls.__name__
     agent = cls(cfg, context)
-    kind = next(k.__name__ for k in type(agent).__mro__ if k.__name__ in ("SmtpReceiveAgent", "RoutingAgent"))
+    kind = SmtpReceiveAgent.__name__ if isinstance(agent, SmtpReceiveAgent) else RoutingAgent.__name__
     return LoadedAgent(agent, name, entry.priority, entry.on_error, index, kind)
 
 
