@@ -58,8 +58,10 @@ class QueueScheduler:
     def register(self, queue: DeliveryQueue) -> None:
         self.queues[queue.next_hop] = queue
 
-    def dispatch(self, next_hop: str, item_id: int, item: "MailItem", recipients: list[str]) -> bool:
-        """Hand a queue item to its delivery queue in memory; False leaves it Ready in the store for later."""
+    def dispatch(self, next_hop: str, item_id: int, item: "MailItem", recipients: list[str],
+                 recovered: bool = False) -> bool:
+        """Hand a queue item to its delivery queue in memory; False leaves it Ready in the store for later.
+        `recovered`: the item was read back from the store (see DeliveryQueue.push)."""
         if item_id in self.inflight:
             return True  # already there (the categorizer and a refill can both reach it)
         queue = self.queues.get(next_hop)
@@ -69,7 +71,7 @@ class QueueScheduler:
             self.overflow.add(next_hop)
             return False
         self.inflight.add(item_id)
-        queue.push(item_id, item, recipients)
+        queue.push(item_id, item, recipients, recovered)
         return True
 
     @property
@@ -140,7 +142,7 @@ class QueueScheduler:
             if stored.id in self.inflight:
                 continue
             item = self.store.load_message(stored.message)
-            if item is not None and not self.dispatch(stored.queue, stored.id, item, stored.recipients):
+            if item is not None and not self.dispatch(stored.queue, stored.id, item, stored.recipients, recovered=True):
                 return  # full again: the queue stays marked as overflowing
         if len(rows) < wanted:  # the store has no more than that: caught up
             self.overflow.discard(next_hop)
@@ -153,7 +155,7 @@ class QueueScheduler:
             if stored.queue != SUBMISSION:
                 item = self.store.load_message(stored.message)
                 if item is not None:
-                    self.dispatch(stored.queue, stored.id, item, stored.recipients)
+                    self.dispatch(stored.queue, stored.id, item, stored.recipients, recovered=True)
                 continue
             if stored.status == QueueStatus.RETRY:  # Ready again, so the next tick does not hand it over twice
                 await self.store.update_item(stored.id, status=QueueStatus.READY)

@@ -423,6 +423,10 @@ class QueueStore:
         """A queue's Ready items, oldest first."""
         return self.items("queue=? AND status=?", (queue, QueueStatus.READY), limit)
 
+    def oldest_arrival(self) -> float | None:
+        """When the oldest message the store holds arrived (None when it holds none)."""
+        return self.read("SELECT MIN(received_at) FROM messages")[0][0]
+
     def count_ready(self, queue: str) -> int:
         return self.read("SELECT COUNT(*) FROM queue_items WHERE queue=? AND status=?", (queue, QueueStatus.READY))[0][0]
 

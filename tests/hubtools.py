@@ -105,7 +105,6 @@ def messages(hub_or_root: Any, address: str, folder: str = "") -> list[bytes]:
 
 def tracking(hub_or_root: Any) -> list[dict[str, str]]:
     if isinstance(hub_or_root, Hub):
-        hub_or_root.tracking.flush()
         root = hub_or_root.config.data_root
     else:
         root = Path(hub_or_root)
@@ -257,6 +256,45 @@ async def raw_session(port: int, sender: str = "john@fabrikam.test",
 
 
 # -- subprocess hubs -------------------------------------------------------------------------------------
+
+
+async def smtp_load(port: int, message_ids: list[str], sessions: int, accepted: list[str],
+                    recipient: str = "alice@contoso.com") -> None:
+    """`sessions` concurrent SMTP sessions sending one message per id until all are sent or the hub dies;
+    the ids answered 250 are appended to `accepted`."""
+    ids = iter(message_ids)
+
+    async def session() -> None:
+        try:
+            reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        except OSError:
+            return
+
+        async def reply() -> str:
+            while True:
+                line = (await reader.readline()).decode()
+                if not line:
+                    raise ConnectionError
+                if line[3:4] != "-":
+                    return line
+
+        try:
+            await reply()
+            writer.write(b"EHLO load.test\r\n")
+            await reply()
+            for mid in ids:
+                writer.write(f"MAIL FROM:<load@fabrikam.test>\r\nRCPT TO:<{recipient}>\r\nDATA\r\n".encode())
+                for _ in range(3):
+                    await reply()
+                writer.write(make_message(subject=f"load {mid}", message_id=mid, body="x" * 2000 + "\r\n") + b".\r\n")
+                if (await reply()).startswith("250"):
+                    accepted.append(mid)
+        except (ConnectionError, OSError):
+            return
+        finally:
+            writer.close()
+
+    await asyncio.gather(*(session() for _ in range(sessions)))
 
 
 def free_port() -> int:

@@ -63,7 +63,6 @@ async def test_message_to_alice_is_delivered_and_tracked(hub, port):
 async def test_tracking_log_file_layout(hub, port):
     await send(port, "john@fabrikam.test", ["alice@contoso.com"], make_message())
     await hub.idle()
-    hub.tracking.flush()
     [log_file] = (hub.config.data_root / "logs" / "MessageTracking").glob("MSGTRK*.log")
     assert re.fullmatch(r"MSGTRK\d{8}-1\.log", log_file.name)
     head = log_file.read_text().splitlines()[:5]

@@ -27,7 +27,7 @@ from .core.config import TransportConfig
 from .core.counters import Counters
 from .core.dns import DnsResolver
 from .core.pipeline import load_pipeline
-from .core.tracking import TrackingLog
+from .core.tracking import TrackingLog, recorded
 from .delivery.mailbox import MailboxQueue, MailboxStore
 from .receive_connector import ReceiveConnectorServer
 from .routing import RoutingTable
@@ -61,7 +61,8 @@ class Hub:
                                      lambda: self.categorizer.backlog)
         context.submit = self.submission.submit_generated
         self.mailboxes = MailboxStore(root / "mailboxes", config)
-        self.scheduler.register(MailboxQueue(self.mailboxes, self.tracking, self.scheduler, config.receive.fqdn))
+        self.mailbox_queue = MailboxQueue(self.mailboxes, self.tracking, self.scheduler, config.receive.fqdn)
+        self.scheduler.register(self.mailbox_queue)
         self.receive = ReceiveConnectorServer(config.receive, config, self.submission)
         self.watchers: list[DirectoryWatcher] = []
         self._tasks: list[asyncio.Task] = []
@@ -114,10 +115,18 @@ class Hub:
                 self.tracking.log("POISONMESSAGE", item, "POISONMESSAGE", source_context="Poison")
         await self.store.resubmit_unreachable()
         submission = self.store.ready(SUBMISSION)
+        oldest = self.store.oldest_arrival()
+        rows = await asyncio.to_thread(recorded, self.tracking.folder, {"RECEIVE", "DELIVER"}, oldest) if oldest else set()
+        self.mailbox_queue.tracked = {(m, r) for event, m, r in rows if event == "DELIVER"}
+        received = {m for event, m, _ in rows if event == "RECEIVE"}
         for stored in submission:
             item = self.scheduler.for_categorizer(stored)
-            if item is not None:
-                self.categorizer.push(item)
+            if item is None:
+                continue
+            if item.internal_id not in received:  # committed, then the process died before its row was written
+                self.tracking.log("RECEIVE", item, item.source.value, connector_id=self.config.receive.name,
+                                  source_context=item.session.session_id, custom_data="written at start-up")
+            self.categorizer.push(item)
         waiting = 0
         for next_hop in self.scheduler.queues:
             waiting += self.store.count_ready(next_hop)
@@ -132,12 +141,11 @@ class Hub:
         return self.config.data_root / "logs" / "counters.json"
 
     async def _housekeeping(self) -> None:
-        """Flush the tracking log and check free disk twice a second; save the counters every 2 s."""
+        """Check free disk twice a second; save the counters every 2 s."""
         tick = 0
         while True:
             await asyncio.sleep(0.5)
             tick += 1
-            self.tracking.flush()
             self.submission.check_disk()
             if tick % 4 == 0:
                 self.counters.save(self.counters_path, self.started)

@@ -31,8 +31,9 @@ class DeliveryQueue(Protocol):
     def idle(self) -> bool:
         """Nothing waiting or being delivered."""
 
-    def push(self, item_id: int, item: "MailItem", recipients: list[str]) -> None:
-        """Take one queue item (the message and the recipients it is for at this next hop)."""
+    def push(self, item_id: int, item: "MailItem", recipients: list[str], recovered: bool = False) -> None:
+        """Take one queue item (the message and the recipients it is for at this next hop). `recovered`: it was
+        read back from the store, so part of it may have been delivered before a crash: deliver only what is not."""
 
     def drain(self) -> list[int]:
         """Drop what waits in memory (an administrator changed the queues); the ids dropped."""

@@ -1,8 +1,13 @@
 """The message tracking log: daily CSV files with Exchange's header lines, field names and event ids.
 
 Files are `MSGTRKyyyymmdd-1.log` under `<data root>/logs/MessageTracking/`, each starting with the
-`#Software`, `#Version`, `#Log-Type`, `#Date` and `#Fields` lines Exchange writes. Rows are buffered and
-flushed a few times a second (and at shutdown): the log is a record, not part of the durability promise.
+`#Software`, `#Version`, `#Log-Type`, `#Date` and `#Fields` lines Exchange writes.
+
+What survives a crash: each row is handed to the operating system as it is written (one write per row, no
+fsync), so a killed process (kill -9) loses none; a power cut may lose the last rows the disk had not yet
+written. Rows are written right after what they record (RECEIVE after the queue's commit, DELIVER after the
+Maildir file), so the gap in between is closed at start-up: the hub writes the RECEIVE and DELIVER rows the log
+lacks for the messages the queue still holds (see `recorded`).
 """
 
 from __future__ import annotations
@@ -17,7 +22,7 @@ from typing import IO, Any, Iterable, Iterator
 from .headers import SERVER_VERSION
 from .mailitem import MailItem, Stamp
 
-__all__ = ["FIELDS", "TrackingLog", "read_tracking_log"]
+__all__ = ["FIELDS", "TrackingLog", "read_tracking_log", "recorded"]
 
 FIELDS = (
     "date-time", "client-ip", "client-hostname", "server-ip", "server-hostname", "source-context", "connector-id",
@@ -91,10 +96,7 @@ class TrackingLog:
             reference, item.subject, item.sender, item.sender, "", "", "",
             item.stamps.get(Stamp.ORIGINAL_CLIENT_IP, ""), "", custom_data,
         ))
-
-    def flush(self) -> None:
-        if self._file is not None:
-            self._file.flush()
+        self._file.flush()
 
     def close(self) -> None:
         if self._file is not None:
@@ -103,9 +105,22 @@ class TrackingLog:
             self._day, self._second = "", -1  # a later row opens the file again
 
 
-def read_tracking_log(folder: Path) -> Iterator[dict[str, str]]:
-    """Every row of every tracking file in the folder, oldest file first, as field → value."""
+def recorded(folder: Path, event_ids: set[str], since: float) -> set[tuple[str, int, str]]:
+    """(event-id, internal-message-id, recipient) of every row of those events in the files since that time."""
+    day = time.strftime("%Y%m%d", time.gmtime(since))
+    found = set()
+    for row in read_tracking_log(folder, day):
+        if row.get("event-id") in event_ids and row.get("internal-message-id", "").isdigit():
+            for recipient in row.get("recipient-address", "").split(";"):
+                found.add((row["event-id"], int(row["internal-message-id"]), recipient))
+    return found
+
+
+def read_tracking_log(folder: Path, since_day: str = "") -> Iterator[dict[str, str]]:
+    """Every row of every tracking file in the folder (from the day `yyyymmdd` on), oldest first, as field → value."""
     for path in sorted(folder.glob("MSGTRK*.log")):
+        if path.name[6:14] < since_day:
+            continue
         fields: list[str] = list(FIELDS)
         lines = []
         with open(path, encoding="utf-8", newline="") as f:

@@ -4,16 +4,21 @@ Junk is the Maildir++ folder `.Junk`; a message goes there when its SCL is above
 SCLJunkThreshold (the organisation's unless the mailbox overrides it), as Exchange moves mail when
 SCL > threshold. Files are written to `tmp/`, fsynced, then renamed into `new/`; the `new/` folders touched by
 a batch are fsynced once per batch, so a delivery is on disk before its queue item is completed.
+
+Exactly once: a copy's file name is made from the message (its arrival time and internal id), so the same
+message in the same mailbox always has the same name. A queue item read back from the store (after a crash,
+a retry, an administrator's change) may have been delivered already: before writing it, the mailbox's `new/`
+and `cur/` folders (Inbox and Junk; `cur/` names carry `:2,flags` once a client has read them) are looked up
+for that name, and a copy that is there is counted as delivered, not written again. Fresh items from the
+categorizer skip the look-up, so the hot path pays nothing for it.
 """
 
 from __future__ import annotations
 
 import asyncio
-import itertools
 import logging
 import os
 import socket
-import time
 from dataclasses import dataclass
 
 from pathlib import Path
@@ -33,6 +38,10 @@ __all__ = ["MailboxStore", "MailboxQueue", "Delivery", "JUNK_FOLDER", "MAILBOX_Q
 
 log = logging.getLogger("transport.delivery.mailbox")
 
+Entry = tuple[int, MailItem, list[str], bool]
+"""A queue item in memory: its id, the message, the recipients it is for, and whether it came back from the
+store (and so may have been delivered before a crash)."""
+
 JUNK_FOLDER = ".Junk"
 MAILBOX_QUEUE = "mailbox"
 """The next hop of every recipient with a mailbox here (Exchange's "Mailbox Database" delivery queue)."""
@@ -46,6 +55,7 @@ class Delivery:
     folder: str = ""
     path: str = ""
     error: str = ""
+    earlier: bool = False  # the copy was already there (written before a crash); nothing was written now
 
 
 class MailboxStore:
@@ -55,7 +65,6 @@ class MailboxStore:
         self.root = root
         self.config = config
         self._host = socket.gethostname().replace("/", "_").replace(":", "_")
-        self._seq = itertools.count()
         self._created: set[str] = set()
 
     def maildir(self, address: str) -> Path:
@@ -84,27 +93,51 @@ class MailboxStore:
             return JUNK_FOLDER
         return ""
 
-    def _name(self) -> str:
-        now = time.time()
-        return f"{int(now)}.M{int(now * 1e6) % 1000000}P{os.getpid()}Q{next(self._seq)}.{self._host}"
+    def name(self, item: MailItem) -> str:
+        """The file name of the message's copy in any mailbox (Maildir's time.MusecP… shape, unique per message)."""
+        at = item.received_at
+        return f"{int(at)}.M{int(at * 1e6) % 1000000}I{item.internal_id}.{self._host}"
 
-    def write(self, batch: list[tuple[MailItem, list[str]]], fqdn: str) -> list[list[Delivery]]:
+    def _earlier(self, address: str, name: str, listings: dict[Path, set[str]]) -> tuple[str, Path] | None:
+        """Where a copy of that name already is in the mailbox (folder, path), if anywhere."""
+        base = self.maildir(address)
+        for folder, path in (("Inbox", base), (JUNK_FOLDER, base / JUNK_FOLDER)):
+            if (path / "new" / name).exists():
+                return folder, path / "new" / name
+            cur = path / "cur"
+            if cur not in listings:
+                try:
+                    listings[cur] = {n.partition(":")[0] for n in os.listdir(cur)}
+                except OSError:
+                    listings[cur] = set()
+            if name in listings[cur]:
+                return folder, cur / name
+        return None
+
+    def write(self, batch: list[tuple[MailItem, list[str], bool]], fqdn: str) -> list[list[Delivery]]:
         """Write one copy per recipient of each message (blocking: run it off the event loop).
 
-        Each file is fsynced before its rename; each `new/` folder a batch touched is fsynced once at the end,
-        so a batch of N messages costs N + (folders) fsyncs, not 2N.
+        Each entry is (message, recipients, recovered); a recovered entry's copies are looked for first (see the
+        module docstring). Each file is fsynced before its rename; each `new/` folder a batch touched is fsynced
+        once at the end, so a batch of N messages costs N + (folders) fsyncs, not 2N.
         """
         touched: set[Path] = set()
+        listings: dict[Path, set[str]] = {}
         date = date_now()
         out = []
-        for item, recipients in batch:
+        for item, recipients, recovered in batch:
             results = []
+            name = self.name(item)
             for address in recipients:
                 d = Delivery(address)
+                earlier = self._earlier(address, name, listings) if recovered else None
+                if earlier is not None:
+                    d.folder, d.path, d.earlier = earlier[0], str(earlier[1]), True
+                    results.append(d)
+                    continue
                 try:
                     folder = self.folder_for(item, address)
                     base = self.create(address) / folder if folder else self.create(address)
-                    name = self._name()
                     trace = (f"Return-Path: <{item.sender}>\r\n"
                              f"Received: from {fqdn} by {fqdn} with mailbox delivery id {item.internal_id}"
                              f" for <{address}>; {date}\r\n").encode("utf-8", "surrogateescape")
@@ -145,17 +178,18 @@ class MailboxQueue:
         self.scheduler = scheduler
         self.fqdn = fqdn
         self.batch_size = batch_size
-        self.feed: asyncio.Queue[tuple[int, MailItem, list[str]]] = asyncio.Queue()
+        self.feed: asyncio.Queue[Entry] = asyncio.Queue()
         self._busy = 0
         self.delivered = 0
         self.capacity = 16 * batch_size  # messages held in memory; the rest wait in the store
+        self.tracked: set[tuple[int, str]] = set()  # (message, recipient) with a DELIVER row before a restart
 
     @property
     def room(self) -> int:
         return self.capacity - self.feed.qsize() - self._busy
 
-    def push(self, item_id: int, item: MailItem, recipients: list[str]) -> None:
-        self.feed.put_nowait((item_id, item, recipients))
+    def push(self, item_id: int, item: MailItem, recipients: list[str], recovered: bool = False) -> None:
+        self.feed.put_nowait((item_id, item, recipients, recovered))
 
     def drain(self) -> list[int]:
         """Drop what waits in memory; returns the queue item ids dropped (the store still has them)."""
@@ -170,8 +204,8 @@ class MailboxQueue:
 
     WRITERS = 4  # threads writing one batch side by side: fsyncs of different files overlap on the disk
 
-    async def _write_batch(self, batch: list[tuple[int, MailItem, list[str]]]) -> list[list[Delivery]]:
-        entries = [(item, rcpts) for _, item, rcpts in batch]
+    async def _write_batch(self, batch: list[Entry]) -> list[list[Delivery]]:
+        entries = [(item, rcpts, recovered) for _, item, rcpts, recovered in batch]
         size = -(-len(entries) // self.WRITERS)
         chunks = [entries[i:i + size] for i in range(0, len(entries), size)]
         parts = await asyncio.gather(*(asyncio.to_thread(self.mailboxes.write, c, self.fqdn) for c in chunks))
@@ -190,15 +224,17 @@ class MailboxQueue:
             finally:
                 self._busy = 0
 
-    async def _deliver(self, batch: list[tuple[int, MailItem, list[str]]]) -> None:
+    async def _deliver(self, batch: list[Entry]) -> None:
         results = await self._write_batch(batch)
         done = []
-        for (item_id, item, _), deliveries in zip(batch, results):
+        for (item_id, item, _, _), deliveries in zip(batch, results):
             failed = [d.recipient for d in deliveries if d.error]
             for d in deliveries:
-                if not d.error:
-                    self.tracking.log("DELIVER", item, "STOREDRIVER", [d.recipient], "250 2.0.0 Delivered",
-                                      source_context=d.folder)
+                if d.error or (d.earlier and (item.internal_id, d.recipient) in self.tracked):
+                    continue
+                self.tracking.log("DELIVER", item, "STOREDRIVER", [d.recipient], "250 2.0.0 Delivered",
+                                  source_context=d.folder,
+                                  custom_data="copy written before a restart" if d.earlier else "")
             if failed:
                 error = "432 4.2.0 STOREDRV.Deliver; mailbox unavailable: " + "; ".join(d.error for d in deliveries if d.error)
                 self.tracking.log("DEFER", item, "STOREDRIVER", failed, error)
