@@ -14,14 +14,14 @@ import sqlite3
 import time
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Iterator, NamedTuple
 
 from transport.core.errors import AdminError
 from transport.core.mailitem import MailItem
 
-from .store import POISON, SUBMISSION, UNREACHABLE, connect
+from .store import POISON, SUBMISSION, UNREACHABLE, QueueStatus, connect
 
-__all__ = ["AdminError", "open_admin", "list_queues", "list_messages", "set_queue_status", "retry_queue",
+__all__ = ["AdminError", "Identity", "parse_identity", "open_admin", "list_queues", "list_messages", "set_queue_status", "retry_queue",
            "set_message_status", "remove_message", "get_message", "queue_name", "DELIVERY_TYPES"]
 
 # Queue key → Exchange's DeliveryType and NextHopDomain as Get-Queue shows them.
@@ -72,11 +72,20 @@ def queue_name(conn: sqlite3.Connection, identity: str) -> str:
     raise AdminError(f"no queue {identity!r} (queues: {', '.join(sorted(known))})")
 
 
-def _item_id(identity: str | int) -> int:
-    text = str(identity).rpartition("\\")[2].strip()
-    if not text.isdigit():
-        raise AdminError(f"{identity!r} is not a message identity (use the number from `transport queue messages`)")
-    return int(text)
+class Identity(NamedTuple):
+    """A message identity as the commands take it: the internal id, and optionally the queue it is in."""
+
+    message: int
+    queue: str | None = None
+
+
+def parse_identity(text: str | int) -> Identity:
+    """`3` (the InternalId of the 250 reply and the tracking log), `mailbox\\3` or `hub.contoso.com\\mailbox\\3`."""
+    parts = str(text).strip().split("\\")
+    if not parts[-1].isdigit() or len(parts) > 3:
+        raise AdminError(f"{text!r} is not a message identity (use the InternalId, or SERVER\\QUEUE\\ID from"
+                         " `transport queue messages`)")
+    return Identity(int(parts[-1]), parts[-2] if len(parts) > 1 else None)
 
 
 def list_queues(conn: sqlite3.Connection, server: str) -> list[dict[str, Any]]:
@@ -122,7 +131,7 @@ def list_messages(conn: sqlite3.Connection, server: str, queue: str | None = Non
         f" m.sender, m.subject, m.size, m.received_at, m.source FROM queue_items q JOIN messages m ON m.id=q.message"
         f" {where} ORDER BY q.id", params).fetchall()
     return [{
-        "identity": f"{server}\\{r[1]}\\{r[0]}", "queue": r[1], "status": r[2],
+        "identity": f"{server}\\{r[1]}\\{r[7]}", "queue": r[1], "status": r[2],
         "recipients": json.loads(r[3]), "retry_count": r[4],
         "next_retry_time": _iso(r[5]) if r[2] == "Retry" and r[5] else "", "last_error": r[6],
         "internal_message_id": r[7], "message_id": r[8], "from_address": r[9], "subject": r[10], "size": r[11],
@@ -152,53 +161,69 @@ def retry_queue(conn: sqlite3.Connection, queue: str, resubmit: bool = False) ->
                         " AND status IN ('Retry','Ready')", (SUBMISSION, name)).rowcount
 
 
-def _item(conn: sqlite3.Connection, identity: str | int) -> tuple[int, str, str]:
-    item_id = _item_id(identity)
-    row = conn.execute("SELECT id, queue, status FROM queue_items WHERE id=?", (item_id,)).fetchone()
-    if row is None:
-        raise AdminError(f"no message {identity!r} in any queue")
-    return row
+def _items(conn: sqlite3.Connection, identity: str | int) -> list[tuple[int, str, str]]:
+    """(item id, queue, status) of the queue items a message identity names: all the message's, or the one in
+    the queue it names."""
+    wanted = parse_identity(identity)
+    rows = conn.execute("SELECT id, queue, status FROM queue_items WHERE message=? ORDER BY id",
+                        (wanted.message,)).fetchall()
+    if not rows:
+        raise AdminError(f"no message {wanted.message} in any queue")
+    if wanted.queue is not None:
+        queue = queue_name(conn, wanted.queue)
+        held = [r for r in rows if r[1] == queue]
+        if not held:
+            raise AdminError(f"message {wanted.message} is not in the {queue} queue (it is in {', '.join(r[1] for r in rows)})")
+        rows = held
+    return rows
 
 
-def set_message_status(conn: sqlite3.Connection, identity: str | int, suspended: bool) -> dict[str, Any]:
-    """Suspend-Message / Resume-Message. Resuming a poison message sends it back to the Submission queue."""
-    item_id, queue, status = _item(conn, identity)
-    if suspended:
+def set_message_status(conn: sqlite3.Connection, identity: str | int, suspended: bool) -> list[dict[str, Any]]:
+    """Suspend-Message / Resume-Message of every queue item the identity names. Resuming a poison message sends
+    it back to the Submission queue."""
+    message = parse_identity(identity).message
+    out = []
+    for item_id, queue, status in _items(conn, identity):
+        if suspended:
+            if queue == POISON:
+                raise AdminError("messages in the Poison queue are already suspended")
+            conn.execute("UPDATE queue_items SET status=? WHERE id=?", (QueueStatus.SUSPENDED, item_id))
+            out.append({"identity": message, "queue": queue, "status": QueueStatus.SUSPENDED.value})
+            continue
+        if status != QueueStatus.SUSPENDED:
+            raise AdminError(f"message {message} is not suspended in {queue} (status {status})")
         if queue == POISON:
-            raise AdminError("messages in the Poison queue are already suspended")
-        conn.execute("UPDATE queue_items SET status='Suspended' WHERE id=?", (item_id,))
-        return {"identity": item_id, "queue": queue, "status": "Suspended"}
-    if status != "Suspended":
-        raise AdminError(f"message {item_id} is not suspended (status {status})")
-    if queue == POISON:
-        conn.execute("UPDATE queue_items SET queue=?, status='Ready', crash_count=0, next_attempt=0, last_error=''"
-                     " WHERE id=?", (SUBMISSION, item_id))
-        return {"identity": item_id, "queue": SUBMISSION, "status": "Ready"}
-    conn.execute("UPDATE queue_items SET status='Ready', next_attempt=0 WHERE id=?", (item_id,))
-    return {"identity": item_id, "queue": queue, "status": "Ready"}
+            conn.execute("UPDATE queue_items SET queue=?, status=?, crash_count=0, next_attempt=0, last_error=''"
+                         " WHERE id=?", (SUBMISSION, QueueStatus.READY, item_id))
+            queue = SUBMISSION
+        else:
+            conn.execute("UPDATE queue_items SET status=?, next_attempt=0 WHERE id=?", (QueueStatus.READY, item_id))
+        out.append({"identity": message, "queue": queue, "status": QueueStatus.READY.value})
+    return out
 
 
-def get_message(conn: sqlite3.Connection, identity: str | int) -> tuple[MailItem, list[str], str]:
-    """The mail item behind a queue item, the item's recipients and its status (Export-Message)."""
-    item_id = _item_id(identity)
-    row = conn.execute("SELECT m.envelope, m.raw, m.id, q.recipients, q.status FROM queue_items q JOIN messages m"
-                       " ON m.id=q.message WHERE q.id=?", (item_id,)).fetchone()
-    if row is None:
-        raise AdminError(f"no message {identity!r} in any queue")
-    item = MailItem.from_dict(json.loads(row[0]), bytes(row[1]), row[2])
-    return item, json.loads(row[3]), row[4]
+def get_message(conn: sqlite3.Connection, identity: str | int) -> tuple[MailItem, list[str], list[str]]:
+    """The mail item an identity names, the recipients of its queue items, and their statuses (Export-Message)."""
+    items = _items(conn, identity)
+    marks = ",".join("?" * len(items))
+    rows = conn.execute(f"SELECT recipients FROM queue_items WHERE id IN ({marks})", [i[0] for i in items]).fetchall()
+    message = parse_identity(identity).message
+    envelope, raw = conn.execute("SELECT envelope, raw FROM messages WHERE id=?", (message,)).fetchone()
+    item = MailItem.from_dict(json.loads(envelope), bytes(raw), message)
+    return item, [r for (rcpts,) in rows for r in json.loads(rcpts)], [i[2] for i in items]
 
 
-def remove_message(conn: sqlite3.Connection, identity: str | int) -> tuple[MailItem, list[str], str]:
-    """Remove-Message: the item goes (and its message, if no other queue holds it). Not from Submission."""
-    item_id, queue, _ = _item(conn, identity)
-    if queue == SUBMISSION:
+def remove_message(conn: sqlite3.Connection, identity: str | int) -> tuple[MailItem, list[str], list[str]]:
+    """Remove-Message: the queue items the identity names go (and the message, once no queue holds it); returns
+    the message, the recipients removed and the queues they were in. Not from Submission."""
+    items = _items(conn, identity)
+    if any(queue == SUBMISSION for _, queue, _ in items):
         raise AdminError("messages in the Submission queue cannot be removed (Exchange refuses it too); suspend it")
-    item, recipients, _ = get_message(conn, item_id)
-    conn.execute("DELETE FROM queue_items WHERE id=?", (item_id,))
+    item, recipients, _ = get_message(conn, identity)
+    conn.executemany("DELETE FROM queue_items WHERE id=?", [(i[0],) for i in items])
     if conn.execute("SELECT 1 FROM queue_items WHERE message=?", (item.internal_id,)).fetchone() is None:
         conn.execute("DELETE FROM messages WHERE id=?", (item.internal_id,))
-    return item, recipients, queue
+    return item, recipients, [queue for _, queue, _ in items]
 
 
 def _iso(ts: float) -> str:

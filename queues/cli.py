@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -17,6 +16,7 @@ from transport.core.config import TransportConfig, load_config
 from transport.core.tracking import TrackingLog
 
 from . import admin
+from .store import QueueStatus
 
 QUEUE_COLUMNS = ["identity", "delivery_type", "status", "message_count", "next_retry_time", "last_error"]
 MESSAGE_COLUMNS = ["identity", "from_address", "status", "size", "subject", "recipients", "retry_count", "last_error"]
@@ -29,15 +29,6 @@ def _db(config: TransportConfig) -> Path:
 def _emit(args: argparse.Namespace, data: Any, text: str) -> int:
     print(json.dumps(data, indent=2) if args.json else text)
     return 0
-
-
-def _run(args: argparse.Namespace, func: Any) -> int:
-    """Run an admin action; AdminError becomes one line on stderr and exit 1."""
-    try:
-        return func(load_config(args.config))
-    except admin.AdminError as e:
-        print(f"transport {args.command}: {e}", file=sys.stderr)
-        return 1
 
 
 def _queue_args(p: argparse.ArgumentParser) -> None:
@@ -82,7 +73,7 @@ def cmd_queue(args: argparse.Namespace) -> int:
             name = admin.set_queue_status(conn, args.queue, suspended=args.action == "suspend")
         status = "Suspended" if args.action == "suspend" else "Ready"
         return _emit(args, {"queue": name, "status": status}, f"{server}\\{name}: {status}")
-    return _run(args, act)
+    return act(load_config(args.config))
 
 
 def _message_args(p: argparse.ArgumentParser) -> None:
@@ -103,21 +94,26 @@ def cmd_message(args: argparse.Namespace) -> int:
             if not args.path:
                 raise admin.AdminError("export needs --path FILE.eml")
             with admin.open_admin(db) as conn:
-                item, recipients, status = admin.get_message(conn, args.identity)
-            if status != "Suspended":
+                item, recipients, statuses = admin.get_message(conn, args.identity)
+            if any(s != QueueStatus.SUSPENDED for s in statuses):
                 raise admin.AdminError(f"suspend message {args.identity} before exporting it (Export-Message "
-                                       f"needs a suspended message; it is {status})")
+                                       f"needs a suspended message; it is {', '.join(statuses)})")
             from transport.core.replay_format import serialize
 
             item.recipients = [r for r in item.recipients if r.address in recipients]
             Path(args.path).write_bytes(serialize(item, config.receive.fqdn))
             return _emit(args, {"identity": args.identity, "path": args.path}, f"exported to {args.path}")
+        if args.action != "remove":
+            with admin.open_admin(db, write=True) as conn:
+                results = admin.set_message_status(conn, args.identity, suspended=args.action == "suspend")
+            idents = [f"{config.receive.fqdn}\\{r['queue']}\\{r['identity']}" for r in results]
+            summary = {"identity": idents[0] if len(idents) == 1 else str(results[0]["identity"]),
+                       "status": results[0]["status"], "queue": results[0]["queue"],
+                       "queues": [r["queue"] for r in results]}
+            return _emit(args, summary, "\n".join(f"{i}: {r['status']}" for i, r in zip(idents, results)))
         with admin.open_admin(db, write=True) as conn:
-            if args.action == "remove":
-                item, recipients, queue = admin.remove_message(conn, args.identity)
-            else:
-                result = admin.set_message_status(conn, args.identity, suspended=args.action == "suspend")
-                return _emit(args, result, f"message {result['identity']}: {result['status']} in {result['queue']}")
+            item, recipients, queues = admin.remove_message(conn, args.identity)
+        queue = ", ".join(queues)
         tracking = TrackingLog(config.data_root / "logs" / "MessageTracking", config.receive.fqdn,
                                config.tracking.enabled, config.tracking.max_age_days)
         status = "550 5.7.1 Message deleted by administrator" if args.with_ndr else ""
@@ -126,4 +122,4 @@ def cmd_message(args: argparse.Namespace) -> int:
         tracking.close()
         return _emit(args, {"identity": args.identity, "removed": True, "with_ndr": args.with_ndr},
                      f"message {args.identity} removed from {queue}")
-    return _run(args, act)
+    return act(load_config(args.config))

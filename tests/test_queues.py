@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from hubtools import (HubProcess, agent, free_port, make_message, messages, run_cli, running_hub, send, send_sync,
-                      tracking, wait_for, write_config)
+                      tracking, wait_file, wait_for, write_config)
 
 FAST_RETRY = {"queue": {"transient_failure_retry_interval": 0.3, "transient_failure_retry_count": 2,
                         "outbound_connection_failure_retry_interval": 0.5, "admin_poll_interval": 0.1}}
@@ -165,6 +165,44 @@ def test_queue_commands_against_stopped_hub(tmp_path):
     assert b"X-Receiver: <alice@contoso.com>" in exported.read_bytes()
     assert _cli_json(config, "message", "remove", ident)["removed"] is True
     assert _cli_json(config, "queue", "messages") == []
+
+
+def test_the_internal_id_of_the_250_reply_is_the_identity_everywhere(tmp_path):
+    """One number per message: the 250's InternalId names it in every queue command, in the tracking log, and
+    after a resubmit and a restart (the queue-qualified form works too)."""
+    config = write_config(tmp_path, {"receive": {"bindings": [f"127.0.0.1:{free_port()}"]}})
+    hub = HubProcess(config).start()
+    try:
+        port = int(hub.ready_line.split("127.0.0.1:")[1].split(";")[0])
+        send_sync(port, "john@fabrikam.test", ["alice@contoso.com"], make_message(message_id="<first@t>"))
+        _, reply = send_sync(port, "alice@contoso.com", ["x@fabrikam.test"], make_message(message_id="<id@t>"),
+                             login=("alice@contoso.com", "Passw0rd!"))
+        internal_id = int(reply[1].decode().split("InternalId=")[1].split(",")[0])
+        assert internal_id == 2
+        wait_file(lambda: _cli_json(config, "queue", "messages", "Unreachable"))
+        assert _cli_json(config, "queue", "retry", "Unreachable", "--resubmit")["messages"] == 1
+        wait_file(lambda: len(rows_for(tmp_path / "data", "SUBMIT", "<id@t>")) == 2)
+    finally:
+        hub.signal(signal.SIGTERM)
+        assert hub.wait() == 0
+        hub.stop()
+    hub = HubProcess(config).start()  # a restart resubmits Unreachable once more
+    hub.signal(signal.SIGTERM)
+    assert hub.wait() == 0
+    hub.stop()
+    [listed] = _cli_json(config, "queue", "messages", "Unreachable")
+    assert listed["identity"] == f"hub.contoso.com\\Unreachable\\{internal_id}"
+    assert listed["internal_message_id"] == internal_id
+    assert {r["internal-message-id"] for r in tracking(tmp_path / "data") if r["message-id"] == "<id@t>"} == {str(internal_id)}
+    out = _cli_json(config, "message", "suspend", str(internal_id))
+    assert out == {"identity": listed["identity"], "status": "Suspended", "queue": "Unreachable", "queues": ["Unreachable"]}
+    exported = tmp_path / "id.eml"
+    _cli_json(config, "message", "export", f"Unreachable\\{internal_id}", "--path", str(exported))
+    assert b"X-Receiver: <x@fabrikam.test>" in exported.read_bytes()
+    assert _cli_json(config, "message", "resume", listed["identity"])["status"] == "Ready"
+    wrong = run_cli("message", "suspend", f"mailbox\\{internal_id}", "-c", str(config))
+    assert wrong.returncode == 1
+    assert f"message {internal_id} is not in the mailbox queue (it is in Unreachable)" in wrong.stderr
 
 
 async def test_back_pressure_answers_452_and_recovers(tmp_path):
