@@ -28,6 +28,7 @@ from .core.counters import Counters
 from .core.dns import DnsResolver
 from .core.pipeline import load_pipeline
 from .core.tracking import TrackingLog, recorded
+from .data_root_lock import DataRootLock
 from .delivery.mailbox import MailboxQueue, MailboxStore
 from .receive_connector import ReceiveConnectorServer
 from .routing import RoutingTable
@@ -65,6 +66,7 @@ class Hub:
         self.scheduler.register(self.mailbox_queue)
         self.receive = ReceiveConnectorServer(config.receive, config, self.submission)
         self.watchers: list[DirectoryWatcher] = []
+        self.lock = DataRootLock(root)
         self._tasks: list[asyncio.Task] = []
         self.started = time.time()
 
@@ -81,6 +83,7 @@ class Hub:
         for mb in self.config.mailboxes:
             self.mailboxes.create(mb.address)
         self.started = time.time()
+        self.lock.acquire()
         self.store.open()
         await self._recover()
         await self.pipeline.start()
@@ -172,4 +175,5 @@ class Hub:
         await self.store.close()
         self.tracking.close()
         self.counters.save(self.counters_path, self.started)
+        self.lock.release()
         log.info("stopped")
