@@ -173,6 +173,17 @@ async def test_crashing_agent_fail_open_still_delivers(tmp_path, caplog):
         logged = [r.getMessage() for r in caplog.records if r.name == "transport.core.pipeline"]
         assert any("'Test Crasher' raised in OnRcptCommand: RuntimeError: boom in on_rcpt_to" in m for m in logged)
         assert any("'Test Crasher' raised in OnEndOfData" in m for m in logged)
+        # recorded in the tracking log too: the session event's error in a row of its own, with the session id
+        rows = tracking(hub)
+        at_rcpt = [r for r in rows if r["event-id"] == "AGENTINFO" and "at on_rcpt_to" in r["custom-data"]]
+        assert len(at_rcpt) == 2
+        assert all(r["custom-data"] == "Test Crasher: Error at on_rcpt_to (RuntimeError: boom in on_rcpt_to); fail_open"
+                   and r["recipient-address"] == "alice@contoso.com" and r["sender-address"] == "john@fabrikam.test"
+                   for r in at_rcpt)
+        received = {r["source-context"] for r in rows if r["event-id"] == "RECEIVE"}
+        assert {r["source-context"] for r in at_rcpt} == received and len(received) == 2
+        on_message = [r for r in rows if r["event-id"] == "AGENTINFO" and "Error at on_end_of_data" in r["custom-data"]]
+        assert [r["message-id"] for r in on_message] == ["<open0@fabrikam.test>", "<open1@fabrikam.test>"]
 
 
 @pytest.mark.parametrize("event,where", [("on_mail_from", "mail"), ("on_rcpt_to", "rcpt"),

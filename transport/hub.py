@@ -51,7 +51,7 @@ class Hub:
                                     config.tracking.enabled, config.tracking.max_age_days)
         self.store = QueueStore(root / "queue" / "mail.que", config.queue.durable, config.queue.batch_size)
         context = AgentContext(config, self.dns, self.counters, logging.getLogger("transport.agents"))
-        self.pipeline = load_pipeline(config.agents, context)
+        self.pipeline = load_pipeline(config.agents, context, self.tracking)
         self.scheduler = QueueScheduler(self.store, config.queue, self.tracking,
                                         resubmit=lambda item: self.categorizer.push(item),
                                         forget_submissions=lambda: self.categorizer.drain())

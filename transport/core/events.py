@@ -15,7 +15,7 @@ from typing import ClassVar
 from .mailitem import MailItem, Recipient, SessionInfo, Verdict
 
 __all__ = [
-    "SmtpResponse", "Replies", "Action", "Event", "ConnectEvent", "CommandEvent", "HeloEvent", "EhloEvent",
+    "SmtpResponse", "Replies", "Action", "Event", "ReceiveEvent", "ConnectEvent", "CommandEvent", "HeloEvent", "EhloEvent",
     "StartTlsEvent", "AuthEvent", "MailFromEvent", "RcptToEvent", "DataEvent", "RsetEvent", "MessageEvent",
     "EndOfHeadersEvent", "EndOfDataEvent", "RejectEvent", "DisconnectEvent", "RoutingEvent", "SubmittedEvent",
     "ResolvedEvent", "RoutedEvent", "CategorizedEvent", "EVENTS",

@@ -1,8 +1,9 @@
 """The agent pipeline: loading agents from configuration, ordering them, and running their hooks.
 
 Ordering is data: by event, then by priority (lower first), then by position in the file. An agent's
-exception never reaches the caller: it is logged with the agent's name, recorded on the mail item, counted,
-and handled by the agent's error policy (fail open: go on; fail closed: 451 4.3.2 on receive events, a
+exception never reaches the caller: it is logged with the agent's name, recorded (on the mail item, whose
+tracking rows carry it, or, at a session event such as OnRcptCommand, as an AGENTINFO row of its own with the
+session id), counted, and handled by the agent's error policy (fail open: go on; fail closed: 451 4.3.2 on receive events, a
 crash on routing events, which the queue counts towards Poison).
 """
 
@@ -19,8 +20,9 @@ from pydantic import ValidationError
 from .agent import Agent, AgentContext, RoutingAgent, SmtpReceiveAgent
 from .config import AgentEntry, ErrorPolicy
 from .errors import AgentLoadError
-from .events import EVENTS, ROUTING_EVENTS, Event, MessageEvent, Replies, RoutingEvent
-from .mailitem import Verdict
+from .events import EVENTS, ROUTING_EVENTS, Event, MessageEvent, ReceiveEvent, Replies, RoutingEvent
+from .mailitem import MailItem, Verdict
+from .tracking import TrackingLog
 
 __all__ = ["AgentLoadError", "AgentFailure", "LoadedAgent", "Pipeline", "load_pipeline"]
 
@@ -92,8 +94,9 @@ def _load_one(index: int, entry: AgentEntry, context: AgentContext) -> LoadedAge
 class Pipeline:
     """Hooks per event, in order; `run` calls them until one acts."""
 
-    def __init__(self, agents: list[LoadedAgent]) -> None:
+    def __init__(self, agents: list[LoadedAgent], tracking: TrackingLog | None = None) -> None:
         self.agents = sorted(agents, key=lambda a: (a.priority, a.position))
+        self.tracking = tracking
         self._hooks: dict[str, list[tuple[LoadedAgent, Callable[[Any], Awaitable[None]]]]] = {}
         for la in self.agents:
             for event_name in la.agent.hooks():
@@ -123,9 +126,18 @@ class Pipeline:
     def _failed(self, la: LoadedAgent, event: Event, error: Exception) -> None:
         log.error("agent %r raised in %s: %s: %s", la.name, event.exchange_name, type(error).__name__, error,
                   exc_info=error)
+        summary = f"{type(error).__name__}: {error}".splitlines()[0] if str(error) else type(error).__name__
         mail_item = getattr(event, "mail_item", None)
         if mail_item is not None:
-            mail_item.record(Verdict(la.name, event.name, "Error", f"{type(error).__name__}: {error}"))
+            mail_item.record(Verdict(la.name, event.name, "Error", summary))
+        elif self.tracking is not None and isinstance(event, ReceiveEvent):
+            session = event.session
+            sender = getattr(event, "sender", "")
+            recipient = getattr(event, "recipient", None)
+            self.tracking.log("AGENTINFO", MailItem(sender=sender, recipients=[], raw=b"", session=session), "AGENT",
+                              [recipient.address] if recipient is not None else [],
+                              source_context=session.session_id,
+                              custom_data=f"{la.name}: Error at {event.name} ({summary}); {la.on_error.value}")
         if la.on_error is ErrorPolicy.FAIL_OPEN:
             return
         if isinstance(event, RoutingEvent):
@@ -158,7 +170,8 @@ class Pipeline:
         return rows
 
 
-def load_pipeline(entries: list[AgentEntry], context: AgentContext) -> Pipeline:
-    """Instantiate the enabled agents; raise AgentLoadError naming the entry at fault."""
-    return Pipeline([_load_one(i, e, context) for i, e in enumerate(entries) if e.enabled])
+def load_pipeline(entries: list[AgentEntry], context: AgentContext, tracking: TrackingLog | None = None) -> Pipeline:
+    """Instantiate the enabled agents; raise AgentLoadError naming the entry at fault. Errors of agents at session
+    events are written to `tracking`, when given."""
+    return Pipeline([_load_one(i, e, context) for i, e in enumerate(entries) if e.enabled], tracking)
 
