@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any, Iterator, NamedTuple
 
 from transport.core.errors import AdminError
-from transport.core.mailitem import MailItem
+from transport.core.mailitem import MailItem, Spool
 
 from .store import POISON, SUBMISSION, UNREACHABLE, QueueStatus, connect
 
@@ -161,6 +161,10 @@ def retry_queue(conn: sqlite3.Connection, queue: str, resubmit: bool = False) ->
                         " AND status IN ('Retry','Ready')", (SUBMISSION, name)).rowcount
 
 
+def _db_path(conn: sqlite3.Connection) -> Path:
+    return Path(conn.execute("PRAGMA database_list").fetchone()[2])
+
+
 def _items(conn: sqlite3.Connection, identity: str | int) -> list[tuple[int, str, str]]:
     """(item id, queue, status) of the queue items a message identity names: all the message's, or the one in
     the queue it names."""
@@ -208,22 +212,27 @@ def get_message(conn: sqlite3.Connection, identity: str | int) -> tuple[MailItem
     marks = ",".join("?" * len(items))
     rows = conn.execute(f"SELECT recipients FROM queue_items WHERE id IN ({marks})", [i[0] for i in items]).fetchall()
     message = parse_identity(identity).message
-    envelope, raw = conn.execute("SELECT envelope, raw FROM messages WHERE id=?", (message,)).fetchone()
+    envelope, raw, body_file, size = conn.execute(
+        "SELECT envelope, raw, body_file, size FROM messages WHERE id=?", (message,)).fetchone()
     item = MailItem.from_dict(json.loads(envelope), bytes(raw), message)
+    if body_file is not None:
+        item.spool = Spool(_db_path(conn).parent / "spool" / body_file, size - len(raw))
     return item, [r for (rcpts,) in rows for r in json.loads(rcpts)], [i[2] for i in items]
 
 
-def remove_message(conn: sqlite3.Connection, identity: str | int) -> tuple[MailItem, list[str], list[str]]:
+def remove_message(conn: sqlite3.Connection, identity: str | int) -> tuple[MailItem, list[str], list[str], bool]:
     """Remove-Message: the queue items the identity names go (and the message, once no queue holds it); returns
-    the message, the recipients removed and the queues they were in. Not from Submission."""
+    the message, the recipients removed, the queues they were in, and whether the message itself is gone (then
+    its spooled body, if any, may be deleted once the transaction is committed). Not from Submission."""
     items = _items(conn, identity)
     if any(queue == SUBMISSION for _, queue, _ in items):
         raise AdminError("messages in the Submission queue cannot be removed (Exchange refuses it too); suspend it")
     item, recipients, _ = get_message(conn, identity)
     conn.executemany("DELETE FROM queue_items WHERE id=?", [(i[0],) for i in items])
-    if conn.execute("SELECT 1 FROM queue_items WHERE message=?", (item.internal_id,)).fetchone() is None:
+    gone = conn.execute("SELECT 1 FROM queue_items WHERE message=?", (item.internal_id,)).fetchone() is None
+    if gone:
         conn.execute("DELETE FROM messages WHERE id=?", (item.internal_id,))
-    return item, recipients, [queue for _, queue, _ in items]
+    return item, recipients, [queue for _, queue, _ in items], gone
 
 
 def _iso(ts: float) -> str:

@@ -112,7 +112,9 @@ def cmd_message(args: argparse.Namespace) -> int:
                        "queues": [r["queue"] for r in results]}
             return _emit(args, summary, "\n".join(f"{i}: {r['status']}" for i, r in zip(idents, results)))
         with admin.open_admin(db, write=True) as conn:
-            item, recipients, queues = admin.remove_message(conn, args.identity)
+            item, recipients, queues, gone = admin.remove_message(conn, args.identity)
+        if gone and item.spool is not None:
+            item.spool.path.unlink(missing_ok=True)  # the commit is done: the body may go
         queue = ", ".join(queues)
         tracking = TrackingLog(config.data_root / "logs" / "MessageTracking", config.receive.fqdn,
                                config.tracking.enabled, config.tracking.max_age_days)

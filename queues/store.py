@@ -7,6 +7,8 @@ receptions, and the event loop never blocks on SQLite. A caller's await returns 
 
 Schema (designed for the queue semantics: retry, expiry, Unreachable, Poison, suspend):
 - ``messages``: one row per mail item — envelope and session as JSON, the raw bytes, a few columns for listing.
+  A large message's body is not in the row but in ``body_file`` under ``spool/`` beside the database (see
+  `transport.spool`); the file goes with the row, after the commit that deletes it.
 - ``queue_items``: one row per (message, queue): the Submission queue, a delivery queue keyed by next hop,
   Unreachable or Poison, with status, recipients, attempts, crash count, next retry and last error.
   A message row goes away with its last queue item.
@@ -34,7 +36,7 @@ from pathlib import Path
 from typing import Any, Callable, Iterable, Sequence
 
 from transport.core.errors import StoreError
-from transport.core.mailitem import MailItem
+from transport.core.mailitem import MailItem, Spool
 from transport.core.sources import FileClaim
 
 __all__ = ["QueueStore", "QueueStatus", "StoredItem", "SUBMISSION", "UNREACHABLE", "POISON", "SYSTEM_QUEUES"]
@@ -63,7 +65,8 @@ CREATE TABLE IF NOT EXISTS messages (
     source TEXT NOT NULL DEFAULT 'SMTP',
     envelope TEXT NOT NULL,
     raw BLOB NOT NULL,
-    received_at REAL NOT NULL
+    received_at REAL NOT NULL,
+    body_file TEXT
 );
 CREATE TABLE IF NOT EXISTS queue_items (
     id INTEGER PRIMARY KEY AUTOINCREMENT,
@@ -127,7 +130,10 @@ def connect(path: Path, durable: bool = True) -> sqlite3.Connection:
     conn.execute(f"PRAGMA synchronous={'FULL' if durable else 'OFF'}")
     conn.execute("PRAGMA foreign_keys=ON")
     conn.execute("PRAGMA busy_timeout=30000")
+    conn.execute("PRAGMA journal_size_limit=4194304")  # the WAL is cut back to 4 MB after each checkpoint
     conn.executescript(SCHEMA)
+    if "body_file" not in {r[1] for r in conn.execute("PRAGMA table_info(messages)")}:  # a database from 0.1
+        conn.execute("ALTER TABLE messages ADD COLUMN body_file TEXT")
     return conn
 
 
@@ -154,6 +160,8 @@ class QueueStore:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._reader: sqlite3.Connection | None = None
         self._read_lock = threading.Lock()
+        self.spool_folder = self.path.parent / "spool"
+        self._doomed: list[str] = []  # body files of messages the open transaction deletes (writer thread only)
 
     # -- life cycle -----------------------------------------------------------------------------------
     def open(self) -> None:
@@ -161,8 +169,18 @@ class QueueStore:
         writer = connect(self.path, self.durable)
         self._reader = connect(self.path, self.durable)
         self._loop = asyncio.get_running_loop()
+        self._sweep_spool()
         self._thread = threading.Thread(target=self._run, args=(writer,), name="queue-store-writer", daemon=True)
         self._thread.start()
+
+    def _sweep_spool(self) -> None:
+        """Body files no message holds (a crash before their commit, or an administrator's removal) go."""
+        if not self.spool_folder.is_dir():
+            return
+        held = {r[0] for r in self.read("SELECT body_file FROM messages WHERE body_file IS NOT NULL")}
+        for path in self.spool_folder.iterdir():
+            if path.name not in held:
+                path.unlink(missing_ok=True)
 
     async def close(self) -> None:
         if self._thread is None:
@@ -205,6 +223,8 @@ class QueueStore:
             except _OperationFailed:
                 results = self._apply(conn, batch, isolate=True)
             self.commits += 1
+            for name in self._doomed:  # only now is the deletion of their messages durable
+                (self.spool_folder / name).unlink(missing_ok=True)
         except Exception as e:  # the whole commit failed: nobody's write is durable
             try:
                 conn.execute("ROLLBACK")
@@ -215,10 +235,10 @@ class QueueStore:
         assert self._loop is not None
         self._loop.call_soon_threadsafe(_resolve, results)
 
-    @staticmethod
-    def _apply(conn: sqlite3.Connection, batch: list[tuple[Op, asyncio.Future]],
+    def _apply(self, conn: sqlite3.Connection, batch: list[tuple[Op, asyncio.Future]],
                isolate: bool) -> list[tuple[asyncio.Future, bool, Any]]:
         results: list[tuple[asyncio.Future, bool, Any]] = []
+        self._doomed.clear()
         conn.execute("BEGIN IMMEDIATE")
         for op, fut in batch:
             if not isolate:
@@ -259,13 +279,18 @@ class QueueStore:
         """
         envelope = json.dumps(item.envelope_dict())
         recipients = json.dumps([r.address for r in item.pending()])
+        body_file = None
+        if item.spool is not None:
+            if item.spool.path.parent != self.spool_folder:
+                raise StoreError(f"a spooled body must be in {self.spool_folder}, not {item.spool.path}")
+            body_file = item.spool.path.name
         row = (_text(item.message_id), _text(item.sender), _text(item.subject[:255]), item.size, item.source.value,
-               envelope, item.raw, item.received_at)
+               envelope, item.raw, item.received_at, body_file)
 
         def op(conn: sqlite3.Connection) -> int:
             cur = conn.execute(
-                "INSERT INTO messages(message_id, sender, subject, size, source, envelope, raw, received_at)"
-                " VALUES (?,?,?,?,?,?,?,?)", row)
+                "INSERT INTO messages(message_id, sender, subject, size, source, envelope, raw, received_at, body_file)"
+                " VALUES (?,?,?,?,?,?,?,?,?)", row)
             mid = cur.lastrowid
             conn.execute("INSERT INTO queue_items(message, queue, recipients, created) VALUES (?,?,?,?)",
                          (mid, queue, recipients, time.time()))
@@ -296,13 +321,13 @@ class QueueStore:
         def op(conn: sqlite3.Connection) -> dict[str, int]:
             conn.execute("DELETE FROM queue_items WHERE message=? AND queue=?", (item.internal_id, from_queue))
             if not deliveries:
-                _drop_if_orphan(conn, item.internal_id)
+                self._drop_if_orphan(conn, item.internal_id)
                 return {}
             if raw is None:
                 conn.execute("UPDATE messages SET envelope=? WHERE id=?", (envelope, item.internal_id))
             else:
                 conn.execute("UPDATE messages SET envelope=?, raw=?, size=? WHERE id=?",
-                             (envelope, raw, len(raw), item.internal_id))
+                             (envelope, raw, item.size, item.internal_id))
             ids = {}
             for q, rcpts in deliveries.items():
                 cur = conn.execute("INSERT INTO queue_items(message, queue, recipients, created) VALUES (?,?,?,?)",
@@ -322,7 +347,7 @@ class QueueStore:
             messages = {r[0] for i in ids for r in conn.execute("SELECT message FROM queue_items WHERE id=?", (i,))}
             conn.executemany("DELETE FROM queue_items WHERE id=?", [(i,) for i in ids])
             for m in messages:
-                _drop_if_orphan(conn, m)
+                self._drop_if_orphan(conn, m)
 
         await self._write(op)
 
@@ -466,12 +491,22 @@ class QueueStore:
         return rows[0][0] if rows else 0
 
     def load_message(self, message_id: int) -> MailItem | None:
-        rows = self.read("SELECT envelope, raw FROM messages WHERE id=?", (message_id,))
+        rows = self.read("SELECT envelope, raw, body_file, size FROM messages WHERE id=?", (message_id,))
         if not rows:
             return None
-        item = MailItem.from_dict(json.loads(rows[0][0]), bytes(rows[0][1]), message_id)
+        envelope, raw, body_file, size = rows[0]
+        item = MailItem.from_dict(json.loads(envelope), bytes(raw), message_id)
+        if body_file is not None:
+            item.spool = Spool(self.spool_folder / body_file, size - len(raw))
         item.stored_raw = item.raw
         return item
+
+    def _drop_if_orphan(self, conn: sqlite3.Connection, message_id: int) -> None:
+        """Delete the message once no queue item holds it; its body file goes after the commit."""
+        if conn.execute("SELECT 1 FROM queue_items WHERE message=? LIMIT 1", (message_id,)).fetchone() is None:
+            row = conn.execute("DELETE FROM messages WHERE id=? RETURNING body_file", (message_id,)).fetchone()
+            if row is not None and row[0] is not None:
+                self._doomed.append(row[0])
 
 
 def _poison_at(conn: sqlite3.Connection, threshold: int, where: str, params: Sequence[Any]) -> list[int]:
@@ -487,11 +522,6 @@ def _poison_at(conn: sqlite3.Connection, threshold: int, where: str, params: Seq
 def _text(value: str) -> str:
     """Header text as SQLite can store it: raw 8-bit bytes (kept as surrogates when parsed) become U+FFFD."""
     return value.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
-
-
-def _drop_if_orphan(conn: sqlite3.Connection, message_id: int) -> None:
-    if conn.execute("SELECT 1 FROM queue_items WHERE message=? LIMIT 1", (message_id,)).fetchone() is None:
-        conn.execute("DELETE FROM messages WHERE id=?", (message_id,))
 
 
 def _resolve(results: list[tuple[asyncio.Future, bool, Any]]) -> None:

@@ -24,15 +24,18 @@ from .core.config import ReceiveConnector, TransportConfig
 from .core.errors import StoreError
 from .core.events import Action, Replies, SmtpResponse
 from .core.headers import header_end, date_now
-from .core.mailitem import AuthAs, MailItem, Recipient, SessionInfo, Source
+from .core.mailitem import AuthAs, MailItem, Recipient, SessionInfo, Source, Spool
 from .core.pipeline import Pipeline
 from .core.sources import SubmissionPath
+from .spool import SpoolWriter, unstuff
 
 __all__ = ["Connector", "ReceiveProtocol", "split_path"]
 
 log = logging.getLogger("transport.receive")
 
 MAX_HOP_COUNT = 30
+SPOOL_THRESHOLD = 1 << 20
+"""DATA larger than this has its body written to a spool file as it arrives (see transport.spool)."""
 _session_ids = itertools.count(1)
 _MAIL_PARAMS = {"SIZE", "BODY", "RET", "ENVID", "AUTH", "SMTPUTF8"}
 _RCPT_PARAMS = {"NOTIFY", "ORCPT"}
@@ -451,69 +454,111 @@ class ReceiveProtocol(SMTP):
         data = await self._read_data()
         if data is None:
             return
-        response = await self._end_of_data(data)
+        head, spool = data
+        response = await self._end_of_data(head, spool)
         self._reset()
         if response is not None:
             await self.reply(response)
 
-    async def _read_data(self) -> bytes | bytearray | None:
-        """Read up to CRLF.CRLF (nothing else ends DATA: no smuggling); None when the reply was sent."""
+    async def _read_data(self) -> tuple[bytes, Spool | None] | None:
+        """Read up to CRLF.CRLF (nothing else ends DATA: no smuggling); None when the reply was sent.
+
+        Returns the message, or, past the spool threshold, its header block and the file its body went to.
+        """
         reader = self._reader
         limit = self.data_size_limit
+        threshold = max(SPOOL_THRESHOLD, self.settings.max_header_size + 4)
         saved_limit = reader._limit  # aiosmtpd sizes the reader for command lines; DATA wants whole chunks
         reader._limit = 1 << 20
         buf = bytearray()
-        too_big = False
+        writer: SpoolWriter | None = None
+        total = 0
+        last = b""  # the stream's last bytes before this piece, to see a CRLF just before the final ".\r\n"
+        too_big = ended = False
         try:
             while True:
                 try:
                     chunk = await reader.readuntil(b".\r\n")
+                    ended = total + len(chunk) == 3 or (last + chunk)[-5:-3] == b"\r\n"
                 except asyncio.LimitOverrunError as e:
-                    chunk = await reader.read(e.consumed)
-                    buf += chunk
-                else:
-                    buf += chunk
-                    n = len(buf)
-                    if n == 3 or buf[n - 5:n - 3] == b"\r\n":
-                        break
-                if len(buf) > limit + 5:
+                    chunk, ended = await reader.read(e.consumed), False
+                total += len(chunk)
+                last = (last + chunk)[-4:]
+                if total > limit + 5:
                     too_big = True
-                    del buf[:-4]  # keep only what is needed to spot the terminator
+                    buf.clear()
+                    if writer is not None:
+                        writer.discard()
+                        writer = None
+                elif writer is not None:
+                    writer.write(chunk[:-3] if ended else chunk)
+                elif not too_big:
+                    buf += chunk
+                    if not ended and len(buf) > threshold:
+                        writer = self._start_spool(buf)
+                if ended:
+                    break
         except asyncio.IncompleteReadError:
             self._close()
             return None
         finally:
             reader._limit = saved_limit
+            if writer is not None and not ended:  # the client went, or the session was cancelled, mid-DATA
+                writer.discard()
         if too_big:
             await self.reply(Replies.SIZE_EXCEEDED)
             self._reset()
             return None
-        del buf[-3:]
-        if buf.startswith(b".."):
-            del buf[0]
-        return buf.replace(b"\r\n..", b"\r\n.")
+        if writer is not None:
+            return bytes(buf), await writer.finish(self.connector.config.queue.durable)
+        return unstuff(buf[:-3]), None
 
-    async def _end_of_data(self, data: bytes | bytearray) -> SmtpResponse | None:
-        """Build the mail item and hand it to the submission path. Returns the reply (None: session dropped)."""
+    def _start_spool(self, buf: bytearray) -> SpoolWriter:
+        """Past the threshold: keep the header block (unstuffed) in `buf`, send the rest to a spool file."""
+        end = header_end(buf)
+        writer = SpoolWriter(self.submission.spool_folder)
+        writer.write(buf[end:])
+        head = unstuff(buf[:end])
+        buf[:] = head
+        return writer
+
+    async def _end_of_data(self, data: bytes, spool: Spool | None) -> SmtpResponse | None:
+        """Build the mail item and hand it to the submission path. Returns the reply (None: session dropped).
+
+        A spooled body is deleted when the message is not queued; once the submission path has it, the queue
+        store owns it (a session cancelled while the commit is in flight leaves it to the store's sweep at start).
+        """
         rc = self.settings
-        if len(data) > rc.max_message_size:
-            return Replies.SIZE_EXCEEDED
-        if header_end(data) > rc.max_header_size:
-            return Replies.HEADER_SIZE_EXCEEDED
-        info = self.info
-        item = MailItem(sender=self.mail_from or "", recipients=self.rcpts, raw=bytes(data), source=Source.SMTP,
-                        mail_params=self.mail_params, session=replace(info))
-        self.rcpts = []
-        if sum(1 for h in item.headers if h.key == "received") >= MAX_HOP_COUNT:
-            return Replies.HOP_COUNT
+        response: SmtpResponse | None
+        if len(data) + (spool.size if spool else 0) > rc.max_message_size:
+            response = Replies.SIZE_EXCEEDED
+        elif header_end(data) > rc.max_header_size:
+            response = Replies.HEADER_SIZE_EXCEEDED
+        else:
+            item = MailItem(sender=self.mail_from or "", recipients=self.rcpts, raw=data, source=Source.SMTP,
+                            mail_params=self.mail_params, session=replace(self.info), spool=spool)
+            self.rcpts = []
+            if sum(1 for h in item.headers if h.key == "received") >= MAX_HOP_COUNT:
+                response = Replies.HOP_COUNT
+            else:
+                return await self._submit(item)
+        if spool is not None:
+            spool.path.unlink(missing_ok=True)
+        return response
+
+    async def _submit(self, item: MailItem) -> SmtpResponse | None:
         try:
             receipt = await self.submission.receive(item)
         except StoreError as e:
-            log.error("could not queue a message from %s: %s", info.client_ip, e)
+            log.error("could not queue a message from %s: %s", self.info.client_ip, e)
+            receipt = None
+        if receipt is not None and receipt.ended is None:
+            return Replies.queued(item.message_id, receipt.internal_id, self.settings.fqdn)
+        if item.spool is not None:
+            item.spool.path.unlink(missing_ok=True)
+        if receipt is None:
             return SmtpResponse(451, "4.3.1", "Insufficient system resources (queue database unavailable)")
         ended = receipt.ended
-        if ended is None:
-            return Replies.queued(item.message_id, receipt.internal_id, rc.fqdn)
         if ended.action is Action.DISCONNECT:
             self._close()
             return None

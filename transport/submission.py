@@ -53,6 +53,7 @@ class Submission:
         self.pipeline = pipeline
         self.store = store
         self.claims = store
+        self.spool_folder = store.spool_folder
         self.tracking = tracking
         self._categorize = categorize
         self._backlog = backlog

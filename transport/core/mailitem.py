@@ -12,11 +12,12 @@ import enum
 import time
 import uuid
 from dataclasses import dataclass, field, fields
+from pathlib import Path
 from typing import Any, Iterable, Sequence
 
 from . import headers as hdr
 
-__all__ = ["Source", "AuthAs", "RecipientStatus", "Recipient", "SessionInfo", "Verdict", "Stamp", "MailItem", "SCL_HEADER"]
+__all__ = ["Source", "AuthAs", "RecipientStatus", "Recipient", "SessionInfo", "Verdict", "Stamp", "MailItem", "SCL_HEADER", "Spool"]
 
 
 class Source(str, enum.Enum):
@@ -115,9 +116,24 @@ def new_message_id(domain: str) -> str:
     return f"<{uuid.uuid4()}@{domain}>"
 
 
+@dataclass(frozen=True, slots=True)
+class Spool:
+    """The body of a large message, kept in a file (see `transport.spool`) rather than in memory."""
+
+    path: Path
+    size: int
+
+    def read(self) -> bytes:
+        return self.path.read_bytes()
+
+
 @dataclass(slots=True)
 class MailItem:
-    """A message in flight. `raw` is the truth; `headers` is parsed once and kept in step by every edit."""
+    """A message in flight. `raw` is the truth; `headers` is parsed once and kept in step by every edit.
+
+    For a large message `raw` holds the header block only and `spool` the body's file: edits of headers never
+    copy the body, and `content()` gives the whole message where one is needed whole.
+    """
 
     sender: str
     recipients: list[Recipient]
@@ -132,6 +148,7 @@ class MailItem:
     _scl: int | None = field(default=None, repr=False)
     _headers: list[hdr.Header] | None = field(default=None, repr=False)
     stored_raw: bytes | None = field(default=None, repr=False, compare=False)  # what the queue store holds
+    spool: Spool | None = field(default=None, compare=False)
 
     # -- header view ---------------------------------------------------------------------------------
     @property
@@ -164,7 +181,11 @@ class MailItem:
 
     @property
     def size(self) -> int:
-        return len(self.raw)
+        return len(self.raw) + (self.spool.size if self.spool is not None else 0)
+
+    def content(self) -> bytes:
+        """The whole message as bytes (reads a spooled body from its file)."""
+        return self.raw if self.spool is None else self.raw + self.spool.read()
 
     # -- header edits (applied to the raw bytes) ------------------------------------------------------
     def prepend_headers(self, fields: Sequence[tuple[str, str]]) -> None:

@@ -166,5 +166,6 @@ def serialize(item: MailItem, server: str) -> bytes:
         fields.append(("X-HeloDomain", item.session.helo))
     if item.session.client_ip:
         fields.append(("X-SourceIPAddress", item.session.client_ip))
-    count = len(hdr.prepend_headers(item.raw, fields)) - len(item.raw)
-    return hdr.prepend_headers(item.raw, [*fields, ("X-EndOfInjectedXHeaders", str(count))])
+    content = item.content()
+    count = len(hdr.prepend_headers(content, fields)) - len(content)
+    return hdr.prepend_headers(content, [*fields, ("X-EndOfInjectedXHeaders", str(count))])

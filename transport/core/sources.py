@@ -9,6 +9,7 @@ on the handler object it is given.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING, Protocol
 
 if TYPE_CHECKING:
@@ -61,6 +62,8 @@ class SubmissionPath(Protocol):
     pipeline: "Pipeline"
     tracking: "TrackingLog"
     claims: FileClaims
+    spool_folder: Path
+    """Where large message bodies are written as they arrive (the queue store takes them over)."""
 
     def is_internal(self, ip: str) -> bool:
         """Whether the address is one of the organisation's InternalSMTPServers."""

@@ -18,6 +18,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import shutil
 import socket
 from dataclasses import dataclass
 
@@ -145,6 +146,9 @@ class MailboxStore:
                     with open(tmp, "wb") as f:
                         f.write(trace)
                         f.write(item.raw)
+                        if item.spool is not None:
+                            with open(item.spool.path, "rb") as body:
+                                shutil.copyfileobj(body, f, 1 << 20)
                         f.flush()
                         os.fsync(f.fileno())
                     final = base / "new" / name
