@@ -58,6 +58,19 @@ class DirectoryRules:
     def convert(self, raw: bytes, name: str) -> Conversion:
         raise NotImplementedError
 
+    def check_shape(self, raw: bytes) -> None:
+        """Files that are no message at all are said to be what they are, before any rule looks inside."""
+        if not raw.strip():
+            raise BadFileError("the file is empty" if not raw else "the file holds only white space")
+        if b"\n" not in raw and b"\r" in raw:
+            raise BadFileError("the file's lines end in CR alone (old Mac line endings); a message's lines end in"
+                               " CRLF or LF")
+        first = raw.split(b"\n", 1)[0]
+        name, colon, _ = first.partition(b":")
+        if not colon or not name or not all(33 <= c <= 126 for c in name) or b"\x00" in raw[:header_end(raw)]:
+            raise BadFileError("the file is not a message: it does not start with a header field (Name: value)")
+        self.check_header_size(raw)
+
     def check_header_size(self, raw: bytes) -> None:
         size, limit = header_end(raw), self.settings.max_header_size
         if size > limit:
@@ -99,7 +112,7 @@ class PickupRules(DirectoryRules):
     settings: PickupDirectory
 
     def convert(self, raw: bytes, name: str) -> Conversion:
-        self.check_header_size(raw)
+        self.check_shape(raw)
         try:
             injected = read_injected(raw)
         except ReplayFormatError as e:

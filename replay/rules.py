@@ -28,7 +28,7 @@ class ReplayRules(DirectoryRules):
     received_by = "Replay"
 
     def convert(self, raw: bytes, name: str) -> Conversion:
-        self.check_header_size(raw)
+        self.check_shape(raw)
         try:
             replay = parse(raw)
         except ReplayFormatError as e:

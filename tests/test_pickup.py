@@ -138,6 +138,10 @@ async def test_envelope_sender_and_recipient_rules(tmp_path: Path) -> None:
         "bad-recipients.eml": eml("From: john@fabrikam.test", "To: alice, bob"),
         "one-bad-recipient.eml": eml("From: john@fabrikam.test", "To: alice@contoso.com, bob"),
         "empty.eml": b"",
+        "blank.eml": b"\r\n \r\n",
+        "cr-only.eml": b"From: john@fabrikam.test\rTo: alice@contoso.com\r\rHi\r",
+        "random.eml": bytes(range(256)) * 4,
+        "prose.eml": b"Dear Alice,\r\nthis is not a message file.\r\n",
     }
     async with running_hub(tmp_path, FAST) as hub:
         for name, content in files.items():
@@ -150,7 +154,11 @@ async def test_envelope_sender_and_recipient_rules(tmp_path: Path) -> None:
         reasons = {n[:-4]: badmail_reason(hub, n[:-4]) for n, r in rows.items() if r["event-id"] == "BADMAIL"}
         assert "Sender field naming one of them is required" in reasons["two-from"]
         assert "Sender field holds 2 addresses" in reasons["two-senders"]
-        assert "no sender" in reasons["no-sender"] and "no sender" in reasons["empty"]
+        assert "no sender" in reasons["no-sender"]
+        assert reasons["empty"] == "the file is empty" and reasons["blank"] == "the file holds only white space"
+        assert "lines end in CR alone" in reasons["cr-only"]
+        assert reasons["random"] == reasons["prose"] == (
+            "the file is not a message: it does not start with a header field (Name: value)")
         assert "'not-an-address' is not an SMTP address" in reasons["bad-sender"]
         assert "no recipients" in reasons["no-recipients"]
         assert "no recipient is an SMTP address: alice, bob" in reasons["bad-recipients"]
