@@ -43,7 +43,8 @@ def base_config(data_root: Path) -> dict[str, Any]:
             {"address": "bob@contoso.com", "display_name": "Bob Kelly", "password": PASSWORD},
             {"address": "carol@contoso.com", "display_name": "Carol", "scl_junk_threshold": 8},
         ],
-        "receive": {"bindings": ["127.0.0.1:0"], "fqdn": "hub.contoso.com", "tls": {"enabled": False}},
+        "receive": {"bindings": ["127.0.0.1:0"], "fqdn": "hub.contoso.com", "tls": {"enabled": False},
+                    "auth_tarpit_interval": 0},
         "dns": {"use_network": False},
         "queue": {"durable": False},
         "agents": [],
@@ -242,6 +243,13 @@ class RawSmtp:
         self.writer.close()
         with contextlib.suppress(Exception):
             await self.writer.wait_closed()
+
+
+async def data(c: RawSmtp, payload: bytes) -> str:
+    """DATA, the payload as given (it must carry its own terminator), and the reply to end of data."""
+    assert (await c.cmd("DATA")).startswith("354 ")
+    await c.write(payload)
+    return await c.reply()
 
 
 async def raw_session(port: int, sender: str = "john@fabrikam.test",

@@ -9,18 +9,12 @@ import re
 import pytest
 
 from hubtools import (
-    RawSmtp, agent, events_for, header_value, make_message, maildir, messages, raw_session, running_hub, send,
+    RawSmtp, agent, data, events_for, header_value, make_message, maildir, messages, raw_session, running_hub, send,
     tracking, wait_for,
 )
 from hubtools import write_config
 from transport.core.config import load_config
 from transport.hub import Hub
-
-
-async def data(c: RawSmtp, payload: bytes) -> str:
-    assert (await c.cmd("DATA")).startswith("354 ")
-    await c.write(payload)
-    return await c.reply()
 
 
 def store_rows(hub: Hub) -> tuple[int, int]:

@@ -10,15 +10,8 @@ import smtplib
 import pytest
 
 from hubtools import (
-    PASSWORD, RawSmtp, header_value, make_message, messages, raw_session, running_hub, send, tracking,
+    PASSWORD, RawSmtp, data, header_value, make_message, messages, raw_session, running_hub, send, tracking,
 )
-
-
-async def data(c: RawSmtp, payload: bytes) -> str:
-    """DATA, the payload as given (it must carry its own terminator), and the reply to end of data."""
-    assert (await c.cmd("DATA")).startswith("354 ")
-    await c.write(payload)
-    return await c.reply()
 
 
 # -- greeting and sequence --------------------------------------------------------------------------------

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import random
 import sqlite3
-from pathlib import Path
 
 from hubtools import (RawSmtp, agent, header_value, make_message, messages, run_cli, running_hub, send,
                       wait_for)

@@ -22,6 +22,7 @@ from queues.store import SUBMISSION, QueueStore
 from replay.rules import ReplayRules
 
 from .categorizer import Categorizer
+from .connection_limits import raise_open_file_limit
 from .core.agent import AgentContext
 from .core.config import TransportConfig
 from .core.counters import Counters
@@ -84,6 +85,7 @@ class Hub:
             self.mailboxes.create(mb.address)
         self.started = time.time()
         self.lock.acquire()
+        raise_open_file_limit()  # before the receive connectors count their descriptor budget
         self.store.open()
         await self._recover()
         await self.pipeline.start()

@@ -26,6 +26,7 @@ from .core.events import Action, Replies, SmtpResponse
 from .core.headers import header_end, date_now
 from .core.mailitem import AuthAs, MailItem, Recipient, SessionInfo, Source, Spool
 from .core.pipeline import Pipeline
+from .connection_limits import RATE_EXCEEDED, TOO_MANY_CONNECTIONS, ConnectionLimits
 from .core.sources import SubmissionPath
 from .spool import SpoolWriter, unstuff
 
@@ -117,6 +118,7 @@ class Connector(Protocol):
     submission: SubmissionPath
     pipeline: Pipeline
     sessions: set["ReceiveProtocol"]
+    limits: ConnectionLimits
     draining: bool
     tls: ssl.SSLContext | None
 
@@ -162,9 +164,10 @@ class ReceiveProtocol(SMTP):
         self.mail_params: dict[str, str] = {}
         self.rcpts: list[Recipient] = []
         self.errors = 0
+        self.logon_failures = -1  # -1 until the session tries AUTH: replies before that are not counted
 
     _REBOUND = frozenset({"_authenticator", "_auth_methods", "_smtp_methods", "info", "mail_from", "mail_params",
-                          "rcpts", "errors"})
+                          "rcpts", "errors", "logon_failures"})
 
     @classmethod
     def template(cls, connector: Connector) -> "ReceiveProtocol":
@@ -185,7 +188,13 @@ class ReceiveProtocol(SMTP):
         info.client_ip, info.client_port = str(peer[0]), int(peer[1])
         info.server_ip, info.server_port = str(sock[0]), int(sock[1])
         info.internal = self.submission.is_internal(info.client_ip)
+        limits = self.connector.limits
+        if not limits.admit(info.client_ip):
+            await self.reply(TOO_MANY_CONNECTIONS)
+            self._close()
+            return
         self.connector.sessions.add(self)
+        session_timer = self.loop.call_later(self.settings.connection_timeout, self._session_timed_out)
         try:
             if self.pipeline.has("on_connect"):
                 event = await self.pipeline.run(ev.ConnectEvent(info))
@@ -201,7 +210,15 @@ class ReceiveProtocol(SMTP):
             self.__ident__ = f"Microsoft ESMTP MAIL Service ready at {date_now()}"
             await super()._handle_client()
         finally:
+            session_timer.cancel()
+            limits.release(info.client_ip)
             self.connector.sessions.discard(self)
+
+    def _session_timed_out(self) -> None:
+        """ConnectionTimeout: the session has lasted as long as a session may, busy or not."""
+        if self.transport is not None and not self.transport.is_closing():
+            self.transport.write(f"{Replies.CONNECTION_TIMEOUT}\r\n".encode())
+        self._close()
 
     def connection_lost(self, error: Optional[Exception]) -> None:
         super().connection_lost(error)
@@ -235,6 +252,8 @@ class ReceiveProtocol(SMTP):
         return "451 4.7.0 Temporary server error. Please try again later"
 
     async def push(self, status: Any) -> None:
+        if self.logon_failures >= 0 and isinstance(status, str) and status.startswith("535"):
+            status = await self._logon_failed(status)
         await super().push(status)
         if isinstance(status, str) and status[:1] in ("4", "5") and self.pipeline.has("on_reject"):
             await self.pipeline.run(ev.RejectEvent(self.info, SmtpResponse.parse(status), ""))
@@ -332,6 +351,7 @@ class ReceiveProtocol(SMTP):
         mechanism = (arg or "").split(" ")[0].upper()
         if await self._command_event(ev.AuthEvent(self.info, mechanism)):
             return
+        self.logon_failures = max(self.logon_failures, 0)  # from now on a 535 counts (see push)
         await super().smtp_AUTH(arg)
         assert self.session is not None
         if self.session.authenticated:
@@ -339,6 +359,16 @@ class ReceiveProtocol(SMTP):
             user = login.decode("utf-8", "replace") if isinstance(login, bytes) else str(login)
             self.info.auth_user, self.info.auth_mechanism = user.lower(), mechanism
             self.info.auth_as = AuthAs.INTERNAL
+
+    async def _logon_failed(self, reply: str) -> str:
+        """A failed AUTH: its 535 waits AuthTarpitInterval; the MaxLogonFailures-th ends the session instead."""
+        self.logon_failures += 1
+        if self.settings.auth_tarpit_interval:
+            await asyncio.sleep(self.settings.auth_tarpit_interval)
+        if self.logon_failures >= self.settings.max_logon_failures:
+            self.loop.call_soon(self._close)
+            return str(Replies.TOO_MANY_ERRORS)
+        return reply
 
     def _check_password(self, server: SMTP, session: Any, envelope: Any, mechanism: str, auth_data: Any) -> AuthResult:
         if isinstance(auth_data, LoginPassword):
@@ -388,6 +418,10 @@ class ReceiveProtocol(SMTP):
             return
         if self.submission.back_pressure:
             await self.reply(Replies.RESOURCES)
+            return
+        if not self.connector.limits.may_submit(self.info.client_ip):
+            await self.reply(RATE_EXCEEDED)
+            self._close()
             return
         if await self._command_event(ev.MailFromEvent(self.info, address, params)):
             return

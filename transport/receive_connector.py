@@ -15,6 +15,7 @@ import subprocess
 import time
 from pathlib import Path
 
+from .connection_limits import ConnectionLimits
 from .core.config import ReceiveConnector, TransportConfig, parse_binding
 from .core.pipeline import Pipeline
 from .core.sources import SubmissionPath
@@ -34,6 +35,7 @@ class ReceiveConnectorServer:
         self.submission = submission
         self.pipeline: Pipeline = submission.pipeline
         self.sessions: set[ReceiveProtocol] = set()
+        self.limits = ConnectionLimits(settings)
         self.draining = False
         self.tls = self._tls_context()
         self.servers: list[asyncio.AbstractServer] = []

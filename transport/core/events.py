@@ -64,6 +64,7 @@ class Replies:
     AUTH_FAILED = SmtpResponse(535, "5.7.3", "Authentication unsuccessful")
     AUTH_OK = SmtpResponse(235, "2.7.0", "Authentication successful")
     IDLE_TIMEOUT = SmtpResponse(451, "4.7.0", "Timeout waiting for client input")
+    CONNECTION_TIMEOUT = SmtpResponse(421, "4.4.1", "Connection timed out")
     SEND_HELLO_FIRST = SmtpResponse(503, "5.5.2", "Send hello first")
     NEED_MAIL = SmtpResponse(503, "5.5.2", "Need mail command")
     NEED_RCPT = SmtpResponse(503, "5.5.2", "Need rcpt command")
