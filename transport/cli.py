@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from . import __version__
-from .core.commands import COMMANDS, arguments, command, config_arg, load, print_table
+from .core.commands import COMMANDS, agent_import_path, arguments, command, config_arg, load, print_table
 from .core.config import TransportConfig
 from .core.errors import AgentLoadError, ConfigError, TransportError
 
@@ -88,8 +88,12 @@ def cmd_check_config(args: argparse.Namespace) -> int:
     if args.defaults:
         _print_defaults(TransportConfig, "")
         return 0
-    config = load(args)
-    _load_pipeline(config)
+    from .config_check import check_config
+
+    agent_import_path(args.config)
+    config, problems = check_config(args.config)
+    if config is None:
+        raise ConfigError("\n".join(problems))
     print(f"{args.config}: OK ({len(config.accepted_domains)} accepted domain(s), {len(config.mailboxes)} mailbox(es), "
           f"{sum(a.enabled for a in config.agents)} agent(s) enabled)")
     return 0

@@ -15,7 +15,7 @@ from typing import Any, Callable, Sequence
 
 from .config import TransportConfig, load_config
 
-__all__ = ["COMMANDS", "DEFAULT_CONFIG", "command", "arguments", "print_table", "load", "config_arg"]
+__all__ = ["COMMANDS", "DEFAULT_CONFIG", "command", "arguments", "print_table", "load", "agent_import_path", "config_arg"]
 
 DEFAULT_CONFIG = "transport.yaml"
 COMMANDS: dict[str, tuple[Callable[[argparse.ArgumentParser], None], Callable[[argparse.Namespace], int], str]] = {}
@@ -52,10 +52,15 @@ def load(args: argparse.Namespace) -> TransportConfig:
     """Load the configuration; agents named `module:Class` are then importable from the configuration
     file's folder and the current folder, as users expect of a file sitting next to transport.yaml."""
     config = load_config(args.config)
-    for folder in (str(Path(args.config).resolve().parent), os.getcwd()):
+    agent_import_path(args.config)
+    return config
+
+
+def agent_import_path(config_path: str | Path) -> None:
+    """Agents named `module:Class` import from the configuration file's folder and the current folder."""
+    for folder in (str(Path(config_path).resolve().parent), os.getcwd()):
         if folder not in sys.path:
             sys.path.insert(0, folder)
-    return config
 
 
 def config_arg(p: argparse.ArgumentParser) -> None:

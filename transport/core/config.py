@@ -10,7 +10,7 @@ from __future__ import annotations
 import enum
 import re
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, NamedTuple
 
 import yaml
 from pydantic_core import InitErrorDetails, PydanticCustomError
@@ -21,7 +21,7 @@ from .dns import DnsSettings
 from .errors import ConfigError
 from .internal_servers import parse_internal_servers
 
-__all__ = ["ConfigError", "TransportConfig", "load_config", "ByteSize"]
+__all__ = ["ConfigError", "ConfigFile", "TransportConfig", "load_config", "read_config_file", "validate_config", "ByteSize"]
 
 _UNITS = {"": 1, "B": 1, "KB": 1024, "MB": 1024**2, "GB": 1024**3}
 
@@ -91,7 +91,8 @@ class Mailbox(Model):
     @classmethod
     def _addr(cls, v: str) -> str:
         v = v.strip()
-        if "@" not in v:
+        local, at, domain = v.rpartition("@")
+        if not (at and local and domain) or any(c.isspace() or c in "<>,;" for c in v):
             raise ValueError(f"{v!r} is not an SMTP address")
         return v.lower()
 
@@ -134,8 +135,20 @@ class ReceiveConnector(Model):
     @field_validator("bindings")
     @classmethod
     def _bindings(cls, v: list[str]) -> list[str]:
+        seen = set()
         for b in v:
-            parse_binding(b)
+            where = parse_binding(b)
+            if where in seen:
+                raise ValueError(f"{b!r} is listed twice")
+            seen.add(where)
+        return v
+
+    @field_validator("fqdn")
+    @classmethod
+    def _fqdn(cls, v: str) -> str:
+        v = v.strip().rstrip(".")
+        if not v or any(c.isspace() for c in v):
+            raise ValueError("the server's name (banner, EHLO reply, Received lines) cannot be empty or hold spaces")
         return v
 
 
@@ -242,10 +255,7 @@ class TransportConfig(Model):
     def locate(self, *path: str | int) -> str:
         """`file:line` of a setting, for problems found after loading (an agent that will not load)."""
         file, lines = self._source
-        probe = tuple(path)
-        while probe and probe not in lines:
-            probe = probe[:-1]
-        return f"{file}:{lines.get(probe, 1)}"
+        return ConfigFile(Path(file), {}, lines).locate(*path)
     pickup: PickupDirectory = Field(default_factory=PickupDirectory, description="The Pickup directory: .eml files dropped in are submitted.")
     replay: ReplayDirectory = Field(default_factory=ReplayDirectory, description="The Replay directory: files with an X-header envelope are resubmitted.")
 
@@ -293,6 +303,18 @@ class TransportConfig(Model):
                 setattr(tls, attr, (base / p).resolve())
         self.dns.zone_files = [p if p.is_absolute() else (base / p).resolve() for p in self.dns.zone_files]
 
+    @model_validator(mode="after")
+    def _mailboxes_once(self) -> "TransportConfig":
+        """A mailbox listed twice (addresses compare case-insensitively) is an error at its second entry."""
+        seen: set[str] = set()
+        for i, mb in enumerate(self.mailboxes):
+            if mb.address in seen:
+                problem = PydanticCustomError("mailbox_twice", "mailbox {address} is listed twice", {"address": mb.address})
+                raise ValidationError.from_exception_data("TransportConfig", [InitErrorDetails(
+                    type=problem, loc=("mailboxes", i, "address"), input=mb.address)])
+            seen.add(mb.address)
+        return self
+
 
 def _line_map(node: yaml.Node, path: tuple = (), out: dict | None = None) -> dict[tuple, int]:
     """Map each key path in the YAML tree to its 1-based line number."""
@@ -325,8 +347,39 @@ def _format_errors(file: str, err: ValidationError, lines: dict[tuple, int]) -> 
     return "\n".join(out)
 
 
+class ConfigFile(NamedTuple):
+    """A configuration file read but not yet validated: its settings and the line of each key path."""
+
+    path: Path
+    data: dict[str, Any]
+    lines: dict[tuple, int]
+
+    def locate(self, *key: str | int) -> str:
+        """`file:line` of a setting (the nearest enclosing key that the file spells out)."""
+        probe = tuple(key)
+        while probe and probe not in self.lines:
+            probe = probe[:-1]
+        return f"{self.path}:{self.lines.get(probe, 1)}"
+
+
 def load_config(path: str | Path) -> TransportConfig:
     """Read and validate a transport.yaml; raise ConfigError with `file:line: key: problem` lines."""
+    return validate_config(read_config_file(path))
+
+
+def validate_config(source: ConfigFile) -> TransportConfig:
+    """The settings of a file read by `read_config_file`, validated; ConfigError lists every problem found."""
+    try:
+        cfg = TransportConfig.model_validate(source.data)
+    except ValidationError as e:
+        raise ConfigError(_format_errors(str(source.path), e, source.lines)) from None
+    cfg.resolve_paths(source.path.resolve().parent)
+    cfg._source = (str(source.path), source.lines)
+    return cfg
+
+
+def read_config_file(path: str | Path) -> ConfigFile:
+    """Read a transport.yaml as YAML; ConfigError when it cannot be read or is not a YAML mapping."""
     path = Path(path)
     try:
         text = path.read_text(encoding="utf-8")
@@ -345,10 +398,4 @@ def load_config(path: str | Path) -> TransportConfig:
         data = {}
     if not isinstance(data, dict):
         raise ConfigError(f"{path}:1: (top level): expected a mapping of settings, got {type(data).__name__}")
-    try:
-        cfg = TransportConfig.model_validate(data)
-    except ValidationError as e:
-        raise ConfigError(_format_errors(str(path), e, _line_map(node) if node else {})) from None
-    cfg.resolve_paths(path.resolve().parent)
-    cfg._source = (str(path), _line_map(node) if node else {})
-    return cfg
+    return ConfigFile(path, data, _line_map(node) if node else {})

@@ -24,7 +24,7 @@ from .events import EVENTS, ROUTING_EVENTS, Event, MessageEvent, ReceiveEvent, R
 from .mailitem import MailItem, Verdict
 from .tracking import TrackingLog
 
-__all__ = ["AgentLoadError", "AgentFailure", "LoadedAgent", "Pipeline", "load_pipeline"]
+__all__ = ["AgentFailure", "LoadedAgent", "Pipeline", "load_agent", "load_pipeline"]
 
 log = logging.getLogger("transport.core.pipeline")
 
@@ -72,7 +72,8 @@ def resolve_class(spec: str) -> type[Agent]:
     return obj
 
 
-def _load_one(index: int, entry: AgentEntry, context: AgentContext) -> LoadedAgent:
+def load_agent(index: int, entry: AgentEntry, context: AgentContext) -> LoadedAgent:
+    """The agent of configuration entry `index`, made and configured; AgentLoadError says what is wrong and where."""
     try:
         cls = resolve_class(entry.cls)
     except AgentLoadError as e:
@@ -173,5 +174,5 @@ class Pipeline:
 def load_pipeline(entries: list[AgentEntry], context: AgentContext, tracking: TrackingLog | None = None) -> Pipeline:
     """Instantiate the enabled agents; raise AgentLoadError naming the entry at fault. Errors of agents at session
     events are written to `tracking`, when given."""
-    return Pipeline([_load_one(i, e, context) for i, e in enumerate(entries) if e.enabled], tracking)
+    return Pipeline([load_agent(i, e, context) for i, e in enumerate(entries) if e.enabled], tracking)
 
