@@ -29,7 +29,7 @@ async def test_listed_recipient_is_refused_at_rcpt(tmp_path):
         await c.write(make_message(message_id="<ex@fabrikam.test>") + b".\r\n")
         assert (await c.reply()).startswith("250 2.6.0 <ex@fabrikam.test>")
         await c.close()
-        await hub.idle()
+        assert await hub.idle(), "the hub did not settle"
         assert messages(hub, "bob@contoso.com") == []
         [raw] = messages(hub, "alice@contoso.com")
         assert header_value(raw, "X-Example-Checked") == "Recipient Block Example"

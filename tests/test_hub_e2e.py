@@ -56,7 +56,7 @@ async def test_message_to_alice_is_delivered_and_tracked(hub, port):
 
 async def test_tracking_log_file_layout(hub, port):
     await send(port, "john@fabrikam.test", ["alice@contoso.com"], make_message())
-    await hub.idle()
+    assert await hub.idle(), "the hub did not settle"
     [log_file] = (hub.config.data_root / "logs" / "MessageTracking").glob("MSGTRK*.log")
     assert re.fullmatch(r"MSGTRK\d{8}-1\.log", log_file.name)
     head = log_file.read_text().splitlines()[:5]
@@ -68,7 +68,7 @@ async def test_unknown_contoso_recipient_is_failed(hub, port):
     msg = make_message(message_id="<unknown@fabrikam.test>")
     refused, reply = await send(port, "john@fabrikam.test", ["nobody@contoso.com", "alice@contoso.com"], msg)
     assert refused == {} and reply[0] == 250  # accepted at RCPT (no recipient filter), failed by the resolver
-    await hub.idle()
+    assert await hub.idle(), "the hub did not settle"
     rows = [r for r in tracking(hub) if r["message-id"] == "<unknown@fabrikam.test>"]
     fails = [r for r in rows if r["event-id"] == "FAIL"]
     assert len(fails) == 1
@@ -81,7 +81,7 @@ async def test_unknown_contoso_recipient_is_failed(hub, port):
 
 async def test_only_unknown_recipients_leaves_nothing_queued(hub, port):
     await send(port, "john@fabrikam.test", ["ghost@contoso.com"], make_message(message_id="<ghost@fabrikam.test>"))
-    await hub.idle()
+    assert await hub.idle(), "the hub did not settle"
     assert events_for(tracking(hub), "<ghost@fabrikam.test>") == ["RECEIVE", "SUBMIT", "FAIL"]
     assert store_rows(hub) == (0, 0)
 
@@ -89,7 +89,7 @@ async def test_only_unknown_recipients_leaves_nothing_queued(hub, port):
 async def test_one_copy_per_recipient(hub, port):
     await send(port, "john@fabrikam.test", ["alice@contoso.com", "bob@contoso.com", "Carol@Contoso.com"],
                make_message(message_id="<all@fabrikam.test>"))
-    await hub.idle()
+    assert await hub.idle(), "the hub did not settle"
     for who in ("alice", "bob", "carol"):
         [raw] = messages(hub, f"{who}@contoso.com")
         assert f"for <{who}@contoso.com".encode() in raw.lower()
@@ -104,7 +104,7 @@ async def test_null_sender_is_delivered(hub, port):
     assert await c.cmd("RCPT TO:<alice@contoso.com>") == "250 2.1.5 Recipient OK"
     assert (await data(c, make_message(message_id="<bounce@fabrikam.test>") + b".\r\n")).startswith("250 2.6.0")
     await c.close()
-    await hub.idle()
+    assert await hub.idle(), "the hub did not settle"
     [raw] = messages(hub, "alice@contoso.com")
     assert header_value(raw, "Return-Path") == "<>"
 
@@ -121,7 +121,7 @@ async def test_scl_above_the_junk_threshold_goes_to_junk(tmp_path):
         # SCL equal to the threshold stays in the Inbox: Exchange moves mail when SCL > threshold
         await send(port, "john@fabrikam.test", ["alice@contoso.com"],
                    make_message(message_id="<edge@fabrikam.test>", extra_headers="X-Test-SCL: 4\r\n"))
-        await hub.idle()
+        assert await hub.idle(), "the hub did not settle"
         [junk] = messages(hub, "alice@contoso.com", ".Junk")
         assert b"<spam@fabrikam.test>" in junk
         [inbox] = messages(hub, "alice@contoso.com")
@@ -143,7 +143,7 @@ async def test_organization_threshold_is_configurable(tmp_path):
         await send(port, "john@fabrikam.test", ["alice@contoso.com"], make_message(message_id="<s8@fabrikam.test>"))
         await send(port, "john@fabrikam.test", ["alice@contoso.com"],
                    make_message(message_id="<s9@fabrikam.test>", extra_headers="X-Test-SCL: 9\r\n"))
-        await hub.idle()
+        assert await hub.idle(), "the hub did not settle"
         assert [b"<s8@fabrikam.test>" in m for m in messages(hub, "alice@contoso.com")] == [True]
         assert [b"<s9@fabrikam.test>" in m for m in messages(hub, "alice@contoso.com", ".Junk")] == [True]
 
@@ -160,7 +160,7 @@ async def test_crashing_agent_fail_open_still_delivers(tmp_path, caplog):
                 _, reply = await send(port, "john@fabrikam.test", ["alice@contoso.com"],
                                       make_message(message_id=f"<open{n}@fabrikam.test>"))
                 assert reply[0] == 250
-        await hub.idle()
+        assert await hub.idle(), "the hub did not settle"
         assert len(messages(hub, "alice@contoso.com")) == 2
         [crasher] = hub.pipeline.agents
         assert crasher.errors == 4  # two hooks raised per message; the other hooks ran fine
@@ -208,7 +208,7 @@ async def test_crashing_agent_fail_closed_answers_451(tmp_path, event, where):
             return
         assert await data(c, make_message(message_id="<closed@fabrikam.test>") + b".\r\n") == error
         await c.close()
-        await hub.idle()
+        assert await hub.idle(), "the hub did not settle"
         assert messages(hub, "alice@contoso.com") == []
         assert "RECEIVE" not in events_for(tracking(hub), "<closed@fabrikam.test>")
 
@@ -225,7 +225,7 @@ async def test_crashing_routing_agent_fail_open_still_delivers(tmp_path):
     extra = {"agents": [agent("hubtools:RouteTrace", crash_at="on_routed")]}
     async with running_hub(tmp_path, extra) as hub:
         await send(hub.addresses[0][1], "john@fabrikam.test", ["alice@contoso.com"], make_message())
-        await hub.idle()
+        assert await hub.idle(), "the hub did not settle"
         [raw] = messages(hub, "alice@contoso.com")
         assert raw.count(b"X-Route-Trace:") == 4
         assert hub.pipeline.agents[0].errors == 1
@@ -282,7 +282,7 @@ async def test_message_event_reject_message(tmp_path, event):
         assert await data(c, make_message(message_id="<rej@fabrikam.test>") + b".\r\n") == "550 5.7.1 Message refused"
         assert await c.cmd("NOOP") == "250 2.0.0 OK"
         await c.close()
-        await hub.idle()
+        assert await hub.idle(), "the hub did not settle"
         assert messages(hub, "alice@contoso.com") == []
         rows = [r for r in tracking(hub) if r["message-id"] == "<rej@fabrikam.test>"]
         assert [r["event-id"] for r in rows] == ["AGENTINFO"]
@@ -301,7 +301,7 @@ async def test_message_event_delete_fakes_250(tmp_path, event):
         reply = await data(c, make_message(message_id="<del@fabrikam.test>") + b".\r\n")
         assert reply.startswith("250 2.6.0 <del@fabrikam.test> ") and reply.endswith("Queued mail for delivery")
         await c.close()
-        await hub.idle()
+        assert await hub.idle(), "the hub did not settle"
         assert messages(hub, "alice@contoso.com") == []
         assert events_for(tracking(hub), "<del@fabrikam.test>") == ["AGENTINFO"]
         assert store_rows(hub) == (0, 0)
@@ -315,7 +315,7 @@ async def test_message_event_disconnect(tmp_path, event):
         assert (await c.cmd("DATA")).startswith("354")
         await c.write(make_message(message_id="<disc@fabrikam.test>") + b".\r\n")
         assert await c.closed()
-        await hub.idle()
+        assert await hub.idle(), "the hub did not settle"
         assert messages(hub, "alice@contoso.com") == []
         assert "RECEIVE" not in events_for(tracking(hub), "<disc@fabrikam.test>")
 
@@ -326,7 +326,7 @@ async def test_message_event_quarantine_goes_to_junk(tmp_path):
         c = await raw_session(hub.addresses[0][1], recipients=("alice@contoso.com", "carol@contoso.com"))
         assert (await data(c, make_message(message_id="<q@fabrikam.test>") + b".\r\n")).startswith("250 2.6.0")
         await c.close()
-        await hub.idle()
+        assert await hub.idle(), "the hub did not settle"
         for who in ("alice", "carol"):  # SCL 9 is above every threshold, carol's 8 too
             [raw] = messages(hub, f"{who}@contoso.com", ".Junk")
             assert header_value(raw, "X-MS-Exchange-Organization-SCL") == "9"
@@ -344,7 +344,7 @@ async def test_routing_events_run_in_order(tmp_path):
     async with running_hub(tmp_path, extra) as hub:
         await send(hub.addresses[0][1], "john@fabrikam.test", ["alice@contoso.com"],
                    make_message(message_id="<route@fabrikam.test>"))
-        await hub.idle()
+        assert await hub.idle(), "the hub did not settle"
         [raw] = messages(hub, "alice@contoso.com")
         from transport.core.headers import parse_headers
 
@@ -378,7 +378,7 @@ async def test_routing_agent_delete(tmp_path, event):
         _, reply = await send(hub.addresses[0][1], "john@fabrikam.test", ["alice@contoso.com"],
                               make_message(message_id="<gone@fabrikam.test>"))
         assert reply[0] == 250
-        await hub.idle()
+        assert await hub.idle(), "the hub did not settle"
         assert messages(hub, "alice@contoso.com") == []
         rows = [r for r in tracking(hub) if r["message-id"] == "<gone@fabrikam.test>"]
         assert [r["event-id"] for r in rows] == ["RECEIVE", "SUBMIT", "AGENTINFO"]

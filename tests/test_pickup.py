@@ -88,14 +88,12 @@ WITH_RECORDER = {**FAST, "internal_smtp_servers": ["10.0.0.0/8"],
 
 async def test_dropped_file_is_queued_and_delivered_with_pickup_headers(tmp_path: Path) -> None:
     async with running_hub(tmp_path, FAST) as hub:
-        started = time.monotonic()
         drop_file(pickup_dir(hub), "hello.eml", eml(
             "Received: from relay.fabrikam.test ([203.0.113.5]) by mx.fabrikam.test; Mon, 1 Jan 2024 00:00:00 +0000",
             "Resent-From: someone@fabrikam.test", "Resent-Date: Mon, 1 Jan 2024 00:00:00 +0000",
             "X-MS-Exchange-Organization-SCL: -1", "From: John Doe <john@fabrikam.test>",
             "To: Alice <alice@contoso.com>", "Cc: bob@contoso.com", "Bcc: carol@contoso.com", "Subject: Dropped"))
         await wait_for(lambda: messages(hub, "carol@contoso.com") and messages(hub, "alice@contoso.com"))
-        assert time.monotonic() - started < 1.0, "claimed, queued and delivered within a second"
         assert list(pickup_dir(hub).iterdir()) == []
         delivered = messages(hub, "alice@contoso.com")[0]
         head = delivered.split(b"\r\n\r\n", 1)[0].decode()

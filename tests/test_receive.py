@@ -90,7 +90,7 @@ async def test_authenticated_session_may_relay(hub, port, mechanism):
                                 login=("alice@contoso.com", PASSWORD), mechanism=mechanism)
     assert refused == {}
     assert reply[0] == 250 and reply[1].startswith(b"2.6.0 <relay-")
-    await hub.idle()
+    assert await hub.idle(), "the hub did not settle"
     rows = [r for r in tracking(hub) if r["message-id"] == f"<relay-{mechanism.lower()}@contoso.com>"]
     receive = [r for r in rows if r["event-id"] == "RECEIVE"]
     assert receive and receive[0]["recipient-address"] == "someone@fabrikam.test"
@@ -126,7 +126,7 @@ async def test_auth_login_exchange_by_hand(port):
 async def test_authenticated_message_is_stamped_internal(hub, port):
     msg = make_message(message_id="<auth-stamp@contoso.com>", sender="bob@contoso.com")
     await send(port, "bob@contoso.com", ["alice@contoso.com"], msg, login=("bob@contoso.com", PASSWORD))
-    await hub.idle()
+    assert await hub.idle(), "the hub did not settle"
     [raw] = messages(hub, "alice@contoso.com")
     assert header_value(raw, "X-MS-Exchange-Organization-AuthAs") == "Internal"
     assert header_value(raw, "X-Originating-IP") == "[127.0.0.1]"
@@ -158,7 +158,7 @@ async def test_oversized_data_is_refused_and_the_session_goes_on(tmp_path):
         reply = await data(c, make_message(message_id="<small@fabrikam.test>") + b".\r\n")
         assert reply.startswith("250 2.6.0 <small@fabrikam.test>")
         await c.close()
-        await hub.idle()
+        assert await hub.idle(), "the hub did not settle"
         got = messages(hub, "alice@contoso.com")
         assert len(got) == 1 and b"<small@fabrikam.test>" in got[0]
         # smtplib announces SIZE at MAIL FROM: refused there
@@ -174,7 +174,7 @@ async def test_too_many_recipients(tmp_path):
         reply = await data(c, make_message(message_id="<many@fabrikam.test>") + b".\r\n")
         assert reply.startswith("250 2.6.0")
         await c.close()
-        await hub.idle()
+        assert await hub.idle(), "the hub did not settle"
         assert len(messages(hub, "alice@contoso.com")) == 1
         assert len(messages(hub, "bob@contoso.com")) == 1
         assert messages(hub, "carol@contoso.com") == []
@@ -192,7 +192,7 @@ async def test_header_size_limit(tmp_path):
         ok = make_message(message_id="<body@fabrikam.test>", body="z" * 70 + "\r\n") + b"z" * 4000 + b"\r\n"
         assert (await data(c, ok + b".\r\n")).startswith("250 2.6.0")
         await c.close()
-        await hub.idle()
+        assert await hub.idle(), "the hub did not settle"
         assert len(messages(hub, "alice@contoso.com")) == 1
 
 
@@ -203,7 +203,7 @@ async def test_hop_count_exceeded(hub, port):
     msg = received.encode() + make_message(message_id="<loop@fabrikam.test>")
     assert await data(c, msg + b".\r\n") == "554 5.4.6 Hop count exceeded - possible mail loop"
     await c.close()
-    await hub.idle()
+    assert await hub.idle(), "the hub did not settle"
     assert messages(hub, "alice@contoso.com") == []
 
 
@@ -216,7 +216,7 @@ async def test_dot_stuffing_is_undone(hub, port):
     head = b"Subject: dots\r\nMessage-ID: <dots@fabrikam.test>\r\n\r\n"
     assert (await data(c, head + body)).startswith("250 2.6.0 <dots@fabrikam.test>")
     await c.close()
-    await hub.idle()
+    assert await hub.idle(), "the hub did not settle"
     [raw] = messages(hub, "alice@contoso.com")
     assert raw.endswith(b"\r\n\r\nfirst\r\n.leading dot\r\n..two dots\r\n")
 
@@ -225,7 +225,7 @@ async def test_empty_message_body(hub, port):
     c = await raw_session(port)
     assert (await data(c, b".\r\n")).startswith("250 2.6.0")
     await c.close()
-    await hub.idle()
+    assert await hub.idle(), "the hub did not settle"
     [raw] = messages(hub, "alice@contoso.com")
     assert header_value(raw, "Message-ID")  # even an empty message gets one
 
@@ -240,7 +240,7 @@ async def test_smuggling_bare_line_endings_do_not_end_data(hub, port, fake_end):
     assert (await data(c, msg)).startswith("250 2.6.0 <carrier@fabrikam.test>")
     # had the server taken the fake end for real, the next reply would answer the smuggled MAIL FROM
     assert await c.cmd("QUIT") == "221 2.0.0 Service closing transmission channel"
-    await hub.idle()
+    assert await hub.idle(), "the hub did not settle"
     [raw] = messages(hub, "alice@contoso.com")
     assert fake_end + b"MAIL FROM:<evil@fabrikam.test>" in raw
     assert messages(hub, "bob@contoso.com") == []
@@ -259,7 +259,7 @@ async def test_pipelined_transaction(hub, port):
     await c.write(make_message(message_id="<pipe@fabrikam.test>") + b".\r\nQUIT\r\n")
     assert (await c.reply()).startswith("250 2.6.0 <pipe@fabrikam.test>")
     assert await c.reply() == "221 2.0.0 Service closing transmission channel"
-    await hub.idle()
+    assert await hub.idle(), "the hub did not settle"
     assert len(messages(hub, "alice@contoso.com")) == 1 and len(messages(hub, "bob@contoso.com")) == 1
 
 
@@ -270,7 +270,7 @@ async def test_two_messages_in_one_session(hub, port):
     await c.cmd("RCPT TO:<bob@contoso.com>")
     assert (await data(c, make_message(message_id="<two@fabrikam.test>") + b".\r\n")).startswith("250 2.6.0")
     await c.close()
-    await hub.idle()
+    assert await hub.idle(), "the hub did not settle"
     assert b"<one@fabrikam.test>" in messages(hub, "alice@contoso.com")[0]
     assert b"<two@fabrikam.test>" in messages(hub, "bob@contoso.com")[0]
     assert messages(hub, "alice@contoso.com")[0].count(b"<two@") == 0
@@ -281,7 +281,7 @@ async def test_two_messages_in_one_session(hub, port):
 
 async def test_message_without_message_id_gets_one(hub, port):
     _, reply = await send(port, "john@fabrikam.test", ["alice@contoso.com"], make_message(message_id=None))
-    await hub.idle()
+    assert await hub.idle(), "the hub did not settle"
     [raw] = messages(hub, "alice@contoso.com")
     mid = header_value(raw, "Message-ID")
     assert mid and re.fullmatch(r"<[0-9a-f-]{36}@hub\.contoso\.com>", mid)
@@ -291,7 +291,7 @@ async def test_message_without_message_id_gets_one(hub, port):
 
 async def test_received_header_and_organization_stamps(hub, port):
     await send(port, "john@fabrikam.test", ["alice@contoso.com"], make_message(message_id="<stamps@fabrikam.test>"))
-    await hub.idle()
+    assert await hub.idle(), "the hub did not settle"
     [raw] = messages(hub, "alice@contoso.com")
     from transport.core.headers import parse_headers
 
@@ -314,7 +314,7 @@ async def test_anonymous_client_cannot_forge_organization_headers(hub, port):
               "x-ms-exchange-organization-antispam-report: IPOnAllowList\r\n")
     await send(port, "john@fabrikam.test", ["alice@contoso.com"],
                make_message(message_id="<forged@fabrikam.test>", extra_headers=forged))
-    await hub.idle()
+    assert await hub.idle(), "the hub did not settle"
     [raw] = messages(hub, "alice@contoso.com")
     assert header_value(raw, "X-MS-Exchange-Organization-SCL") is None
     assert header_value(raw, "X-MS-Exchange-Organization-Antispam-Report") is None
@@ -326,7 +326,7 @@ async def test_authenticated_client_keeps_organization_headers(hub, port):
     msg = make_message(message_id="<kept@contoso.com>", sender="bob@contoso.com",
                        extra_headers="X-MS-Exchange-Organization-SCL: -1\r\n")
     await send(port, "bob@contoso.com", ["alice@contoso.com"], msg, login=("bob@contoso.com", PASSWORD))
-    await hub.idle()
+    assert await hub.idle(), "the hub did not settle"
     [raw] = messages(hub, "alice@contoso.com")
     assert header_value(raw, "X-MS-Exchange-Organization-SCL") == "-1"
 
@@ -346,7 +346,7 @@ async def test_starttls_with_the_self_signed_certificate_made_on_first_run(tmp_p
         refused, reply = await send(port, "alice@contoso.com", ["bob@contoso.com", "someone@fabrikam.test"], msg,
                                     starttls=True, login=("alice@contoso.com", PASSWORD), mechanism="LOGIN")
         assert refused == {} and reply[0] == 250
-        await hub.idle()
+        assert await hub.idle(), "the hub did not settle"
         [raw] = messages(hub, "bob@contoso.com")
         assert "with Microsoft SMTP Server (TLS)" in raw.decode()
         assert header_value(raw, "X-MS-Exchange-Organization-AuthAs") == "Internal"
@@ -418,7 +418,7 @@ async def test_a_slow_but_active_data_transfer_is_not_cut(tmp_path):
         await c.write(b".\r\n")
         assert (await c.reply()).startswith("250 2.6.0 <slow@fabrikam.test>")
         await c.close()
-        await hub.idle()
+        assert await hub.idle(), "the hub did not settle"
         [raw] = messages(hub, "alice@contoso.com")
         assert raw.endswith(b"line 5\r\n")
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import threading
 import sqlite3
 
 import pytest
@@ -29,12 +30,25 @@ def counts(s: QueueStore) -> tuple[int, int]:
     return s.read("SELECT COUNT(*) FROM messages")[0][0], s.read("SELECT COUNT(*) FROM queue_items")[0][0]
 
 
-async def test_concurrent_enqueues_share_commits(store):
+async def test_enqueues_waiting_on_a_commit_share_the_next_one(store):
+    """Group commit: while one commit is in flight, the writes that arrive meanwhile all go into the next."""
     n = 100
+    busy, release = threading.Event(), threading.Event()
+
+    def slow(conn):
+        busy.set()
+        release.wait(30)
+
+    blocker = asyncio.ensure_future(store.run(slow))
+    await asyncio.to_thread(busy.wait, 30)
     before = store.commits
-    ids = await asyncio.gather(*(store.enqueue(item(i)) for i in range(n)))
-    used = store.commits - before
-    assert used < n / 4, f"{n} enqueues took {used} commits"
+    writes = asyncio.gather(*(store.enqueue(item(i)) for i in range(n)))
+    while store.pending_writes < n + 1:  # every enqueue is waiting on the writer
+        await asyncio.sleep(0)
+    release.set()
+    await blocker
+    ids = await writes
+    assert store.commits - before == 2, "the blocked commit, then one for all the waiting enqueues"
     assert len(set(ids)) == n and all(i > 0 for i in ids)
     assert counts(store) == (n, n)
     assert {s.queue for s in store.items()} == {SUBMISSION}
