@@ -13,19 +13,21 @@ Built-in agents live in sub-packages (`agents.senderid`, …) and are named in t
 """
 
 from transport.core.agent import Agent, AgentConfig, AgentContext, RoutingAgent, SmtpReceiveAgent
+from transport.core.antispam import AntispamAgent, AntispamConfig, Bypass, RecipientBypassConfig
 from transport.core.events import (
     AuthEvent, CategorizedEvent, ConnectEvent, DataEvent, DisconnectEvent, EhloEvent, EndOfDataEvent,
     EndOfHeadersEvent, HeloEvent, MailFromEvent, RcptToEvent, RejectEvent, Replies, ResolvedEvent, RoutedEvent,
     RsetEvent, SmtpResponse, StartTlsEvent, SubmittedEvent,
 )
 from transport.core.headers import ORGANIZATION_HEADER_PREFIX
-from transport.core.mailitem import AuthAs, MailItem, Recipient, RecipientStatus, SessionInfo, Source, Stamp, Verdict
+from transport.core.mailitem import (AuthAs, MailItem, Recipient, RecipientStatus, ReverseDns, SessionInfo, Source, Stamp,
+                                     Verdict)
 
 __all__ = [
-    "Agent", "AgentConfig", "AgentContext", "RoutingAgent", "SmtpReceiveAgent",
+    "Agent", "AgentConfig", "AgentContext", "RoutingAgent", "SmtpReceiveAgent", "AntispamAgent", "AntispamConfig", "Bypass", "RecipientBypassConfig",
     "AuthEvent", "CategorizedEvent", "ConnectEvent", "DataEvent", "DisconnectEvent", "EhloEvent", "EndOfDataEvent",
     "EndOfHeadersEvent", "HeloEvent", "MailFromEvent", "RcptToEvent", "RejectEvent", "Replies", "ResolvedEvent",
     "RoutedEvent", "RsetEvent", "SmtpResponse", "StartTlsEvent", "SubmittedEvent",
-    "AuthAs", "MailItem", "Recipient", "RecipientStatus", "SessionInfo", "Source", "Stamp", "Verdict",
+    "AuthAs", "MailItem", "Recipient", "RecipientStatus", "ReverseDns", "SessionInfo", "Source", "Stamp", "Verdict",
     "ORGANIZATION_HEADER_PREFIX",
 ]

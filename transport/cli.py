@@ -6,11 +6,13 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import importlib
 import json
 import logging
 import os
 import signal
 import sys
+import typing
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -87,6 +89,10 @@ async def _serve(config: TransportConfig) -> int:
 def cmd_check_config(args: argparse.Namespace) -> int:
     if args.defaults:
         _print_defaults(TransportConfig, "")
+        for spec in BUILT_IN_AGENTS:  # each built-in agent's `config:` settings, under its class name
+            module, _, name = spec.partition(":")
+            print(f"agents[class={spec}].config:  # the {name} agent's settings")
+            _print_defaults(getattr(importlib.import_module(module), name).Config, f"agents[class={spec}].config.")
         return 0
     from .config_check import check_config
 
@@ -105,15 +111,24 @@ def _print_defaults(model: type, prefix: str) -> None:
     for name, field in model.model_fields.items():
         key = f"{prefix}{field.alias or name}"
         ann = field.annotation
+        item = typing.get_args(ann)[0] if typing.get_origin(ann) is list and typing.get_args(ann) else None
         if isinstance(ann, type) and issubclass(ann, BaseModel):
             print(f"{key}:  # {field.description or ''}")
             _print_defaults(ann, key + ".")
+            continue
+        if isinstance(item, type) and issubclass(item, BaseModel):  # a list of mappings: each entry's settings
+            print(f"{key}:  # {field.description or ''} (a list; each entry:)")
+            _print_defaults(item, key + ".")
+            continue
+        if field.is_required():
+            print(f"{key} (required)  # {field.description or ''}")
             continue
         default = field.get_default(call_default_factory=True)
         if hasattr(default, "model_dump"):
             default = default.model_dump(mode="json")
         elif isinstance(default, list):
-            default = [d.model_dump(mode="json", by_alias=True) if hasattr(d, "model_dump") else str(d) for d in default]
+            default = [d.model_dump(mode="json", by_alias=True) if hasattr(d, "model_dump")
+                       else getattr(d, "value", str(d)) for d in default]
         elif isinstance(default, Path):
             default = str(default)
         elif hasattr(default, "value"):
@@ -193,11 +208,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 141
 
 
+BUILT_IN_AGENTS = ("agents.connection_filter:ConnectionFilteringAgent", "agents.sender_filter:SenderFilterAgent",
+                   "agents.recipient_filter:RecipientFilterAgent", "agents.senderid:SenderIdAgent",
+                   "agents.reverse_dns:ReverseDnsAgent")
+"""The agents shipped with the hub, named as transport.yaml names them (loaded by name: the hub never imports agents)."""
+
+
 def _import_command_modules() -> None:
     """Subcommands defined beside the code they drive register themselves on import."""
-    import importlib
-
-    for module in ("agents.senderid.cli", "queues.cli", "pickup.cli"):
+    for module in ("agents.senderid.cli", "agents.connection_filter.cli", "queues.cli", "pickup.cli"):
         try:
             importlib.import_module(module)
         except ModuleNotFoundError as e:

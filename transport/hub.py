@@ -31,7 +31,7 @@ from .core.pipeline import load_pipeline
 from .core.tracking import TrackingLog, recorded
 from .data_root_lock import DataRootLock
 from .delivery.mailbox import MailboxQueue, MailboxStore
-from .receive_connector import ReceiveConnectorServer
+from .receive_connector import ReceiveConnectors
 from .routing import RoutingTable
 from .submission import Submission
 
@@ -65,7 +65,8 @@ class Hub:
         self.mailboxes = MailboxStore(root / "mailboxes", config)
         self.mailbox_queue = MailboxQueue(self.mailboxes, self.tracking, self.scheduler, config.receive.fqdn)
         self.scheduler.register(self.mailbox_queue)
-        self.receive = ReceiveConnectorServer(config.receive, config, self.submission)
+        self.connectors = ReceiveConnectors(config, self.submission)
+        self.receive = self.connectors.connectors[0]  # the first connector (Default Frontend in the demo)
         self.watchers: list[DirectoryWatcher] = []
         self.lock = DataRootLock(root)
         self._tasks: list[asyncio.Task] = []
@@ -73,8 +74,9 @@ class Hub:
 
     @property
     def addresses(self) -> list[tuple[str, int]]:
-        """Where the receive connector listens (ports resolved when the configuration said 0)."""
-        return self.receive.addresses
+        """Where the receive connectors listen, the first connector's first (ports resolved when the configuration
+        said 0)."""
+        return self.connectors.addresses
 
     # -- life cycle ---------------------------------------------------------------------------------
     async def start(self) -> None:
@@ -95,7 +97,7 @@ class Hub:
         tasks += [(f"{hop}-delivery", queue.run()) for hop, queue in self.scheduler.queues.items()]
         self._tasks = [asyncio.create_task(t, name=n) for n, t in tasks]
         self._start_directories()
-        await self.receive.start()
+        await self.connectors.start()
         log.info("listening on %s", ", ".join(f"{h}:{p}" for h, p in self.addresses))
 
     def _start_directories(self) -> None:
@@ -168,7 +170,7 @@ class Hub:
         """Stop accepting, let sessions and in-flight work finish (up to `grace` seconds), close the store."""
         deadline = time.monotonic() + grace
         await asyncio.gather(*(w.close() for w in self.watchers))
-        await self.receive.close(grace)
+        await self.connectors.close(grace)
         await self.idle(max(0.0, deadline - time.monotonic()))
         for task in self._tasks:
             task.cancel()

@@ -10,17 +10,19 @@ once the Submission queue has durably committed the message.
 from __future__ import annotations
 
 import asyncio
+import ipaddress
 import itertools
 import logging
 import os
+import re
 import ssl
 from dataclasses import replace
-from typing import Any, Optional, Protocol
+from typing import Any, Awaitable, Callable, Optional, Protocol
 
 from aiosmtpd.smtp import SMTP, AuthResult, LoginPassword, _AuthMechAttr
 
 from .core import events as ev
-from .core.config import ReceiveConnector, TransportConfig
+from .core.config import PermissionGroup, ReceiveConnector, TransportConfig
 from .core.errors import StoreError
 from .core.events import Action, Replies, SmtpResponse
 from .core.headers import header_end, date_now
@@ -30,7 +32,7 @@ from .connection_limits import RATE_EXCEEDED, TOO_MANY_CONNECTIONS, ConnectionLi
 from .core.sources import SubmissionPath
 from .spool import SpoolWriter, unstuff
 
-__all__ = ["Connector", "ReceiveProtocol", "split_path"]
+__all__ = ["Connector", "ReceiveProtocol", "parse_xclient", "split_path"]
 
 log = logging.getLogger("transport.receive")
 
@@ -98,6 +100,36 @@ def split_path(text: str) -> tuple[str, str] | None:
     return address, rest.strip()
 
 
+_XCLIENT_ATTRS = {"ADDR", "NAME", "HELO", "PROTO"}
+_UNAVAILABLE = "[UNAVAILABLE]"
+
+
+def parse_xclient(arg: str) -> dict[str, str] | SmtpResponse:
+    """XCLIENT attributes (xtext-decoded; `[UNAVAILABLE]` ones left out), or the 501 reply for a bad one."""
+    out: dict[str, str] = {}
+    for word in arg.split():
+        key, eq, value = word.partition("=")
+        key = key.upper()
+        if key not in _XCLIENT_ATTRS or not eq:
+            return SmtpResponse(501, "5.5.4", f"Bad XCLIENT attribute name: {key or word}")
+        value = re.sub(r"\+([0-9A-Fa-f]{2})", lambda m: chr(int(m.group(1), 16)), value)
+        if value.upper() == _UNAVAILABLE:
+            continue
+        if key == "ADDR":
+            try:
+                value = str(ipaddress.ip_address(value.removeprefix("IPV6:").removeprefix("IPv6:")))
+            except ValueError:
+                return SmtpResponse(501, "5.5.4", f"Bad XCLIENT ADDR syntax: {value}")
+        elif key == "PROTO":
+            value = value.upper()
+            if value not in ("SMTP", "ESMTP"):
+                return SmtpResponse(501, "5.5.4", f"Bad XCLIENT PROTO syntax: {value}")
+        out[key] = value
+    if not out and not arg.strip():
+        return SmtpResponse(501, "5.5.4", "Syntax: XCLIENT attribute=value...")
+    return out
+
+
 def _params(words: list[str], allowed: set[str]) -> dict[str, str] | None:
     """ESMTP parameters as a dict (keyword upper-cased, value as sent); None when one is not understood."""
     out: dict[str, str] = {}
@@ -121,6 +153,14 @@ class Connector(Protocol):
     limits: ConnectionLimits
     draining: bool
     tls: ssl.SSLContext | None
+    template: "ReceiveProtocol"
+    tarpit: Callable[[float], Awaitable[None]]
+
+    def choose(self, local: tuple[str, int], remote_ip: str) -> "Connector | None":
+        """The connector sharing this listening address that serves the client (None: none does)."""
+
+    def xclient_allowed(self, ip: str) -> bool:
+        """Whether this (real) client may use XCLIENT."""
 
 
 class ReceiveProtocol(SMTP):
@@ -139,7 +179,8 @@ class ReceiveProtocol(SMTP):
                 tls_context=tls_context,
                 timeout=rc.connection_inactivity_timeout,
                 auth_require_tls=rc.require_tls_for_auth and tls_context is not None,
-                auth_exclude_mechanism=[m for m in ("PLAIN", "LOGIN") if m not in rc.auth_mechanisms],
+                auth_exclude_mechanism=[m for m in ("PLAIN", "LOGIN") if m not in rc.auth_mechanisms
+                                        or not rc.grants(PermissionGroup.EXCHANGE_USERS)],
                 authenticator=self._check_password,  # not `_authenticate`: that name is aiosmtpd's own method
                 loop=loop,
             )
@@ -159,7 +200,8 @@ class ReceiveProtocol(SMTP):
         self.settings = rc
         self.submission = connector.submission
         self.pipeline = connector.pipeline
-        self.info = SessionInfo()
+        self.info = SessionInfo(connector=rc.name, antispam_bypass=rc.grants(PermissionGroup.EXCHANGE_SERVERS))
+        self.xclient_helo = ""  # a HELO name set by XCLIENT, which later EHLOs do not replace
         self.mail_from: str | None = None
         self.mail_params: dict[str, str] = {}
         self.rcpts: list[Recipient] = []
@@ -167,7 +209,7 @@ class ReceiveProtocol(SMTP):
         self.logon_failures = -1  # -1 until the session tries AUTH: replies before that are not counted
 
     _REBOUND = frozenset({"_authenticator", "_auth_methods", "_smtp_methods", "info", "mail_from", "mail_params",
-                          "rcpts", "errors", "logon_failures"})
+                          "rcpts", "errors", "logon_failures", "xclient_helo"})
 
     @classmethod
     def template(cls, connector: Connector) -> "ReceiveProtocol":
@@ -179,6 +221,18 @@ class ReceiveProtocol(SMTP):
         return t
 
     # -- connection ---------------------------------------------------------------------------------
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        """Hand the session to the connector sharing this binding whose remote IP ranges fit the client
+        best (Exchange's connector selection); a client no connector serves is dropped."""
+        peer, sock = transport.get_extra_info("peername"), transport.get_extra_info("sockname")
+        chosen = self.connector.choose(tuple(sock[:2]), str(peer[0])) if peer and sock else self.connector
+        if chosen is not None and chosen is not self.connector:
+            ReceiveProtocol.__init__(self, chosen, chosen.template)
+        super().connection_made(transport)
+        if chosen is None:
+            log.info("no receive connector serves %s on %s:%s; disconnected", peer[0], *sock[:2])
+            transport.abort()
+
     async def _handle_client(self) -> None:
         assert self.transport is not None
         peer = self.transport.get_extra_info("peername") or ("", 0)
@@ -259,6 +313,9 @@ class ReceiveProtocol(SMTP):
             await self.pipeline.run(ev.RejectEvent(self.info, SmtpResponse.parse(status), ""))
 
     async def reply(self, response: SmtpResponse) -> None:
+        """Send a reply; 5.1.1 replies to anonymous sessions wait TarpitInterval first (directory harvesting)."""
+        if response.enhanced == "5.1.1" and self.settings.tarpit_interval and not self.info.authenticated:
+            await self.connector.tarpit(self.settings.tarpit_interval)
         await self.push(str(response))
 
     async def _command_event(self, event: ev.CommandEvent) -> bool:
@@ -318,6 +375,7 @@ class ReceiveProtocol(SMTP):
         if not hostname:
             await self._protocol_error(SmtpResponse(501, "5.5.4", f"Invalid domain name ({verb} needs one)"))
             return
+        hostname = self.xclient_helo or hostname
         event_cls = ev.EhloEvent if esmtp else ev.HeloEvent
         if await self._command_event(event_cls(self.info, hostname)):
             return
@@ -335,6 +393,8 @@ class ReceiveProtocol(SMTP):
             lines.append("STARTTLS")
         if self._auth_methods and (not self._auth_require_tls or self._tls_protocol):
             lines.append("AUTH " + " ".join(sorted(self._auth_methods)))
+        if self._xclient_allowed:
+            lines.append("XCLIENT ADDR NAME HELO PROTO")
         lines += ["8BITMIME", "SMTPUTF8"]
         await self.push("\r\n".join(f"250-{line}" for line in lines[:-1]) + f"\r\n250 {lines[-1]}")
 
@@ -423,6 +483,10 @@ class ReceiveProtocol(SMTP):
             await self.reply(RATE_EXCEEDED)
             self._close()
             return
+        refused = self._permission_refusal()
+        if refused is not None:
+            await self.reply(refused)
+            return
         if await self._command_event(ev.MailFromEvent(self.info, address, params)):
             return
         self.mail_from, self.mail_params = address, params
@@ -447,13 +511,69 @@ class ReceiveProtocol(SMTP):
             await self.reply(Replies.TOO_MANY_RECIPIENTS)
             return
         recipient = Recipient(address, params)
-        if not self.info.authenticated and self.connector.config.accepted_domain(recipient.domain) is None:
+        if not (self.info.authenticated or self.info.antispam_bypass) \
+                and self.connector.config.accepted_domain(recipient.domain) is None:
             await self.reply(Replies.RELAY_DENIED)
             return
         if await self._command_event(ev.RcptToEvent(self.info, self.mail_from, recipient, self.rcpts)):
             return
         self.rcpts.append(recipient)
         await self.reply(Replies.OK_RECIPIENT)
+
+    def _permission_refusal(self) -> SmtpResponse | None:
+        """The connector's RequireTLS and PermissionGroups at MAIL FROM: the reply refusing it, or None."""
+        rc = self.settings
+        if rc.require_tls and not self.info.tls:
+            return Replies.STARTTLS_FIRST
+        if not (self.info.authenticated or self.info.antispam_bypass
+                or rc.grants(PermissionGroup.ANONYMOUS_USERS) or rc.grants(PermissionGroup.PARTNERS)):
+            return Replies.NOT_AUTHENTICATED
+        return None
+
+    # -- XCLIENT (Postfix's extension) ---------------------------------------------------------------
+    @property
+    def _xclient_allowed(self) -> bool:
+        peer = self.transport.get_extra_info("peername") if self.transport is not None else None
+        return bool(peer) and self.connector.xclient_allowed(str(peer[0]))
+
+    async def smtp_XCLIENT(self, arg: str | None) -> None:
+        """`XCLIENT ADDR=192.0.2.66 HELO=mail.example NAME=… PROTO=ESMTP`: from a trusted client only, the session
+        goes on as if that client had connected (OnConnect runs again) and, with HELO, greeted with that name
+        (which later EHLOs do not replace); the reply is a new 220 greeting."""
+        if not self._xclient_allowed:
+            await self.reply(Replies.XCLIENT_DENIED)
+            return
+        if self.mail_from is not None:
+            await self.reply(SmtpResponse(503, "5.5.1", "Error: MAIL transaction in progress"))
+            return
+        attrs = parse_xclient(arg or "")
+        if isinstance(attrs, SmtpResponse):
+            await self._protocol_error(attrs)
+            return
+        info = self.info
+        if "ADDR" in attrs:
+            info.client_ip = attrs["ADDR"]
+            info.internal = self.submission.is_internal(info.client_ip)
+        if "NAME" in attrs:
+            info.client_hostname = attrs["NAME"]
+        if "HELO" in attrs:
+            self.xclient_helo = attrs["HELO"]
+        info.on_allow_list = info.on_block_list = False
+        info.reverse_dns, info.helo = "", self.xclient_helo
+        info.esmtp = attrs.get("PROTO", "ESMTP" if info.esmtp else "SMTP") == "ESMTP"
+        self._reset()
+        if self.pipeline.has("on_connect"):
+            event = await self.pipeline.run(ev.ConnectEvent(info))
+            if event.action in (Action.REJECT, Action.DISCONNECT):
+                if event.response is not None:
+                    await self.push(str(event.response))
+                self._close()
+                return
+        if self.xclient_helo:  # as if the client had said HELO/EHLO with that name (reverse DNS, HELO checks)
+            event_cls = ev.EhloEvent if info.esmtp else ev.HeloEvent
+            if await self._command_event(event_cls(info, self.xclient_helo)):
+                return
+        await self.push(f"220 {self.hostname} {self.__ident__}")
 
     async def smtp_RSET(self, arg: str) -> None:
         self._reset()

@@ -1,27 +1,34 @@
-"""A receive connector: its listeners, its sessions, its STARTTLS certificate, and shutdown.
+"""Receive connectors: their listeners, their sessions, their STARTTLS certificates, and shutdown.
 
-This is the small object every SMTP session (`transport.receive.ReceiveProtocol`) is handed, as aiosmtpd's
-protocol is handed its handler: the connector's settings, the organisation's configuration (accepted domains,
-mailboxes for AUTH), the agent pipeline and the submission path. Nothing of the hub.
+A `ReceiveConnectorServer` is the small object every SMTP session (`transport.receive.ReceiveProtocol`) is handed,
+as aiosmtpd's protocol is handed its handler: the connector's settings, the organisation's configuration (accepted
+domains, mailboxes for AUTH), the agent pipeline and the submission path. Nothing of the hub.
+
+`ReceiveConnectors` holds them all and listens once per binding. Several connectors may share a binding, as
+Exchange's do; each session is taken by the connector whose `remote_ip_ranges` match the client most
+specifically (a client no connector serves is disconnected).
 """
 
 from __future__ import annotations
 
 import asyncio
+import ipaddress
 import logging
 import shutil
 import ssl
 import subprocess
 import time
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 from .connection_limits import ConnectionLimits
 from .core.config import ReceiveConnector, TransportConfig, parse_binding
+from .core.internal_servers import is_internal, normalise, parse_internal_servers
 from .core.pipeline import Pipeline
 from .core.sources import SubmissionPath
 from .receive import ReceiveProtocol
 
-__all__ = ["ReceiveConnectorServer"]
+__all__ = ["ReceiveConnectorServer", "ReceiveConnectors"]
 
 log = logging.getLogger("transport.receive")
 
@@ -40,18 +47,37 @@ class ReceiveConnectorServer:
         self.tls = self._tls_context()
         self.servers: list[asyncio.AbstractServer] = []
         self._template: ReceiveProtocol | None = None
+        self.remote_ranges = parse_internal_servers(settings.remote_ip_ranges)
+        self.xclient_trusted = parse_internal_servers(settings.xclient_trusted)
+        self.tarpit: Callable[[float], Awaitable[None]] = asyncio.sleep  # TarpitInterval's wait (tests record it)
+        self.siblings: dict[tuple[str, int], list["ReceiveConnectorServer"]] = {}  # listening address → its connectors
 
-    def protocol(self) -> ReceiveProtocol:
-        """A new session (the server's protocol factory)."""
+    @property
+    def template(self) -> ReceiveProtocol:
+        """The session built once the slow way, that new sessions copy (see ReceiveProtocol.__init__)."""
         if self._template is None:
             self._template = ReceiveProtocol.template(self)
-        return ReceiveProtocol(self, self._template)
+        return self._template
 
-    async def start(self) -> None:
-        loop = asyncio.get_running_loop()
-        for binding in self.settings.bindings:
-            host, port = parse_binding(binding)
-            self.servers.append(await loop.create_server(self.protocol, host, port, reuse_address=True))
+    def protocol(self) -> ReceiveProtocol:
+        """A new session (the server's protocol factory); `choose` may hand it to a sibling connector."""
+        return ReceiveProtocol(self, self.template)
+
+    def specificity(self, ip: str) -> int:
+        """The prefix length of the most specific remote IP range matching the client; -1 when none does."""
+        address = normalise(ipaddress.ip_address(ip))
+        return max((n.prefixlen for n in self.remote_ranges if address.version == n.version and address in n), default=-1)
+
+    def choose(self, local: tuple[str, int], remote_ip: str) -> "ReceiveConnectorServer | None":
+        """The connector that serves this client on this listening address (most specific range wins)."""
+        candidates = self.siblings.get(local, [self])
+        if len(candidates) == 1:
+            return self if self.specificity(remote_ip) >= 0 else None
+        best = max(candidates, key=lambda c: c.specificity(remote_ip))
+        return best if best.specificity(remote_ip) >= 0 else None
+
+    def xclient_allowed(self, ip: str) -> bool:
+        return is_internal(ip, self.xclient_trusted)
 
     @property
     def addresses(self) -> list[tuple[str, int]]:
@@ -62,8 +88,6 @@ class ReceiveConnectorServer:
         """Stop accepting; idle sessions are told 421 at once, a message being received may finish within
         `grace` seconds, then every session goes."""
         self.draining = True
-        for server in self.servers:
-            server.close()
         deadline = time.monotonic() + grace
         while self.sessions and time.monotonic() < deadline:
             for session in [s for s in self.sessions if not s.busy]:
@@ -85,6 +109,42 @@ class ReceiveConnectorServer:
         ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
         ctx.load_cert_chain(str(cert), str(key) if key else None)
         return ctx
+
+
+class ReceiveConnectors:
+    """Every receive connector of the configuration, listening once per distinct binding."""
+
+    def __init__(self, config: TransportConfig, submission: SubmissionPath) -> None:
+        self.connectors = [ReceiveConnectorServer(rc, config, submission) for rc in config.receive_connectors]
+        self.servers: list[asyncio.AbstractServer] = []
+
+    def connector(self, name: str) -> ReceiveConnectorServer:
+        return next(c for c in self.connectors if c.settings.name == name)
+
+    async def start(self) -> None:
+        loop = asyncio.get_running_loop()
+        groups: dict[tuple[str, int, int], list[ReceiveConnectorServer]] = {}
+        for i, connector in enumerate(self.connectors):
+            for binding in connector.settings.bindings:
+                host, port = parse_binding(binding)
+                groups.setdefault((host, port, i if port == 0 else -1), []).append(connector)  # port 0: its own
+        for (host, port, _), group in groups.items():
+            server = await loop.create_server(group[0].protocol, host, port, reuse_address=True)
+            local = server.sockets[0].getsockname()[:2] if server.sockets else (host, port)
+            for connector in group:
+                connector.servers.append(server)
+                connector.siblings[local] = group
+            self.servers.append(server)
+
+    @property
+    def addresses(self) -> list[tuple[str, int]]:
+        """Every listening address, the first connector's first."""
+        return [s.sockets[0].getsockname()[:2] for s in self.servers if s.sockets]
+
+    async def close(self, grace: float) -> None:
+        for server in self.servers:
+            server.close()
+        await asyncio.gather(*(c.close(grace) for c in self.connectors))
 
 
 def _make_self_signed(cert: Path, key: Path, fqdn: str) -> bool:

@@ -25,9 +25,9 @@ from queues.store import QueueStore
 
 from .core.config import TransportConfig
 from .core.events import Action, EndOfDataEvent, EndOfHeadersEvent, MessageEvent
-from .core.headers import ORGANIZATION_HEADER_PREFIX, SERVER_VERSION, date_now
+from .core.headers import FOREST_HEADER_PREFIX, ORGANIZATION_HEADER_PREFIX, SERVER_VERSION, date_now
 from .core.internal_servers import is_internal, parse_internal_servers
-from .core.mailitem import AuthAs, MailItem, SessionInfo, Source, Stamp, new_message_id
+from .core.mailitem import AuthAs, MailItem, ReverseDns, SessionInfo, Source, Stamp, new_message_id
 from .core.pipeline import Pipeline
 from .core.sources import FileClaim, Receipt
 from .core.tracking import TrackingLog
@@ -40,8 +40,14 @@ log = logging.getLogger("transport.submission")
 def received_header(session: SessionInfo, fqdn: str) -> str:
     """The value of the Received header this hub adds for an SMTP hop (Exchange 2013+ layout)."""
     with_ = "Microsoft SMTP Server" + (" (TLS)" if session.tls else "")
-    return (f"from {session.helo or 'unknown'} ([{session.client_ip}]) by {fqdn} ([{session.server_ip}])"
+    remark = f" {session.reverse_dns}" if session.reverse_dns and session.reverse_dns != ReverseDns.VERIFIED else ""
+    return (f"from {session.helo or 'unknown'} ([{session.client_ip}]{remark}) by {fqdn} ([{session.server_ip}])"
             f" with {with_} id {SERVER_VERSION}; {date_now()}")
+
+
+def _authserv_id(value: str) -> str:
+    """The authserv-id an Authentication-Results value starts with (RFC 8601 §2.2), lower-cased."""
+    return value.split(";", 1)[0].strip().split()[0].lower() if value.strip() else ""
 
 
 class Submission:
@@ -121,13 +127,16 @@ class Submission:
     def stamp(self, item: MailItem, received: str | None = None) -> None:
         """Trace and organisation headers every received message gets, and the header firewall.
 
-        Anonymous senders may not bring X-MS-Exchange-Organization-* headers (they would set their own SCL);
-        authenticated sessions and internal servers may.
+        A session without the right (Ms-Exch-Accept-Headers-Organization/-Forest: authenticated users, internal
+        servers, ExchangeServers connectors) loses X-MS-Exchange-Organization-* and X-MS-Exchange-Forest-* headers
+        and any Authentication-Results naming our own authserv-id, before any agent reads them: no sender can
+        preset its SCL or its Sender ID result.
         """
         s = item.session
         fqdn = self.config.receive.fqdn
-        if not (s.authenticated or s.internal):
-            item.remove_headers([ORGANIZATION_HEADER_PREFIX], prefix=True)
+        if not (s.authenticated or s.internal or s.antispam_bypass):
+            item.remove_headers([ORGANIZATION_HEADER_PREFIX, FOREST_HEADER_PREFIX], prefix=True)
+            item.remove_fields(lambda h: h.key == "authentication-results" and _authserv_id(h.value) == fqdn.lower())
         item.prepend_headers([("Received", received or received_header(s, fqdn))])
         stamps = [
             (ORGANIZATION_HEADER_PREFIX + "AuthAs", s.auth_as.value),
@@ -167,7 +176,7 @@ class Submission:
     async def submit(self, item: MailItem, claim: FileClaim | None = None) -> int:
         """Durably queue a message in the Submission queue; returns its internal id once committed."""
         internal_id = await self.store.enqueue(item, claim=claim)
-        self.tracking.log("RECEIVE", item, item.source.value, connector_id=self.config.receive.name,
+        self.tracking.log("RECEIVE", item, item.source.value, connector_id=item.session.connector or self.config.receive.name,
                           source_context=item.session.session_id)
         if item.verdicts:  # what the receive agents did that let the message go on (stamps, errors)
             self.tracking.log("AGENTINFO", item, "AGENT", source_context=item.session.session_id, custom_data="; ".join(

@@ -2,8 +2,9 @@
 really handed the message to the organisation, stamp the verdict, and reject or delete spoofed mail as
 configured (Set-SenderIdConfig).
 
-Order of work, as Exchange does it: skip authenticated sessions (they hold the anti-spam bypass right), mail for
-bypassed recipients only, and messages with no originating IP; find the PRA (RFC 4407) and stamp
+Order of work, as Exchange does it: skip what the common anti-spam gate says to skip (sessions holding the bypass
+right, IP Allow list hits: `AntispamAgent.bypass`), mail for bypassed recipients only, and messages with no
+originating IP; find the PRA (RFC 4407) and stamp
 `X-MS-Exchange-Organization-PRD`; stop for bypassed sender domains; look up the PRA domain's Sender ID or SPF
 record (RFC 4406) and stamp `X-MS-Exchange-Organization-SenderIdResult`, `Received-SPF` and — beyond
 Exchange — `Authentication-Results`. Only Fail and TempError lead to an action.
@@ -17,7 +18,8 @@ from collections import OrderedDict
 
 from pydantic import Field, field_validator
 
-from agents import ORGANIZATION_HEADER_PREFIX, AgentConfig, EndOfHeadersEvent, RecipientStatus, SmtpReceiveAgent, SmtpResponse, Stamp
+from agents import (ORGANIZATION_HEADER_PREFIX, AntispamAgent, EndOfHeadersEvent, RecipientStatus,
+                    RecipientBypassConfig, SmtpResponse, Stamp)
 
 from .origin import originating_ip, parse_internal_servers
 from .pra import find_pra
@@ -40,17 +42,13 @@ class SenderIdAction(str, enum.Enum):
     DELETE = "Delete"
 
 
-class SenderIdConfig(AgentConfig):
+class SenderIdConfig(RecipientBypassConfig):
     """Set-SenderIdConfig."""
 
-    external_mail_enabled: bool = Field(True, description="Check mail from anonymous and partner sessions.")
-    internal_mail_enabled: bool = Field(False, description="Check mail from authenticated (organisation) sessions too.")
     spoofed_domain_action: SenderIdAction = Field(
         SenderIdAction.STAMP_STATUS, description="What to do with a Fail: StampStatus, Reject or Delete.")
     temp_error_action: SenderIdAction = Field(
         SenderIdAction.STAMP_STATUS, description="What to do with a TempError: StampStatus, Reject or Delete.")
-    bypassed_recipients: list[str] = Field(default_factory=list, max_length=100,
-                                           description="Recipients whose mail is never checked.")
     bypassed_sender_domains: list[str] = Field(default_factory=list, max_length=100,
                                                description="PRA domains that are never checked.")
     authentication_results: bool = Field(True, description="Also stamp Authentication-Results (beyond Exchange).")
@@ -58,13 +56,13 @@ class SenderIdConfig(AgentConfig):
         60, ge=0, description="How long a result is reused for the same PRA domain and IP, as Exchange caches it (0 = off).")
     result_cache_size: int = Field(10_000, ge=1, description="Most (domain, IP) results kept.")
 
-    @field_validator("bypassed_recipients", "bypassed_sender_domains")
+    @field_validator("bypassed_sender_domains")
     @classmethod
-    def _lower(cls, values: list[str]) -> list[str]:
+    def _lower_domains(cls, values: list[str]) -> list[str]:
         return [v.strip().lower() for v in values]
 
 
-class SenderIdAgent(SmtpReceiveAgent):
+class SenderIdAgent(AntispamAgent):
     name = "Sender Id Agent"
     description = "Checks the purported responsible address against the originating IP (RFC 4406/4407)."
     Config = SenderIdConfig
@@ -97,12 +95,8 @@ class SenderIdAgent(SmtpReceiveAgent):
     async def on_end_of_headers(self, event: EndOfHeadersEvent) -> None:
         cfg: SenderIdConfig = self.config
         item, session = event.mail_item, event.session
-        authenticated = session.authenticated
-        if (authenticated and not cfg.internal_mail_enabled) or (not authenticated and not cfg.external_mail_enabled):
-            self._count("Messages That Bypassed Validation")
-            return
-        bypassed = {r.address.lower() for r in item.recipients} & set(cfg.bypassed_recipients)
-        if len(bypassed) == len(item.recipients):
+        bypassed = self.bypassed(item.recipients)
+        if self.bypass(session) is not None or len(bypassed) == len(item.recipients):
             self._count("Messages That Bypassed Validation")
             return
         ip = originating_ip(session.client_ip, self.internal, item.header_values("Received"))

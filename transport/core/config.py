@@ -109,8 +109,17 @@ class TlsSettings(Model):
     key: Path | None = Field(None, description="PEM private key for the certificate.")
 
 
+class PermissionGroup(str, enum.Enum):
+    """Set-ReceiveConnector -PermissionGroups: who may submit on a connector, with which rights."""
+
+    ANONYMOUS_USERS = "AnonymousUsers"    # unauthenticated clients may send to accepted domains
+    EXCHANGE_USERS = "ExchangeUsers"      # mailbox users may AUTH; they bypass anti-spam and may relay
+    EXCHANGE_SERVERS = "ExchangeServers"  # every client of the connector is one of our servers: bypass, headers kept
+    PARTNERS = "Partners"                 # partner domains (no domain security yet: treated as AnonymousUsers)
+
+
 class ReceiveConnector(Model):
-    """Set-ReceiveConnector settings for the SMTP listener."""
+    """Set-ReceiveConnector settings for one SMTP listener."""
 
     name: str = Field("Default Frontend", description="Receive connector name (connector-id in logs).")
     bindings: list[str] = Field(["127.0.0.1:2525"], description="Addresses to listen on, as host:port ([v6]:port).")
@@ -131,6 +140,20 @@ class ReceiveConnector(Model):
     auth_mechanisms: list[Literal["PLAIN", "LOGIN"]] = Field(["PLAIN", "LOGIN"], description="AUTH mechanisms offered.")
     require_tls_for_auth: bool = Field(False, description="Offer AUTH only after STARTTLS (Exchange's default on client connectors).")
     tls: TlsSettings = Field(default_factory=TlsSettings, description="STARTTLS certificate.")
+    remote_ip_ranges: list[str] = Field(
+        ["0.0.0.0/0", "::/0"], description="RemoteIPRanges: clients this connector serves; of connectors sharing a "
+        "binding, the one with the most specific matching range takes the session.")
+    permission_groups: list[PermissionGroup] = Field(
+        [PermissionGroup.ANONYMOUS_USERS, PermissionGroup.EXCHANGE_USERS],
+        description="PermissionGroups: AnonymousUsers, ExchangeUsers, ExchangeServers, Partners.")
+    require_tls: bool = Field(False, description="RequireTLS: MAIL FROM before STARTTLS gets 530 5.7.0.")
+    tarpit_interval: Duration = Field(5, description="TarpitInterval: how long 5.1.1 replies to anonymous sessions are held back.")
+    agents: list[str] | None = Field(
+        None, description="Names of the anti-spam agents that run on this connector (null = every enabled agent), "
+        "as Exchange 2003 enabled each filter per SMTP virtual server.")
+    xclient_trusted: list[str] = Field(
+        default_factory=list, description="Clients (IPs/CIDRs) that may use XCLIENT to set the IP and HELO the hub "
+        "believes; XCLIENT is refused (550 5.7.0) for everyone else.")
 
     @field_validator("bindings")
     @classmethod
@@ -150,6 +173,23 @@ class ReceiveConnector(Model):
         if not v or any(c.isspace() for c in v):
             raise ValueError("the server's name (banner, EHLO reply, Received lines) cannot be empty or hold spaces")
         return v
+
+    @field_validator("remote_ip_ranges", "xclient_trusted")
+    @classmethod
+    def _ranges(cls, v: list[str]) -> list[str]:
+        parse_internal_servers(v)  # a bad entry raises ValueError naming it
+        return v
+
+    def grants(self, group: PermissionGroup) -> bool:
+        return group in self.permission_groups
+
+
+def _connector_list(value: Any) -> Any:
+    """`receive:` takes one connector (a mapping, as before) or a list of them."""
+    return [value] if isinstance(value, dict) else value
+
+
+ReceiveConnectors = Annotated[list[ReceiveConnector], BeforeValidator(_connector_list), Field(min_length=1)]
 
 
 def parse_binding(binding: str) -> tuple[str, int]:
@@ -245,7 +285,9 @@ class TransportConfig(Model):
     mailboxes: list[Mailbox] = Field(default_factory=list, description="The mailbox directory.")
     internal_smtp_servers: list[str] = Field(
         default_factory=list, description="InternalSMTPServers: IPs/CIDRs of the organisation's own relays.")
-    receive: ReceiveConnector = Field(default_factory=ReceiveConnector, description="The SMTP receive connector.")
+    receive_connectors: ReceiveConnectors = Field(
+        default_factory=lambda: [ReceiveConnector()], alias="receive",
+        description="The SMTP receive connectors (one mapping, or a list); the first names the server (fqdn).")
     queue: QueueSettings = Field(default_factory=QueueSettings, description="Queue database.")
     tracking: TrackingSettings = Field(default_factory=TrackingSettings, description="Message tracking log.")
     dns: DnsSettings = Field(default_factory=DnsSettings, description="DNS servers and local zone files.")
@@ -277,6 +319,25 @@ class TransportConfig(Model):
                     type=problem, loc=("mailboxes", i, "address"), input=mb.address)])
         return self
 
+    @property
+    def receive(self) -> ReceiveConnector:
+        """The first receive connector: its fqdn is the server's name in banners, stamps and logs."""
+        return self.receive_connectors[0]
+
+    def connector(self, name: str) -> ReceiveConnector | None:
+        """The receive connector of that name (a session's `connector`), or None."""
+        return next((c for c in self.receive_connectors if c.name == name), None)
+
+    @model_validator(mode="after")
+    def _connector_names(self) -> "TransportConfig":
+        names = [c.name for c in self.receive_connectors]
+        for i, name in enumerate(names):
+            if names.index(name) != i:
+                problem = PydanticCustomError("connector_name", "two receive connectors are named '{name}'", {"name": name})
+                raise ValidationError.from_exception_data("TransportConfig", [InitErrorDetails(
+                    type=problem, loc=("receive", i, "name"), input=name)])
+        return self
+
     # Derived look-ups used on the hot path.
     def accepted_domain(self, domain: str) -> AcceptedDomain | None:
         domain = domain.lower()
@@ -296,11 +357,11 @@ class TransportConfig(Model):
         """Make relative paths relative to the configuration file's folder."""
         if not self.data_root.is_absolute():
             self.data_root = (base / self.data_root).resolve()
-        tls = self.receive.tls
-        for attr in ("certificate", "key"):
-            p = getattr(tls, attr)
-            if p is not None and not p.is_absolute():
-                setattr(tls, attr, (base / p).resolve())
+        for connector in self.receive_connectors:
+            for attr in ("certificate", "key"):
+                p = getattr(connector.tls, attr)
+                if p is not None and not p.is_absolute():
+                    setattr(connector.tls, attr, (base / p).resolve())
         self.dns.zone_files = [p if p.is_absolute() else (base / p).resolve() for p in self.dns.zone_files]
 
     @model_validator(mode="after")
@@ -335,6 +396,8 @@ def _format_errors(file: str, err: ValidationError, lines: dict[tuple, int]) -> 
     out = []
     for e in err.errors():
         loc = tuple(p for p in e["loc"] if not (isinstance(p, str) and p.startswith("function-")))
+        if loc[:2] == ("receive", 0) and ("receive", 0) not in lines:  # one connector, written as a mapping
+            loc = loc[:1] + loc[2:]
         probe = loc
         while probe and probe not in lines:
             probe = probe[:-1]

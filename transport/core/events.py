@@ -74,6 +74,9 @@ class Replies:
     BAD_ADDRESS = SmtpResponse(501, "5.1.3", "Invalid address")
     HOP_COUNT = SmtpResponse(554, "5.4.6", "Hop count exceeded - possible mail loop")
     RECIPIENT_NOT_FOUND = SmtpResponse(550, "5.1.1", "RESOLVER.ADR.ExRecipNotFound; not found")
+    STARTTLS_FIRST = SmtpResponse(530, "5.7.0", "Must issue a STARTTLS command first")
+    NOT_AUTHENTICATED = SmtpResponse(530, "5.7.1", "Client was not authenticated")
+    XCLIENT_DENIED = SmtpResponse(550, "5.7.0", "Error: insufficient authorization")
 
     @staticmethod
     def queued(message_id: str, internal_id: int | None = None, host: str = "") -> SmtpResponse:

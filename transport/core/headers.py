@@ -12,13 +12,15 @@ import re
 import time
 from email.header import decode_header, make_header
 from email.utils import formatdate
-from typing import Iterable, NamedTuple, Sequence
+from typing import Callable, Iterable, NamedTuple, Sequence
 
-__all__ = ["ORGANIZATION_HEADER_PREFIX", "SERVER_VERSION", "Header", "HeaderEditor", "header_end", "parse_headers", "prepend_headers", "append_headers",
+__all__ = ["ORGANIZATION_HEADER_PREFIX", "FOREST_HEADER_PREFIX", "SERVER_VERSION", "Header", "HeaderEditor", "header_end", "parse_headers", "prepend_headers", "append_headers",
            "remove_headers", "decode_value", "format_field", "date_now"]
 
 ORGANIZATION_HEADER_PREFIX = "X-MS-Exchange-Organization-"
 """Exchange's organisation headers: trusted stamps (SCL, AuthAs, …) that anonymous senders may not bring."""
+FOREST_HEADER_PREFIX = "X-MS-Exchange-Forest-"
+"""Exchange's forest headers, kept from anonymous senders by the header firewall like the organisation's."""
 SERVER_VERSION = "15.20.0.0"
 """The version this hub writes where Exchange writes its build (Received lines, tracking log headers)."""
 
@@ -130,11 +132,15 @@ def append_headers(raw: bytes, fields: Sequence[tuple[str, str]]) -> bytes:
 
 def _removal(raw: bytes, headers: Sequence[Header], names: Iterable[str], prefix: bool) -> tuple[bytes, list[Header]]:
     keys = tuple(n.lower() for n in names)
+    return _removal_where(raw, headers, (lambda h: h.key.startswith(keys)) if prefix else (lambda h: h.key in keys))
+
+
+def _removal_where(raw: bytes, headers: Sequence[Header], drop: Callable[[Header], bool]) -> tuple[bytes, list[Header]]:
     parts: list[bytes] = []
     kept: list[Header] = []
     pos = removed = 0
     for h in headers:
-        if h.key.startswith(keys) if prefix else h.key in keys:
+        if drop(h):
             parts.append(raw[pos:h.start])
             pos = h.end
             removed += h.end - h.start
@@ -186,6 +192,10 @@ class HeaderEditor:
     @staticmethod
     def remove(raw: bytes, headers: list[Header], names: Iterable[str], prefix: bool = False) -> tuple[bytes, list[Header]]:
         return _removal(raw, headers, names, prefix)
+
+    @staticmethod
+    def remove_where(raw: bytes, headers: list[Header], drop: Callable[[Header], bool]) -> tuple[bytes, list[Header]]:
+        return _removal_where(raw, headers, drop)
 
 
 _date_cache: tuple[int, str] = (0, "")

@@ -13,11 +13,11 @@ import time
 import uuid
 from dataclasses import dataclass, field, fields
 from pathlib import Path
-from typing import Any, Iterable, Sequence
+from typing import Any, Callable, Iterable, Sequence
 
 from . import headers as hdr
 
-__all__ = ["Source", "AuthAs", "RecipientStatus", "Recipient", "SessionInfo", "Verdict", "Stamp", "MailItem", "SCL_HEADER", "Spool"]
+__all__ = ["Source", "AuthAs", "RecipientStatus", "Recipient", "SessionInfo", "Verdict", "Stamp", "ReverseDns", "MailItem", "SCL_HEADER", "Spool"]
 
 
 class Source(str, enum.Enum):
@@ -78,6 +78,12 @@ class SessionInfo:
     auth_mechanism: str = ""
     auth_as: AuthAs = AuthAs.ANONYMOUS
     internal: bool = False  # the peer is listed in internal_smtp_servers
+    connector: str = ""  # the receive connector that took the session (tracking connector-id)
+    client_hostname: str = ""  # the client's verified host name, when known (XCLIENT NAME)
+    antispam_bypass: bool = False  # ms-Exch-Bypass-Anti-Spam: the connector's permission groups grant it
+    on_allow_list: bool = False  # IsOnAllowList: the IP Allow list or an allow list provider lists the client
+    on_block_list: bool = False  # IsOnBlockList: the IP Block list lists the client
+    reverse_dns: str = ""  # a ReverseDns value once the reverse DNS agent has looked (Received header remark)
 
     @property
     def authenticated(self) -> bool:
@@ -91,6 +97,17 @@ class Stamp(str, enum.Enum):
     SENDER_ID_RESULT = "SenderIdResult"    # Pass, Neutral, SoftFail, Fail, None, TempError, PermError
     QUARANTINE = "Quarantine"              # why an agent quarantined the message
     ORIGINAL_CLIENT_IP = "OriginalClientIp"
+    SENDER_BLOCKED = "SenderBlocked"        # Sender filter StampStatus: Microsoft.Exchange.SenderBlocked
+    REVERSE_DNS = "ReverseDns"              # the reverse DNS agent's ReverseDns result, for the content filter
+    ANTISPAM_BYPASS = "AntispamBypass"      # why anti-spam was skipped (IPOnAllowList, …), the Antispam-Report word
+
+
+class ReverseDns(str, enum.Enum):
+    """The reverse DNS check of the HELO name (Exchange 2003's "Perform reverse DNS lookup")."""
+
+    VERIFIED = "verified"          # a forward-confirmed PTR name equals the HELO/EHLO domain
+    UNVERIFIED = "unverified"      # PTR names exist but none is forward-confirmed and equal to the HELO domain
+    FAILED = "RDNS failed"         # no PTR record, or the lookup failed
 
 
 SCL_HEADER = hdr.ORGANIZATION_HEADER_PREFIX + "SCL"
@@ -196,6 +213,10 @@ class MailItem:
 
     def remove_headers(self, names: Iterable[str], prefix: bool = False) -> None:
         self.raw, self._headers = hdr.HeaderEditor.remove(self.raw, self.headers, names, prefix)
+
+    def remove_fields(self, drop: "Callable[[hdr.Header], bool]") -> None:
+        """Remove every header field for which `drop` is true."""
+        self.raw, self._headers = hdr.HeaderEditor.remove_where(self.raw, self.headers, drop)
 
     def set_header(self, name: str, value: str) -> None:
         """Replace every field of that name by one (added at the end of the header block)."""
