@@ -173,6 +173,7 @@ async def test_crashing_agent_fail_open_still_delivers(tmp_path, caplog):
         assert len(at_rcpt) == 2
         assert all(r["custom-data"] == "Test Crasher: Error at on_rcpt_to (RuntimeError: boom in on_rcpt_to); fail_open"
                    and r["recipient-address"] == "alice@contoso.com" and r["sender-address"] == "john@fabrikam.test"
+                   and r["connector-id"] == "Default Frontend"
                    for r in at_rcpt)
         received = {r["source-context"] for r in rows if r["event-id"] == "RECEIVE"}
         assert {r["source-context"] for r in at_rcpt} == received and len(received) == 2

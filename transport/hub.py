@@ -131,7 +131,8 @@ class Hub:
             if item is None:
                 continue
             if item.internal_id not in received:  # committed, then the process died before its row was written
-                self.tracking.log("RECEIVE", item, item.source.value, connector_id=self.config.receive.name,
+                self.tracking.log("RECEIVE", item, item.source.value,
+                                  connector_id=item.session.connector or self.config.receive.name,
                                   source_context=item.session.session_id, custom_data="written at start-up")
             self.categorizer.push(item)
         waiting = 0

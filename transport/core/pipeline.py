@@ -137,7 +137,7 @@ class Pipeline:
             recipient = getattr(event, "recipient", None)
             self.tracking.log("AGENTINFO", MailItem(sender=sender, recipients=[], raw=b"", session=session), "AGENT",
                               [recipient.address] if recipient is not None else [],
-                              source_context=session.session_id,
+                              source_context=session.session_id, connector_id=session.connector,
                               custom_data=f"{la.name}: Error at {event.name} ({summary}); {la.on_error.value}")
         if la.on_error is ErrorPolicy.FAIL_OPEN:
             return
