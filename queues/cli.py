@@ -45,15 +45,15 @@ def cmd_queue(args: argparse.Namespace) -> int:
     def act(config: TransportConfig) -> int:
         server = config.receive.fqdn
         if args.action == "list":
-            with admin.open_admin(_db(config)) as conn:
-                rows = admin.list_queues(conn, server)
+            with admin.open_admin(_db(config)) as tables:
+                rows = admin.list_queues(tables, server)
             if args.json:
                 return _emit(args, rows, "")
             print_table(rows, QUEUE_COLUMNS)
             return 0
         if args.action == "messages":
-            with admin.open_admin(_db(config)) as conn:
-                rows = admin.list_messages(conn, server, args.queue)
+            with admin.open_admin(_db(config)) as tables:
+                rows = admin.list_messages(tables, server, args.queue)
             if args.json:
                 return _emit(args, rows, "")
             if not rows:
@@ -63,14 +63,14 @@ def cmd_queue(args: argparse.Namespace) -> int:
             return 0
         if not args.queue:
             raise admin.AdminError(f"`queue {args.action}` needs a queue identity")
-        with admin.open_admin(_db(config), write=True) as conn:
+        with admin.open_admin(_db(config), write=True) as tables:
             if args.action == "retry":
-                count = admin.retry_queue(conn, args.queue, args.resubmit)
-                name = admin.queue_name(conn, args.queue)
+                count = admin.retry_queue(tables, args.queue, args.resubmit)
+                name = admin.queue_name(tables, args.queue)
                 verb = "resubmitted" if args.resubmit else "set to retry now"
                 return _emit(args, {"queue": name, "messages": count, "resubmit": args.resubmit},
                              f"{server}\\{name}: {count} message(s) {verb}")
-            name = admin.set_queue_status(conn, args.queue, suspended=args.action == "suspend")
+            name = admin.set_queue_status(tables, args.queue, suspended=args.action == "suspend")
         status = "Suspended" if args.action == "suspend" else "Ready"
         return _emit(args, {"queue": name, "status": status}, f"{server}\\{name}: {status}")
     return act(load_config(args.config))
@@ -93,8 +93,8 @@ def cmd_message(args: argparse.Namespace) -> int:
         if args.action == "export":
             if not args.path:
                 raise admin.AdminError("export needs --path FILE.eml")
-            with admin.open_admin(db) as conn:
-                item, recipients, statuses = admin.get_message(conn, args.identity)
+            with admin.open_admin(db) as tables:
+                item, recipients, statuses = admin.get_message(tables, args.identity)
             if any(s != QueueStatus.SUSPENDED for s in statuses):
                 raise admin.AdminError(f"suspend message {args.identity} before exporting it (Export-Message "
                                        f"needs a suspended message; it is {', '.join(statuses)})")
@@ -104,15 +104,15 @@ def cmd_message(args: argparse.Namespace) -> int:
             Path(args.path).write_bytes(serialize(item, config.receive.fqdn))
             return _emit(args, {"identity": args.identity, "path": args.path}, f"exported to {args.path}")
         if args.action != "remove":
-            with admin.open_admin(db, write=True) as conn:
-                results = admin.set_message_status(conn, args.identity, suspended=args.action == "suspend")
+            with admin.open_admin(db, write=True) as tables:
+                results = admin.set_message_status(tables, args.identity, suspended=args.action == "suspend")
             idents = [f"{config.receive.fqdn}\\{r['queue']}\\{r['identity']}" for r in results]
             summary = {"identity": idents[0] if len(idents) == 1 else str(results[0]["identity"]),
                        "status": results[0]["status"], "queue": results[0]["queue"],
                        "queues": [r["queue"] for r in results]}
             return _emit(args, summary, "\n".join(f"{i}: {r['status']}" for i, r in zip(idents, results)))
-        with admin.open_admin(db, write=True) as conn:
-            item, recipients, queues, gone = admin.remove_message(conn, args.identity)
+        with admin.open_admin(db, write=True) as tables:
+            item, recipients, queues, gone = admin.remove_message(tables, args.identity)
         if gone and item.spool is not None:
             item.spool.path.unlink(missing_ok=True)  # the commit is done: the body may go
         queue = ", ".join(queues)
