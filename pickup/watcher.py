@@ -118,6 +118,7 @@ class DirectoryWatcher:
         self._stop = asyncio.Event()
         self._task: asyncio.Task | None = None
         self._not_before: dict[str, float] = {}
+        self.scans = 0  # scans completed: "the directory has been looked at since" (tests wait on it)
 
     # -- life cycle ---------------------------------------------------------------------------------
     def start(self) -> None:
@@ -142,6 +143,7 @@ class DirectoryWatcher:
             except Exception:
                 log.exception("%s directory %s: scan failed", self.rules.received_by, self.directory)
                 delay = self.settings.poll_interval
+            self.scans += 1
             if delay:
                 await self._sleep(delay)
 

@@ -52,6 +52,7 @@ class QueueScheduler:
         self.overflow: set[str] = set()  # delivery queues with Ready items the store holds but memory does not
         self.inflight: set[int] = set()  # queue item ids some delivery queue holds in memory
         self.suspended: set[str] = set()  # queues an administrator suspended (as of the last tick)
+        self.ticks = 0  # ticks completed: "the scheduler has looked at the queues since" (tests wait on it)
         self._epoch = -1
 
     # -- the registry -----------------------------------------------------------------------------------
@@ -103,6 +104,7 @@ class QueueScheduler:
                 await self.tick()
             except Exception:
                 log.exception("queue scheduler tick failed")
+            self.ticks += 1
             await asyncio.sleep(self.settings.admin_poll_interval)
 
     async def tick(self) -> None:

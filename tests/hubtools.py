@@ -128,6 +128,18 @@ async def wait_for(predicate: Callable[[], Any], timeout: float = 5.0, interval:
         await asyncio.sleep(interval)
 
 
+async def scheduler_ticks(hub: Hub, count: int = 2) -> None:
+    """Wait until the queue scheduler has looked at the queues `count` more times (for "nothing else happens")."""
+    goal = hub.scheduler.ticks + count
+    await wait_for(lambda: hub.scheduler.ticks >= goal, timeout=10)
+
+
+async def directory_scans(hub: Hub, count: int = 2) -> None:
+    """Wait until every watched directory has been scanned `count` more times."""
+    goals = [(w, w.scans + count) for w in hub.watchers]
+    await wait_for(lambda: all(w.scans >= goal for w, goal in goals), timeout=10)
+
+
 def drop_file(directory: Path, name: str, content: bytes) -> None:
     """What a careful writer puts in a Pickup or Replay directory: write aside, rename in."""
     directory.mkdir(parents=True, exist_ok=True)

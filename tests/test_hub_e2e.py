@@ -12,7 +12,7 @@ from hubtools import (
     RawSmtp, agent, data, events_for, header_value, make_message, maildir, messages, raw_session, running_hub, send,
     tracking, wait_for,
 )
-from hubtools import write_config
+from hubtools import scheduler_ticks, write_config
 from transport.core.config import load_config
 from transport.hub import Hub
 
@@ -410,8 +410,8 @@ async def test_message_queued_before_a_restart_is_delivered_after_it(tmp_path):
     await hub2.start()
     try:
         await wait_for(lambda: messages(hub2, "alice@contoso.com") and messages(hub2, "bob@contoso.com"))
-        await hub2.idle()
-        await asyncio.sleep(0.6)  # a scheduler tick: nothing must be delivered twice
+        assert await hub2.idle()
+        await scheduler_ticks(hub2)  # nothing must be delivered twice
         assert len(messages(hub2, "alice@contoso.com")) == 1 and len(messages(hub2, "bob@contoso.com")) == 1
         assert store_rows(hub2) == (0, 0)
         delivered = [r for r in tracking(hub2) if r["event-id"] == "DELIVER"]
@@ -434,8 +434,8 @@ async def test_message_left_in_the_submission_queue_is_categorized_once_after_a_
         assert hub.store.read("SELECT queue, status FROM queue_items") == [("Submission", "Ready")]
     async with running_hub(tmp_path) as hub2:
         await wait_for(lambda: messages(hub2, "alice@contoso.com"))
-        await asyncio.sleep(0.7)  # past the queue scheduler's first ticks
-        await hub2.idle()
+        await scheduler_ticks(hub2)  # past the queue scheduler's first ticks
+        assert await hub2.idle()
         assert len(messages(hub2, "alice@contoso.com")) == 1
         assert events_for(tracking(hub2), "<sub@fabrikam.test>") == ["RECEIVE", "SUBMIT", "DELIVER"]
         assert store_rows(hub2) == (0, 0)

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from hubtools import (HubProcess, agent, free_port, make_message, messages, run_cli, running_hub, send, send_sync,
-                      tracking, wait_file, wait_for, write_config)
+                      scheduler_ticks, tracking, wait_file, wait_for, write_config)
 
 FAST_RETRY = {"queue": {"transient_failure_retry_interval": 0.3, "transient_failure_retry_count": 2,
                         "outbound_connection_failure_retry_interval": 0.5, "admin_poll_interval": 0.1}}
@@ -103,7 +103,8 @@ async def test_queue_commands_against_running_hub(tmp_path):
         assert out == {"queue": "mailbox", "status": "Suspended"}
         await wait_for(lambda: hub.scheduler.suspended == {"mailbox"})
         await send(port, "john@fabrikam.test", ["alice@contoso.com"], make_message(message_id="<q1@t>"))
-        await asyncio.sleep(0.5)
+        await wait_for(lambda: hub.store.items("queue='mailbox'"))
+        await scheduler_ticks(hub)
         queues = await asyncio.to_thread(_cli_json, config, "queue", "list")
         by_name = {q["identity"].split("\\")[1]: q for q in queues}
         assert by_name["Submission"]["message_count"] == 0
@@ -116,7 +117,7 @@ async def test_queue_commands_against_running_hub(tmp_path):
         assert (await asyncio.to_thread(_cli_json, config, "message", "suspend", ident))["status"] == "Suspended"
         out = await asyncio.to_thread(_cli_json, config, "queue", "resume", "mailbox")
         assert out["status"] == "Ready"
-        await asyncio.sleep(0.4)
+        await scheduler_ticks(hub)
         assert messages(hub, "alice@contoso.com") == []  # the message itself is still suspended
         await asyncio.to_thread(_cli_json, config, "message", "resume", ident)
         await wait_for(lambda: messages(hub, "alice@contoso.com"), timeout=5)
@@ -269,7 +270,7 @@ async def test_low_disk_answers_452_and_recovers_when_space_returns(tmp_path):
         with pytest.raises(smtplib.SMTPSenderRefused) as refused:
             await send(port, "john@fabrikam.test", ["alice@contoso.com"], make_message(message_id="<d0@t>"))
         assert refused.value.smtp_code == 452
-        hub.config.queue.min_free_disk_space = 0  # as if space were freed: the next disk check sees it
-        await asyncio.sleep(0.7)
+        hub.config.queue.min_free_disk_space = 0  # as if space were freed
+        hub.submission.check_disk()  # what the housekeeping task does twice a second
         _, reply = await send(port, "john@fabrikam.test", ["alice@contoso.com"], make_message(message_id="<d1@t>"))
         assert reply[0] == 250
