@@ -30,7 +30,7 @@ from .core.mailitem import AuthAs, MailItem, Recipient, SessionInfo, Source, Spo
 from .core.pipeline import Pipeline
 from .connection_limits import RATE_EXCEEDED, TOO_MANY_CONNECTIONS, ConnectionLimits
 from .core.sources import SubmissionPath
-from .spool import SpoolWriter, unstuff
+from .spool import SpoolWriter, give_back_memory, unstuff
 
 __all__ = ["Connector", "ReceiveProtocol", "parse_xclient", "split_path"]
 
@@ -613,6 +613,8 @@ class ReceiveProtocol(SMTP):
         self._reset()
         if response is not None:
             await self.reply(response)
+        if spool is not None:
+            await asyncio.to_thread(give_back_memory)
 
     async def _read_data(self) -> tuple[bytes, Spool | None] | None:
         """Read up to CRLF.CRLF (nothing else ends DATA: no smuggling); None when the reply was sent.

@@ -10,15 +10,35 @@ several copies of 30 MB.
 from __future__ import annotations
 
 import asyncio
+import ctypes
+import ctypes.util
 import os
 import uuid
 from pathlib import Path
+from typing import Callable
 
 from .core.mailitem import Spool
 
-__all__ = ["DotUnstuffer", "SpoolWriter", "unstuff"]
+__all__ = ["DotUnstuffer", "SpoolWriter", "give_back_memory", "unstuff"]
 
 _STUFFED = b"\r\n.."
+
+
+def _malloc_trim() -> Callable[[int], int] | None:
+    try:
+        return ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6").malloc_trim
+    except (OSError, AttributeError):  # not glibc: nothing to call
+        return None
+
+
+_TRIM = _malloc_trim()
+
+
+def give_back_memory() -> None:
+    """Return freed heap to the system after a large message (glibc keeps it, per thread, otherwise), so the
+    hub's memory goes back down once large mail has passed; a few milliseconds, only after large messages."""
+    if _TRIM is not None:
+        _TRIM(0)
 
 
 def unstuff(data: bytes | bytearray) -> bytes:

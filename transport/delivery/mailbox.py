@@ -29,6 +29,7 @@ from typing import TYPE_CHECKING
 from ..core.config import TransportConfig
 from ..core.headers import date_now
 from ..core.mailitem import MailItem
+from ..spool import give_back_memory
 
 if TYPE_CHECKING:
     from queues.scheduler import QueueScheduler
@@ -248,3 +249,5 @@ class MailboxQueue:
             self.delivered += len(deliveries) - len(failed)
         if done:
             await self.scheduler.complete(done)
+        if any(item.spool is not None for _, item, _, _ in batch):
+            await asyncio.to_thread(give_back_memory)
