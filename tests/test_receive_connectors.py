@@ -70,6 +70,20 @@ async def test_agents_run_only_on_the_connectors_that_name_them(tmp_path):
         assert (await default.cmd("MAIL FROM:<x@fabrikam.com>")).startswith("550 5.7.1")
 
 
+async def test_a_connectors_agent_list_scopes_custom_agents_too(tmp_path):
+    extra = connectors({"name": "Partner", "bindings": ["127.0.0.1:0"], "agents": ["Test Actor"]},
+                       {"name": "Quiet", "bindings": ["127.0.0.1:0"], "agents": []})
+    extra["agents"] = [agent("hubtools:Act", event="on_rcpt_to", action="reject")]
+    async with running_hub(tmp_path, extra) as hub:
+        for name, refused in (("Partner", True), ("Quiet", False)):
+            c = await RawSmtp.connect(hub.connectors.connector(name).addresses[0][1])
+            await c.cmd("EHLO client.fabrikam.test")
+            await c.cmd("MAIL FROM:<john@fabrikam.test>")
+            reply = await c.cmd("RCPT TO:<alice@contoso.com>")
+            assert reply.startswith("550 5.7.1") is refused, (name, reply)
+            await c.close()
+
+
 def test_one_mapping_and_a_list_both_load(tmp_path):
     one = tmp_path / "one.yaml"
     one.write_text("receive:\n  name: Only\n  bindings: ['127.0.0.1:2600']\n")

@@ -1,7 +1,8 @@
 """Exchange's common anti-spam gating, answered once for every built-in agent (reference §2).
 
-An anti-spam agent runs on a session iff it is enabled for the session's receive connector and
-``(ExternalMailEnabled and the session is not the organisation's) or (InternalMailEnabled and it is)``; the
+Whether an agent runs on a session's receive connector at all is the pipeline's business (a connector's
+`agents:` list scopes every receive agent, custom ones too). On the connectors it runs on, an anti-spam agent
+acts iff ``(ExternalMailEnabled and the session is not the organisation's) or (InternalMailEnabled and it is)``; the
 organisation's sessions are those holding ms-Exch-Bypass-Anti-Spam (authenticated ExchangeUsers, or a connector
 granting ExchangeServers). An IP Allow list hit (the connection filter sets ``session.on_allow_list``) skips the
 agents that honour it, as Exchange's Sender ID and content filter do; Exchange's sender and recipient filters do
@@ -26,7 +27,6 @@ __all__ = ["AntispamAgent", "AntispamConfig", "Bypass", "RecipientBypassConfig"]
 class Bypass(str, enum.Enum):
     """Why an agent left a session alone; the values are Exchange's Antispam-Report words where it has one."""
 
-    NOT_ON_CONNECTOR = "NotEnabledOnConnector"
     BYPASS_RIGHT = "MessageSecurityAntispamBypass"
     EXTERNAL_MAIL_DISABLED = "ExternalMailDisabled"
     IP_ON_ALLOW_LIST = "IPOnAllowList"
@@ -61,9 +61,6 @@ class AntispamAgent(SmtpReceiveAgent):
     def bypass(self, session: SessionInfo) -> Bypass | None:
         """Why this agent must leave the session alone, or None when it runs."""
         cfg: AntispamConfig = self.config  # type: ignore[assignment]
-        connector = self.context.config.connector(session.connector)
-        if connector is not None and connector.agents is not None and self.name not in connector.agents:
-            return Bypass.NOT_ON_CONNECTOR
         if session.antispam_bypass or session.authenticated:
             if not cfg.internal_mail_enabled:
                 return Bypass.BYPASS_RIGHT

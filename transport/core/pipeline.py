@@ -95,9 +95,11 @@ def load_agent(index: int, entry: AgentEntry, context: AgentContext) -> LoadedAg
 class Pipeline:
     """Hooks per event, in order; `run` calls them until one acts."""
 
-    def __init__(self, agents: list[LoadedAgent], tracking: TrackingLog | None = None) -> None:
+    def __init__(self, agents: list[LoadedAgent], tracking: TrackingLog | None = None,
+                 connector_agents: dict[str, frozenset[str]] | None = None) -> None:
         self.agents = sorted(agents, key=lambda a: (a.priority, a.position))
         self.tracking = tracking
+        self.connector_agents = connector_agents or {}  # connector → the agents that run on it (absent: all)
         self._hooks: dict[str, list[tuple[LoadedAgent, Callable[[Any], Awaitable[None]]]]] = {}
         for la in self.agents:
             for event_name in la.agent.hooks():
@@ -111,8 +113,14 @@ class Pipeline:
         return any(self.has(e.name) for e in ROUTING_EVENTS)
 
     async def run(self, event: Event) -> Event:
-        """Run the event's hooks in order; stop at the first that acts. Never raises an agent's error."""
+        """Run the event's hooks in order; stop at the first that acts. Never raises an agent's error.
+
+        A receive event runs only the agents enabled on the session's receive connector (its `agents:` list),
+        as Exchange 2003 enabled each filter per SMTP virtual server."""
+        only = self.connector_agents.get(event.session.connector) if isinstance(event, ReceiveEvent) else None
         for la, hook in self._hooks.get(event.name, ()):
+            if only is not None and la.name not in only:
+                continue
             event.agent = la.name
             la.calls += 1
             try:
@@ -174,5 +182,6 @@ class Pipeline:
 def load_pipeline(entries: list[AgentEntry], context: AgentContext, tracking: TrackingLog | None = None) -> Pipeline:
     """Instantiate the enabled agents; raise AgentLoadError naming the entry at fault. Errors of agents at session
     events are written to `tracking`, when given."""
-    return Pipeline([load_agent(i, e, context) for i, e in enumerate(entries) if e.enabled], tracking)
+    scopes = {c.name: frozenset(c.agents) for c in context.config.receive_connectors if c.agents is not None}
+    return Pipeline([load_agent(i, e, context) for i, e in enumerate(entries) if e.enabled], tracking, scopes)
 
