@@ -23,7 +23,7 @@ from transport.core.replay_format import ReplayFormatError, read_injected
 from transport.core.errors import BadFileError
 from transport.core.config import DirectorySettings, PickupDirectory, TransportConfig
 from transport.core.events import SmtpResponse
-from transport.core.headers import ORGANIZATION_HEADER_PREFIX, SERVER_VERSION, date_now, header_end
+from transport.core.headers import ORGANIZATION_HEADER_PREFIX, SERVER_VERSION, date_now, header_end, not_a_message
 from transport.core.mailitem import MailItem, Recipient, RecipientStatus, Source, new_message_id
 
 from .session import simulated_session
@@ -60,15 +60,9 @@ class DirectoryRules:
 
     def check_shape(self, raw: bytes) -> None:
         """Files that are no message at all are said to be what they are, before any rule looks inside."""
-        if not raw.strip():
-            raise BadFileError("the file is empty" if not raw else "the file holds only white space")
-        if b"\n" not in raw and b"\r" in raw:
-            raise BadFileError("the file's lines end in CR alone (old Mac line endings); a message's lines end in"
-                               " CRLF or LF")
-        first = raw.split(b"\n", 1)[0]
-        name, colon, _ = first.partition(b":")
-        if not colon or not name or not all(33 <= c <= 126 for c in name) or b"\x00" in raw[:header_end(raw)]:
-            raise BadFileError("the file is not a message: it does not start with a header field (Name: value)")
+        problem = not_a_message(raw)
+        if problem:
+            raise BadFileError(problem)
         self.check_header_size(raw)
 
     def check_header_size(self, raw: bytes) -> None:

@@ -14,7 +14,7 @@ from email.header import decode_header, make_header
 from email.utils import formatdate
 from typing import Callable, Iterable, NamedTuple, Sequence
 
-__all__ = ["ORGANIZATION_HEADER_PREFIX", "FOREST_HEADER_PREFIX", "SERVER_VERSION", "Header", "HeaderEditor", "header_end", "parse_headers", "prepend_headers", "append_headers",
+__all__ = ["not_a_message", "ORGANIZATION_HEADER_PREFIX", "FOREST_HEADER_PREFIX", "SERVER_VERSION", "Header", "HeaderEditor", "header_end", "parse_headers", "prepend_headers", "append_headers",
            "remove_headers", "decode_value", "format_field", "date_now"]
 
 ORGANIZATION_HEADER_PREFIX = "X-MS-Exchange-Organization-"
@@ -51,6 +51,18 @@ def header_end(raw: bytes) -> int:
     if lf >= 0:
         return lf + 2
     return len(raw)
+
+
+def not_a_message(raw: bytes) -> str | None:
+    """Why a file is no message at all (empty, CR-only line ends, no header field first), or None."""
+    if not raw.strip():
+        return "the file is empty" if not raw else "the file holds only white space"
+    if b"\n" not in raw and b"\r" in raw:
+        return "the file's lines end in CR alone (old Mac line endings); a message's lines end in CRLF or LF"
+    name, colon, _ = raw.split(b"\n", 1)[0].partition(b":")
+    if not colon or not name or not all(33 <= c <= 126 for c in name) or b"\x00" in raw[:header_end(raw)]:
+        return "the file is not a message: it does not start with a header field (Name: value)"
+    return None
 
 
 def parse_headers(raw: bytes) -> list[Header]:

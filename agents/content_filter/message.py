@@ -1,0 +1,87 @@
+"""What the rules read: one parsed view of a message, made once per scan so no rule parses it again.
+
+The body is parsed with the standard library's ``compat32`` policy (the fast one, see DESIGN.md) and reduced to
+what the rules need: the text a reader sees (HTML with its tags removed), whether there is a plain-text part, the
+URLs and the attachment file names.
+"""
+
+from __future__ import annotations
+
+import email
+import html
+import re
+from dataclasses import dataclass, field
+from email import policy
+from email.message import Message
+from email.utils import getaddresses
+
+from agents import MailItem
+from transport.core.headers import decode_value
+
+__all__ = ["MessageView", "first_address"]
+
+_TAG = re.compile(r"<[^>]*>")
+_URL = re.compile(r"https?://[^\s\"'<>()]+", re.IGNORECASE)
+
+
+def first_address(item: MailItem, name: str) -> tuple[str, str]:
+    """(display name, address) of the first mailbox in a header, decoded; empty strings when there is none."""
+    pairs = getaddresses([decode_value(v) for v in item.header_values(name)])
+    return next(((n, a.lower()) for n, a in pairs if "@" in a), ("", ""))
+
+
+def _text(part: Message) -> str:
+    payload = part.get_payload(decode=True) or b""
+    try:
+        return payload.decode(part.get_content_charset() or "utf-8", "replace")
+    except LookupError:  # an unknown charset name
+        return payload.decode("utf-8", "replace")
+
+
+@dataclass(slots=True)
+class MessageView:
+    """The facts of one message the rules judge, with the stamps earlier agents left on it."""
+
+    item: MailItem
+    subject: str
+    from_name: str
+    from_address: str
+    reply_to_address: str
+    text: str = ""                     # subject, plain text and HTML text, as a reader sees them
+    has_plain: bool = False
+    has_html: bool = False
+    urls: set[str] = field(default_factory=set)
+    attachments: list[str] = field(default_factory=list)
+
+    @classmethod
+    def of(cls, item: MailItem, content: bytes) -> "MessageView":
+        """Parse `content` (the whole message: the caller keeps large ones out)."""
+        from_name, from_address = first_address(item, "From")
+        view = cls(item, item.subject, from_name, from_address, first_address(item, "Reply-To")[1])
+        texts = [view.subject]
+        for part in email.message_from_bytes(content, policy=policy.compat32).walk():
+            if part.is_multipart():
+                continue
+            filename = part.get_filename()
+            if filename or part.get_content_disposition() == "attachment":
+                view.attachments.append(decode_value(filename or ""))
+                continue
+            kind = part.get_content_type()
+            if kind == "text/plain":
+                view.has_plain = True
+                body = _text(part)
+            elif kind == "text/html":
+                view.has_html = True
+                raw = _text(part)
+                view.urls.update(_URL.findall(raw))  # href targets count, not only the visible text
+                body = html.unescape(_TAG.sub(" ", raw))
+            else:
+                continue
+            view.urls.update(_URL.findall(body))
+            texts.append(body)
+        view.text = "\n".join(texts)
+        return view
+
+    @property
+    def sender_domain(self) -> str:
+        return self.from_address.rpartition("@")[2]

@@ -1,0 +1,221 @@
+"""The content filter's rules: each a small object with a `name`, a `description`, a `weight` and `check()`.
+
+`check(view)` returns a short detail when the rule fires and None when it does not. A message's score is the sum
+of the weights of the rules that fired; the phrase rules (`forces_scl`) decide the SCL outright, as Exchange's
+custom good and bad words do. Weights come from the agent's configuration (`weights:`, one setting per rule in
+`SCORED_RULES`, described by the rule's own description).
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import PurePosixPath
+from dataclasses import dataclass
+from typing import Any, ClassVar, Protocol
+
+from agents import ReverseDns, Stamp
+
+from .message import MessageView
+
+
+
+class Settings(Protocol):
+    """The settings rules read (the agent's ContentFilterConfig; named here so this module needs no import of it)."""
+
+    good_phrases: list[str]
+    bad_phrases: list[str]
+    many_urls_threshold: int
+    suspicious_attachment_extensions: list[str]
+    weights: Any  # one float per rule in SCORED_RULES, by rule name
+
+__all__ = ["Rule", "Settings", "Site", "SCORED_RULES", "GoodPhrase", "BadPhrase", "build_rules"]
+
+
+@dataclass(frozen=True, slots=True)
+class Site:
+    """The organisation facts some rules compare a message with."""
+
+    server_fqdn: str
+    accepted_domains: tuple[str, ...]
+
+
+class Rule:
+    """One named test of a message. Subclasses set the class attributes and `check`."""
+
+    name: ClassVar[str]
+    description: ClassVar[str]
+    default_weight: ClassVar[float] = 0.0
+    forces_scl: ClassVar[int | None] = None  # set by the phrase rules: the SCL when they fire
+
+    def __init__(self, weight: float, config: Settings, site: Site) -> None:
+        self.weight = weight
+        self.config = config
+
+    def check(self, view: MessageView) -> str | None:
+        raise NotImplementedError
+
+
+class _Phrases(Rule):
+    """Whole words and phrases, case-insensitive, anywhere in the subject or the text (Add-ContentFilterPhrase)."""
+
+    phrases: ClassVar[str]  # the config attribute holding the list
+
+    def __init__(self, weight: float, config: Settings, site: Site) -> None:
+        super().__init__(weight, config, site)
+        words = [r"\s+".join(map(re.escape, p.split())) for p in getattr(config, self.phrases) if p.strip()]
+        self.pattern = re.compile(r"(?<!\w)(?:" + "|".join(words) + r")(?!\w)", re.IGNORECASE) if words else None
+
+    def check(self, view: MessageView) -> str | None:
+        found = self.pattern.search(view.text) if self.pattern else None
+        return f'"{" ".join(found.group().split())}"' if found else None
+
+
+class GoodPhrase(_Phrases):
+    name, phrases, forces_scl = "good_phrase", "good_phrases", 0
+    description = "A custom good phrase (GoodWord): SCL 0, whatever else fired; it wins over a bad phrase."
+
+
+class BadPhrase(_Phrases):
+    name, phrases, forces_scl = "bad_phrase", "bad_phrases", 9
+    description = "A custom bad phrase (BadWord): SCL 9."
+
+
+class _SenderId(Rule):
+    status: ClassVar[str]
+
+    def check(self, view: MessageView) -> str | None:
+        return f"Sender ID {self.status}" if view.item.stamps.get(Stamp.SENDER_ID_RESULT) == self.status else None
+
+
+class SenderIdFail(_SenderId):
+    name, status, default_weight = "sender_id_fail", "Fail", 4.0
+    description = "Sender ID said Fail: the From domain does not let the sending IP send for it."
+
+
+class SenderIdSoftFail(_SenderId):
+    name, status, default_weight = "sender_id_softfail", "SoftFail", 2.0
+    description = "Sender ID said SoftFail: the From domain doubts the sending IP (~all)."
+
+
+class SenderIdPass(_SenderId):
+    name, status, default_weight = "sender_id_pass", "Pass", -1.0
+    description = "Sender ID said Pass: the From domain authorises the sending IP (lowers the score)."
+
+
+class SenderBlocked(Rule):
+    name, default_weight = "sender_blocked", 4.0
+    description = "The sender filter, in StampStatus mode, found a blocked sender."
+
+    def check(self, view: MessageView) -> str | None:
+        return "blocked sender (sender filter)" if view.item.stamps.get(Stamp.SENDER_BLOCKED) else None
+
+
+class ReverseDnsUnverified(Rule):
+    name, default_weight = "reverse_dns_unverified", 1.0
+    description = "The client's reverse DNS names do not confirm its HELO name (the Received header says unverified)."
+
+    def check(self, view: MessageView) -> str | None:
+        return "HELO not confirmed by reverse DNS" \
+            if view.item.stamps.get(Stamp.REVERSE_DNS) == ReverseDns.UNVERIFIED else None
+
+
+class MissingDate(Rule):
+    name, default_weight = "missing_date", 1.0
+    description = "No Date header: real mail programs always write one."
+
+    def check(self, view: MessageView) -> str | None:
+        return None if view.item.header("Date") else "no Date header"
+
+
+class MissingMessageId(Rule):
+    name, default_weight = "missing_message_id", 1.0
+    description = "No Message-ID from the sender (the one the hub adds to such mail, in its own domain, counts as none)."
+
+    def __init__(self, weight: float, config: Settings, site: Site) -> None:
+        super().__init__(weight, config, site)
+        self.own = f"@{site.server_fqdn.lower()}>"
+
+    def check(self, view: MessageView) -> str | None:
+        mid = view.item.message_id.strip().lower()
+        return "no Message-ID from the sender" if not mid or mid.endswith(self.own) else None
+
+
+class ReplyToMismatch(Rule):
+    name, default_weight = "reply_to_mismatch", 1.5
+    description = "Reply-To sends answers to another domain than the From address's."
+
+    def check(self, view: MessageView) -> str | None:
+        reply_domain = view.reply_to_address.rpartition("@")[2]
+        if reply_domain and view.sender_domain and reply_domain != view.sender_domain:
+            return f"From {view.sender_domain}, Reply-To {reply_domain}"
+        return None
+
+
+class AllCapsSubject(Rule):
+    name, default_weight = "all_caps_subject", 1.5
+    description = "The subject shouts: at least 8 letters and none in lower case."
+
+    def check(self, view: MessageView) -> str | None:
+        letters = [c for c in view.subject if c.isalpha()]
+        return "subject in capitals" if len(letters) >= 8 and all(c.isupper() for c in letters) else None
+
+
+class HtmlOnly(Rule):
+    name, default_weight = "html_only", 1.0
+    description = "HTML without a plain-text alternative, as bulk senders write."
+
+    def check(self, view: MessageView) -> str | None:
+        return "HTML body, no text part" if view.has_html and not view.has_plain else None
+
+
+class ManyUrls(Rule):
+    name, default_weight = "many_urls", 1.5
+    description = "More distinct links than `many_urls_threshold`."
+
+    def check(self, view: MessageView) -> str | None:
+        n = len(view.urls)
+        return f"{n} links" if n > self.config.many_urls_threshold else None
+
+
+class SuspiciousAttachment(Rule):
+    name, default_weight = "suspicious_attachment", 3.0
+    description = "An attachment whose file type runs code (`suspicious_attachment_extensions`)."
+
+    def check(self, view: MessageView) -> str | None:
+        bad = set(self.config.suspicious_attachment_extensions)
+        hits = [n for n in view.attachments if PurePosixPath(n.lower()).suffix.lstrip(".") in bad]
+        return f"attachment {hits[0]}" if hits else None
+
+
+class DisplayNameImpersonation(Rule):
+    name, default_weight = "display_name_impersonation", 3.0
+    description = "The From display name names one of our accepted domains, but the address is outside them."
+
+    def __init__(self, weight: float, config: Settings, site: Site) -> None:
+        super().__init__(weight, config, site)
+        self.domains = [d.lower().removeprefix("*.") for d in site.accepted_domains]
+
+    def check(self, view: MessageView) -> str | None:
+        name, domain = view.from_name.lower(), view.sender_domain
+        if not name or not domain or any(domain == d or domain.endswith("." + d) for d in self.domains):
+            return None
+        named = next((d for d in self.domains if d in name), None)
+        return f'display name says {named}, address is @{domain}' if named else None
+
+
+SCORED_RULES: tuple[type[Rule], ...] = (
+    SenderIdFail, SenderIdSoftFail, SenderIdPass, SenderBlocked, ReverseDnsUnverified, MissingDate,
+    MissingMessageId, ReplyToMismatch, AllCapsSubject, HtmlOnly, ManyUrls, SuspiciousAttachment,
+    DisplayNameImpersonation,
+)
+"""The weighted rules, in the order the explanation lists them."""
+
+
+def build_rules(config: Settings, site: Site) -> list[Rule]:
+    """The phrase rules, then every scored rule whose weight is not 0 (a weight of 0 turns a rule off)."""
+    rules: list[Rule] = [GoodPhrase(0.0, config, site), BadPhrase(0.0, config, site)]
+    for cls in SCORED_RULES:
+        weight = getattr(config.weights, cls.name)
+        if weight:
+            rules.append(cls(weight, config, site))
+    return rules
