@@ -11,6 +11,8 @@ import statistics
 import sys
 import time
 from dataclasses import dataclass, replace
+
+import yaml
 from pathlib import Path
 
 from . import BENCH_DIR, REPO
@@ -60,7 +62,11 @@ class Settings:
 def build_targets(settings: Settings, report: Report) -> dict[str, Target]:
     """(a) bare aiosmtpd, (b) hub without agents, (c) hub with every built-in agent, (d) (c) on uvloop."""
     specs, notes = discover_agents()
-    agents = [{"class": s} for s in specs] + [EXAMPLE_AGENT]
+    shipped = _shipped_agents()
+    from transport.core.pipeline import resolve_class
+
+    have = {resolve_class(a["class"]) for a in shipped}
+    agents = shipped + [{"class": s} for s in specs if resolve_class(s) not in have] + [EXAMPLE_AGENT]
     sender, why = spf_pass_sender()
     settings.sender = sender
     targets = {
@@ -71,10 +77,12 @@ def build_targets(settings: Settings, report: Report) -> dict[str, Target]:
         # Not in the default set; `--targets a,n,...` shows what the durable (fsync'd) queue costs.
         "n": Target("n", "hub, no agents, queue not durable", "hub", [], durable=False),
     }
-    lines = ["(c) and (d) run with these agents (built-in agents are discovered as agent classes in modules"
-             " under `agents/`; the example custom agent is added to exercise per-recipient and per-message hooks):",
-             ""]
-    lines += [f"- `{s}`" for s in specs] or ["- (no built-in agent class exists yet under `agents/`)"]
+    lines = ["(c) and (d) run with these agents: those of the shipped `transport.yaml`, with its demo settings"
+             " (block lists, blocked senders, phrases), then any other built-in agent (discovered as agent classes in"
+             " modules under `agents/`) with its defaults; the example custom agent is added to exercise"
+             " per-recipient and per-message hooks:", ""]
+    lines += [f"- `{a['class']}`" + (" (shipped settings)" if a in shipped else "") for a in agents[:-1]] or [
+        "- (no built-in agent class exists yet under `agents/`)"]
     lines += [f"- `{EXAMPLE_AGENT['class']}` (example custom agent; blocks a recipient the load never uses)"]
     if notes:
         lines += ["", "Left out:", ""] + [f"- {n}" for n in notes]
@@ -90,6 +98,15 @@ def build_targets(settings: Settings, report: Report) -> dict[str, Target]:
     report.add("Targets and agents", lines)
     log(f"(c) agents: {', '.join(a['class'] for a in agents)}")
     return targets
+
+
+def _shipped_agents() -> list[dict]:
+    """The agent entries of the shipped transport.yaml (the demo configuration), as the hub would read them."""
+    try:
+        data = yaml.safe_load((REPO / "transport.yaml").read_text(encoding="utf-8")) or {}
+    except (OSError, yaml.YAMLError):
+        return []
+    return [a for a in data.get("agents") or [] if isinstance(a, dict) and a.get("enabled", True)]
 
 
 def fsync_cost(folder: Path, n: int = 100) -> tuple[float, float]:
