@@ -8,8 +8,7 @@ import sqlite3
 
 from hubtools import (RawSmtp, agent, header_value, make_message, messages, run_cli, running_hub, send,
                       wait_for)
-from transport.receive import SPOOL_THRESHOLD
-from transport.spool import DotUnstuffer, unstuff
+from transport.spool import SPOOL_THRESHOLD, DotUnstuffer, unstuff
 
 
 def _stuffed(body: bytes) -> bytes:

@@ -10,11 +10,9 @@ once the Submission queue has durably committed the message.
 from __future__ import annotations
 
 import asyncio
-import ipaddress
 import itertools
 import logging
 import os
-import re
 import ssl
 from dataclasses import replace
 from typing import Any, Awaitable, Callable, Optional, Protocol
@@ -30,15 +28,14 @@ from .core.mailitem import AuthAs, MailItem, Recipient, SessionInfo, Source, Spo
 from .core.pipeline import Pipeline
 from .connection_limits import RATE_EXCEEDED, TOO_MANY_CONNECTIONS, ConnectionLimits
 from .core.sources import SubmissionPath
-from .spool import SpoolWriter, give_back_memory, unstuff
+from .smtp_syntax import MAIL_PARAMS, RCPT_PARAMS, esmtp_params, parse_xclient, split_path
+from .spool import SPOOL_THRESHOLD, give_back_memory, read_data
 
-__all__ = ["Connector", "ReceiveProtocol", "parse_xclient", "split_path"]
+__all__ = ["Connector", "ReceiveProtocol"]
 
 log = logging.getLogger("transport.receive")
 
 MAX_HOP_COUNT = 30
-SPOOL_THRESHOLD = 1 << 20
-"""DATA larger than this has its body written to a spool file as it arrives (see transport.spool)."""
 _session_ids = itertools.count(1)
 _MAIL_PARAMS = {"SIZE", "BODY", "RET", "ENVID", "AUTH", "SMTPUTF8"}
 _RCPT_PARAMS = {"NOTIFY", "ORCPT"}
@@ -61,85 +58,6 @@ class _NoHooks:
 
 
 _NO_HOOKS = _NoHooks()
-
-
-_BAD_IN_PATH = frozenset("<>()\\,; \t\r\n\x00")
-
-
-def split_path(text: str) -> tuple[str, str] | None:
-    """An RFC 5321 path and what follows it: `<user@dom> SIZE=1` → ("user@dom", "SIZE=1"); `<>` → "".
-
-    Quoted local parts may hold anything; a source route (`<@a,@b:user@dom>`) is dropped; a bare address
-    without angle brackets is tolerated, as Exchange does. None when the path is malformed. (aiosmtpd's own
-    parser builds a typing.Protocol class on every call: about 0.14 ms per MAIL and per RCPT.)
-    """
-    text = text.strip()
-    if not text.startswith("<"):
-        address, _, rest = text.partition(" ")
-    else:
-        quoted, i, n = False, 1, len(text)
-        while i < n:
-            c = text[i]
-            if c == "\\" and quoted:
-                i += 1
-            elif c == '"':
-                quoted = not quoted
-            elif c == ">" and not quoted:
-                break
-            i += 1
-        else:
-            return None
-        address, rest = text[1:i], text[i + 1:]
-        if address.startswith("@"):
-            address = address.partition(":")[2]
-    local, at, domain = address.rpartition("@")
-    unquoted = local[1:-1] if local.startswith('"') and local.endswith('"') and len(local) > 1 else local
-    if address and (not at or not local or not domain or _BAD_IN_PATH.intersection(domain)
-                    or (unquoted is local and _BAD_IN_PATH.intersection(local))):
-        return None
-    return address, rest.strip()
-
-
-_XCLIENT_ATTRS = {"ADDR", "NAME", "HELO", "PROTO"}
-_UNAVAILABLE = "[UNAVAILABLE]"
-
-
-def parse_xclient(arg: str) -> dict[str, str] | SmtpResponse:
-    """XCLIENT attributes (xtext-decoded; `[UNAVAILABLE]` ones left out), or the 501 reply for a bad one."""
-    out: dict[str, str] = {}
-    for word in arg.split():
-        key, eq, value = word.partition("=")
-        key = key.upper()
-        if key not in _XCLIENT_ATTRS or not eq:
-            return SmtpResponse(501, "5.5.4", f"Bad XCLIENT attribute name: {key or word}")
-        value = re.sub(r"\+([0-9A-Fa-f]{2})", lambda m: chr(int(m.group(1), 16)), value)
-        if value.upper() == _UNAVAILABLE:
-            continue
-        if key == "ADDR":
-            try:
-                value = str(ipaddress.ip_address(value.removeprefix("IPV6:").removeprefix("IPv6:")))
-            except ValueError:
-                return SmtpResponse(501, "5.5.4", f"Bad XCLIENT ADDR syntax: {value}")
-        elif key == "PROTO":
-            value = value.upper()
-            if value not in ("SMTP", "ESMTP"):
-                return SmtpResponse(501, "5.5.4", f"Bad XCLIENT PROTO syntax: {value}")
-        out[key] = value
-    if not out and not arg.strip():
-        return SmtpResponse(501, "5.5.4", "Syntax: XCLIENT attribute=value...")
-    return out
-
-
-def _params(words: list[str], allowed: set[str]) -> dict[str, str] | None:
-    """ESMTP parameters as a dict (keyword upper-cased, value as sent); None when one is not understood."""
-    out: dict[str, str] = {}
-    for word in words:
-        key, eq, value = word.partition("=")
-        key = key.upper()
-        if key not in allowed or (eq and not value):
-            return None
-        out[key] = value if eq else ""
-    return out
 
 
 class Connector(Protocol):
@@ -462,7 +380,7 @@ class ReceiveProtocol(SMTP):
         if parsed is None:
             return
         address, words = parsed
-        params = _params(words, _MAIL_PARAMS) if self.info.esmtp or not words else None
+        params = esmtp_params(words, MAIL_PARAMS) if self.info.esmtp or not words else None
         if params is None:
             await self._protocol_error(SmtpResponse(501, "5.5.4", "Unrecognized parameter"))
             return
@@ -500,7 +418,7 @@ class ReceiveProtocol(SMTP):
         if parsed is None:
             return
         address, words = parsed
-        params = _params(words, _RCPT_PARAMS) if self.info.esmtp or not words else None
+        params = esmtp_params(words, RCPT_PARAMS) if self.info.esmtp or not words else None
         if params is None:
             await self._protocol_error(SmtpResponse(501, "5.5.4", "Unrecognized parameter"))
             return
@@ -617,66 +535,22 @@ class ReceiveProtocol(SMTP):
             await asyncio.to_thread(give_back_memory)
 
     async def _read_data(self) -> tuple[bytes, Spool | None] | None:
-        """Read up to CRLF.CRLF (nothing else ends DATA: no smuggling); None when the reply was sent.
-
-        Returns the message, or, past the spool threshold, its header block and the file its body went to.
-        """
+        """Read up to CRLF.CRLF (see `transport.spool.read_data`); None when the reply was sent."""
         reader = self._reader
-        limit = self.data_size_limit
-        threshold = max(SPOOL_THRESHOLD, self.settings.max_header_size + 4)
         saved_limit = reader._limit  # aiosmtpd sizes the reader for command lines; DATA wants whole chunks
         reader._limit = 1 << 20
-        buf = bytearray()
-        writer: SpoolWriter | None = None
-        total = 0
-        last = b""  # the stream's last bytes before this piece, to see a CRLF just before the final ".\r\n"
-        too_big = ended = False
         try:
-            while True:
-                try:
-                    chunk = await reader.readuntil(b".\r\n")
-                    ended = total + len(chunk) == 3 or (last + chunk)[-5:-3] == b"\r\n"
-                except asyncio.LimitOverrunError as e:
-                    chunk, ended = await reader.read(e.consumed), False
-                total += len(chunk)
-                last = (last + chunk)[-4:]
-                if total > limit + 5:
-                    too_big = True
-                    buf.clear()
-                    if writer is not None:
-                        writer.discard()
-                        writer = None
-                elif writer is not None:
-                    writer.write(chunk[:-3] if ended else chunk)
-                elif not too_big:
-                    buf += chunk
-                    if not ended and len(buf) > threshold:
-                        writer = self._start_spool(buf)
-                if ended:
-                    break
+            data = await read_data(reader, self.data_size_limit, max(SPOOL_THRESHOLD, self.settings.max_header_size + 4),
+                                   self.submission.spool_folder, self.connector.config.queue.durable)
         except asyncio.IncompleteReadError:
             self._close()
             return None
         finally:
             reader._limit = saved_limit
-            if writer is not None and not ended:  # the client went, or the session was cancelled, mid-DATA
-                writer.discard()
-        if too_big:
+        if data is None:
             await self.reply(Replies.SIZE_EXCEEDED)
             self._reset()
-            return None
-        if writer is not None:
-            return bytes(buf), await writer.finish(self.connector.config.queue.durable)
-        return unstuff(buf[:-3]), None
-
-    def _start_spool(self, buf: bytearray) -> SpoolWriter:
-        """Past the threshold: keep the header block (unstuffed) in `buf`, send the rest to a spool file."""
-        end = header_end(buf)
-        writer = SpoolWriter(self.submission.spool_folder)
-        writer.write(buf[end:])
-        head = unstuff(buf[:end])
-        buf[:] = head
-        return writer
+        return data
 
     async def _end_of_data(self, data: bytes, spool: Spool | None) -> SmtpResponse | None:
         """Build the mail item and hand it to the submission path. Returns the reply (None: session dropped).

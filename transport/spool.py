@@ -17,9 +17,13 @@ import uuid
 from pathlib import Path
 from typing import Callable
 
+from .core.headers import header_end
 from .core.mailitem import Spool
 
-__all__ = ["DotUnstuffer", "SpoolWriter", "give_back_memory", "unstuff"]
+__all__ = ["DotUnstuffer", "SPOOL_THRESHOLD", "SpoolWriter", "give_back_memory", "read_data", "unstuff"]
+
+SPOOL_THRESHOLD = 1 << 20
+"""DATA larger than this has its body written to a spool file as it arrives."""
 
 _STUFFED = b"\r\n.."
 
@@ -109,3 +113,49 @@ class SpoolWriter:
     def discard(self) -> None:
         self._file.close()
         self.path.unlink(missing_ok=True)
+
+
+async def read_data(reader: asyncio.StreamReader, limit: int, threshold: int, folder: Path,
+                    durable: bool) -> tuple[bytes, Spool | None] | None:
+    """DATA up to CRLF.CRLF, and nothing else ends it (no smuggling); None when it is over `limit` (read to
+    its end all the same, and dropped). Past `threshold` bytes the header block stays in memory and the body
+    goes to a spool file in `folder`. IncompleteReadError when the client goes mid-DATA (no file is left)."""
+    buf = bytearray()
+    writer: SpoolWriter | None = None
+    total = 0
+    last = b""  # the stream's last bytes before this piece, to see a CRLF just before the final ".\r\n"
+    too_big = ended = False
+    try:
+        while True:
+            try:
+                chunk = await reader.readuntil(b".\r\n")
+                ended = total + len(chunk) == 3 or (last + chunk)[-5:-3] == b"\r\n"
+            except asyncio.LimitOverrunError as e:
+                chunk, ended = await reader.read(e.consumed), False
+            total += len(chunk)
+            last = (last + chunk)[-4:]
+            if total > limit + 5:
+                too_big = True
+                buf.clear()
+                if writer is not None:
+                    writer.discard()
+                    writer = None
+            elif writer is not None:
+                writer.write(chunk[:-3] if ended else chunk)
+            elif not too_big:
+                buf += chunk
+                if not ended and len(buf) > threshold:  # keep the header block, send the rest to a file
+                    end = header_end(buf)
+                    writer = SpoolWriter(folder)
+                    writer.write(buf[end:])
+                    buf[:] = unstuff(buf[:end])
+            if ended:
+                break
+    finally:
+        if writer is not None and not ended:  # the client went, or the session was cancelled, mid-DATA
+            writer.discard()
+    if too_big:
+        return None
+    if writer is not None:
+        return bytes(buf), await writer.finish(durable)
+    return unstuff(buf[:-3]), None
