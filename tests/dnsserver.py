@@ -8,7 +8,7 @@ REFUSED or a server that never answers (a timeout). Use it as an async context m
         resolver = DnsResolver(server.settings(timeout=0.5))
 
 Record values are master-file rdata text. A name with a ``CNAME`` entry is answered with the chain, as a recursive
-server would. Every query received is appended to ``queries`` as ``(name, type)``.
+server would. A name in ``failures`` fails every query its records do not answer. Every query received is appended to ``queries`` as ``(name, type)``.
 """
 
 from __future__ import annotations
@@ -29,7 +29,13 @@ _FAILURES = {"servfail": dns.rcode.SERVFAIL, "refused": dns.rcode.REFUSED}
 
 
 def _key(name: str | dns.name.Name) -> str:
-    return str(name).rstrip(".").lower()
+    if isinstance(name, dns.name.Name):  # its labels as sent, not the escaped text (a space is a space)
+        name = ".".join(label.decode("latin-1") for label in name.labels)
+    return name.rstrip(".").lower()
+
+
+def _name(key: str) -> dns.name.Name:
+    return dns.name.Name([label.encode("latin-1") for label in key.split(".")] + [b""])
 
 
 class LocalDnsServer(asyncio.DatagramProtocol):
@@ -73,6 +79,8 @@ class LocalDnsServer(asyncio.DatagramProtocol):
         qname, qtype = _key(question.name), dns.rdatatype.to_text(question.rdtype)
         self.queries.append((qname, qtype))
         failure = self.failures.get(qname)
+        if failure is not None and qtype in self.records.get(qname, {}):
+            failure = None  # a failing name still answers the types it has
         if failure == "timeout":
             return  # stay silent: the client's lifetime runs out
         response = dns.message.make_response(query)
@@ -102,5 +110,5 @@ class LocalDnsServer(asyncio.DatagramProtocol):
 
     def _rrset(self, name: str, rdtype: str, texts: Sequence[str]) -> dns.rrset.RRset:
         # Names inside rdata (MX, CNAME, PTR targets) are read as absolute, trailing dot or not.
-        return dns.rrset.from_text_list(name + ".", self.ttl, "IN", rdtype, texts,
+        return dns.rrset.from_text_list(_name(name), self.ttl, "IN", rdtype, texts,
                                         origin=dns.name.root, relativize=False)

@@ -1,6 +1,9 @@
-"""The openspf-format YAML suites as data: each scenario's ``zonedata`` becomes an in-memory resolver.
+"""The openspf-format YAML suites as data: each scenario's ``zonedata`` as DNS data three ways.
 
-Shared by ``test_spf_suite.py`` and ``bench/spf_bench.py``. The fake DNS follows the rules in
+``test_spf_suite.py`` serves a scenario's data from a real DNS server on loopback (``server_records``, for
+``tests/dnsserver.py``) and from zone files (``write_zone_files``), and asks the shipped ``DnsResolver``, so the
+suite checks the engine over the DNS layer the hub runs; ``bench/spf_bench.py`` and the engine's unit tests use the
+in-memory ``ZoneResolver`` (both engines of the bench see the same data). All three follow the rules in
 ``shared/testsuites/spf/README.md``: SPF entries are also served as TXT unless the name has an explicit TXT entry
 (``TXT: NONE`` included); names are case-insensitive; a missing name is NXDOMAIN and a name without the requested type
 NODATA; a CNAME is followed when the name has no entry of the requested type (a loop ends as NXDOMAIN); ``TIMEOUT``
@@ -16,6 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import dns.name
 import yaml
 
 from transport.core.dns import DnsAnswer, DnsTempError
@@ -87,6 +91,42 @@ class ZoneResolver:
             if answer is not None:
                 return DnsAnswer(qname, rdtype, "NOERROR", answer.records, answer.ttl)
         return DnsAnswer(qname, rdtype, "NXDOMAIN", (), 300)  # CNAME loop: no such host
+
+
+def _rdata_text(rdtype: str, value: Any) -> str:
+    """One record in master-file rdata text; names absolute, TXT bytes escaped as \\DDD."""
+    if rdtype == "TXT":
+        return " ".join('"' + "".join(chr(b) if 0x20 <= b < 0x7F and b not in b'"\\' else f"\\{b:03d}" for b in s)
+                        + '"' for s in value) if value else '""'
+    if rdtype == "MX":
+        return f"{value[0]} {value[1]}."
+    if rdtype in ("PTR", "CNAME"):
+        return f"{value}."
+    return str(value)
+
+
+def server_records(zone: ZoneResolver) -> tuple[dict[str, dict[str, list[str]]], dict[str, str]]:
+    """A scenario's data as ``LocalDnsServer(records, failures=...)`` takes it."""
+    records = {name: {rdtype: [_rdata_text(rdtype, v) for v in values] for rdtype, values in types.items() if values}
+               for name, types in zone.records.items()}
+    return records, dict(zone.failing)
+
+
+def write_zone_files(zone: ZoneResolver, folder: Path) -> list[Path]:
+    """A scenario's data as BIND zone files for the resolver's overlay: one zone per owner name, so a name no owner
+    covers (every name that must time out or fail, and a name that exists with no records) goes on to the DNS
+    servers, as names outside a real overlay do."""
+    paths = []
+    for index, (name, types) in enumerate(sorted(zone.records.items())):
+        if name in zone.failing or not any(types.values()):  # a zone file cannot say "exists, no records"
+            continue
+        origin = dns.name.Name([label.encode("latin-1") for label in name.split(".")] + [b""]).to_text()
+        lines = [f"$ORIGIN {origin}"]  # no SOA: the overlay does not need one, and a CNAME owner cannot have one
+        lines += [f"@ 300 IN {rdtype} {_rdata_text(rdtype, v)}" for rdtype, values in types.items() for v in values]
+        path = folder / f"zone{index}.zone"
+        path.write_text("\n".join(lines) + "\n", encoding="ascii")
+        paths.append(path)
+    return paths
 
 
 @dataclass(frozen=True)

@@ -158,6 +158,17 @@ class TestWithDnsResolver:
             broken = await check.check_host("192.0.2.1", "ok.example", "ann@ok.example")
             assert broken.result == "temperror" and broken.queries[-1].outcome == "TEMPERROR (servfail)"
 
+    async def test_a_name_the_resolver_cannot_query_is_no_such_host(self) -> None:
+        """`x\\9` expands into a name dnspython refuses (a bad escape): the resolver's DnsNameError reaches the
+        engine, which counts it as NXDOMAIN, so the term does not match and the check goes on to the next."""
+        records = {"ok.example": {"TXT": ['"v=spf1 exists:%{l}.users.ok.example ?all"']}}
+        async with LocalDnsServer(records) as server:
+            check = SpfChecker(DnsResolver(server.settings(timeout=1.0)))
+            result = await check.check_host("192.0.2.1", "ok.example", "x\\9@ok.example")
+        assert result.result == "neutral"
+        assert [(q.name, q.outcome) for q in result.queries][-1] == ("x\\9.users.ok.example", "NXDOMAIN")
+        assert ("x\\9.users.ok.example", "A") not in server.queries  # refused before anything was sent
+
 
 class TestHeaders:
     def test_received_spf_per_status(self) -> None:

@@ -193,7 +193,8 @@ class _Zone:
         except (OSError, dns.exception.DNSException, KeyError) as exc:
             raise DnsError(f"zone file {path}: {exc}") from exc
         origin = zone.origin
-        assert origin is not None  # from_file raises when the file names no $ORIGIN
+        if origin is None:  # from_file raises when the file names no $ORIGIN, but an empty zone has none either
+            raise DnsError(f"zone file {path}: no records")
         nodes: dict[dns.name.Name, dict[str, tuple[tuple[_Record, ...], int]]] = {}
         existing: set[dns.name.Name] = set()
         negative_ttl = NEGATIVE_TTL
