@@ -65,7 +65,7 @@ async def test_allow_list_gives_scl_minus_one_and_skips_sender_id(tmp_path):
         replies = await send_raw(c, "x@woodgrovebank.com", ["alice@contoso.com"],
                                  make_message(sender="ceo@woodgrovebank.com"))
         assert replies[-1].startswith("250 2.6.0"), replies
-        await hub.idle()
+        assert await hub.idle(), "the hub did not settle"
         [raw] = messages(hub, "alice@contoso.com")
         assert header_value(raw, "X-MS-Exchange-Organization-SCL") == "-1"
         assert header_value(raw, "X-MS-Exchange-Organization-Antispam-Report") == "IPOnAllowList"
@@ -116,7 +116,7 @@ async def test_priorities_custom_text_and_bypassed_recipients(tmp_path):
         assert replies[1].startswith("250 2.1.5")
         assert replies[2] == "550 5.7.1 First lists 192.0.2.66 in bl2.test"
         assert replies[-1].startswith("250 2.6.0")
-        await hub.idle()
+        assert await hub.idle(), "the hub did not settle"
         assert len(messages(hub, "postmaster@contoso.com")) == 1
 
 
@@ -127,7 +127,7 @@ async def test_allow_list_provider_wins_over_block_list_provider(tmp_path):
         c = await as_client(hub.addresses[0][1], "192.0.2.66")
         replies = await send_raw(c, "x@fabrikam.com", ["alice@contoso.com"], make_message())
         assert replies[-1].startswith("250 2.6.0")
-        await hub.idle()
+        assert await hub.idle(), "the hub did not settle"
         assert header_value(messages(hub, "alice@contoso.com")[0], "X-MS-Exchange-Organization-SCL") == "-1"
         assert hub.counters.get(COUNTERS, "Connections on IP Allow List Providers") == 1
 
@@ -146,7 +146,7 @@ async def test_a_list_that_never_answers_loses_no_message(tmp_path):
             assert (await c.cmd("DATA")).startswith("354")
             await c.write(make_message(message_id="<slow@t>") + b".\r\n")
             assert (await c.reply()).startswith("250 2.6.0")
-            await hub.idle()
+            assert await hub.idle(), "the hub did not settle"
             assert len(messages(hub, "alice@contoso.com")) == 1
 
 

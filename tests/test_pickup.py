@@ -357,7 +357,6 @@ def test_sigkill_mid_pickup_loses_nothing_and_queues_nothing_twice(tmp_path: Pat
     for i in range(count):
         drop_file(pickup, f"k{i:03}.eml", eml("From: john@fabrikam.test", "To: someone@fabrikam.test",
                                          f"Subject: kill test {i:03}"))
-    time.sleep(0.15)
     hub = HubProcess(config).start()
     try:
         wait_file(lambda: len([p for p in pickup.iterdir() if p.suffix == ".eml"]) < count - 20, timeout=15)

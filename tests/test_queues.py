@@ -6,7 +6,6 @@ import asyncio
 import json
 import signal
 import smtplib
-import time
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -151,11 +150,14 @@ def test_queue_commands_against_stopped_hub(tmp_path):
     config = write_config(tmp_path, {"receive": {"bindings": [f"127.0.0.1:{free_port()}"]}})
     result = run_cli("queue", "list", "-c", str(config))
     assert result.returncode == 1 and "no queue database" in result.stderr
-    hub = HubProcess(config).start()
+    hub = HubProcess(config).start()  # a first run makes the queue database
+    hub.signal(signal.SIGTERM)
+    assert hub.wait() == 0
+    hub.stop()
+    assert run_cli("queue", "suspend", "mailbox", "-c", str(config)).returncode == 0  # while no hub runs
+    hub = HubProcess(config).start()  # a queue suspended while the hub was stopped stays suspended from its start
     try:
         port = int(hub.ready_line.split("127.0.0.1:")[1].split(";")[0])
-        assert run_cli("queue", "suspend", "mailbox", "-c", str(config)).returncode == 0
-        time.sleep(0.8)
         send_sync(port, "john@fabrikam.test", ["alice@contoso.com"], make_message(message_id="<s@t>"))
     finally:
         hub.signal(signal.SIGTERM)

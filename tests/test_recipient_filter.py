@@ -24,7 +24,7 @@ async def test_unknown_recipients_refused_at_rcpt(tmp_path):
                                                        "alice@contoso.com"], make_message(message_id="<rv@t>"))
         assert replies[1:4] == [UNKNOWN, "250 2.1.5 Recipient OK", "250 2.1.5 Recipient OK"]
         assert replies[-1].startswith("250 2.6.0")
-        await hub.idle()
+        assert await hub.idle(), "the hub did not settle"
         assert len(messages(hub, "alice@contoso.com")) == 1
         assert not [r for r in tracking(hub) if r["event-id"] == "FAIL" and r["recipient-address"] == "nobody@contoso.com"]
         assert hub.counters.get(COUNTERS, "Recipients Rejected by Recipient Validation") == 1

@@ -3,12 +3,13 @@ files, and resubmission through a real hub."""
 
 from __future__ import annotations
 
+import asyncio
 import base64
 from pathlib import Path
 
 import pytest
 
-from hubtools import drop_file, PASSWORD, RawSmtp, messages, running_hub, tracking, wait_for
+from hubtools import drop_file, PASSWORD, RawSmtp, messages, run_cli, running_hub, tracking, wait_for
 from transport.core.replay_format import ReplayFormatError, created_by, parse, read_injected, serialize
 from transport.hub import Hub
 from transport.core.mailitem import MailItem, Recipient, RecipientStatus, SessionInfo, Source
@@ -153,7 +154,8 @@ async def test_bad_replay_files_go_to_badmail_with_the_reason(tmp_path: Path) ->
 
 
 async def test_a_message_exported_from_the_queue_replays_with_the_same_envelope(tmp_path: Path) -> None:
-    """SMTP in with DSN parameters → waits in Unreachable → serialize (what `message export` writes) → replay."""
+    """SMTP in with DSN parameters → waits in Unreachable → `transport message export` (refused until the message
+    is suspended) → replay."""
     async with running_hub(tmp_path, FAST) as hub:
         smtp = await RawSmtp.connect(hub.addresses[0][1])
         assert (await smtp.cmd("EHLO mail.fabrikam.test")).startswith("250")
@@ -168,7 +170,14 @@ async def test_a_message_exported_from_the_queue_replays_with_the_same_envelope(
         first = (await wait_for(lambda: hub.store.items("queue='Unreachable'")))[0]
         original = hub.store.load_message(first.message)
         assert original is not None
-        drop_file(replay_dir(hub), "again.eml", serialize(original, hub.config.receive.fqdn))
+        cfg, exported = str(tmp_path / "transport.yaml"), tmp_path / "exported.eml"
+        refused = await asyncio.to_thread(run_cli, "message", "export", str(first.message), "--path", str(exported),
+                                          "-c", cfg)
+        assert refused.returncode == 1 and "suspend message" in refused.stderr and not exported.exists()
+        for args in (("suspend", str(first.message)), ("export", str(first.message), "--path", str(exported))):
+            done = await asyncio.to_thread(run_cli, "message", *args, "-c", cfg)
+            assert done.returncode == 0, done.stderr
+        drop_file(replay_dir(hub), "again.eml", exported.read_bytes())
         both = await wait_for(lambda: (lambda items: items if len(items) == 2 else None)(
             hub.store.items("queue='Unreachable'")))
         replayed = hub.store.load_message(both[1].message)

@@ -64,7 +64,7 @@ async def test_stamp_status_lets_the_message_through_and_records_it(tmp_path):
         replies = await send_raw(c, "spammer@fabrikam.example", ["alice@contoso.com"],
                                  make_message(sender="spammer@fabrikam.example", message_id="<st@t>"))
         assert replies[0].startswith("250 2.1.0") and replies[-1].startswith("250 2.6.0")
-        await hub.idle()
+        assert await hub.idle(), "the hub did not settle"
         assert len(messages(hub, "alice@contoso.com")) == 1
         info = [r["custom-data"] for r in tracking(hub) if r["event-id"] == "AGENTINFO" and r["message-id"] == "<st@t>"]
         assert info == ["Sender Filter Agent: Stamp at on_end_of_headers (blocked sender spammer@fabrikam.example)"]

@@ -28,7 +28,7 @@ async def test_xclient_sets_what_the_hub_believes(tmp_path):
         assert (await c.cmd("EHLO ignored.local")).startswith("250-hub.contoso.com Hello [198.51.100.7]")
         replies = await send_raw(c, "x@fabrikam.com", ["alice@contoso.com"], make_message())
         assert replies[-1].startswith("250 2.6.0")
-        await hub.idle()
+        assert await hub.idle(), "the hub did not settle"
         received = smtp_received(messages(hub, "alice@contoso.com")[0])
         assert received.startswith("from mx.woodgrove.example ([198.51.100.7]) by hub.contoso.com")
 
@@ -62,7 +62,7 @@ async def test_reverse_dns_remark_in_the_received_header(tmp_path, ip, helo, rem
         c = await as_client(hub.addresses[0][1], ip, helo=helo)
         replies = await send_raw(c, "x@fabrikam.com", ["alice@contoso.com"], make_message())
         assert replies[-1].startswith("250 2.6.0")
-        await hub.idle()
+        assert await hub.idle(), "the hub did not settle"
         received = smtp_received(messages(hub, "alice@contoso.com")[0])
         assert received.startswith(f"from {helo} ([{ip}]{remark}) by hub.contoso.com"), received
 
@@ -101,7 +101,7 @@ async def test_header_firewall_for_anonymous_senders(tmp_path):
         c = await as_client(hub.addresses[0][1], "198.51.100.7")
         await send_raw(c, "x@woodgrovebank.com", ["alice@contoso.com"],
                        make_message(sender="ceo@woodgrovebank.com", extra_headers=FORGED))
-        await hub.idle()
+        assert await hub.idle(), "the hub did not settle"
         [raw] = messages(hub, "alice@contoso.com")
         assert header_value(raw, "X-MS-Exchange-Organization-SCL") is None
         assert header_value(raw, "X-MS-Exchange-Forest-RulesExecuted") is None
@@ -114,7 +114,7 @@ async def test_authenticated_senders_keep_organization_headers(tmp_path):
     async with running_hub(tmp_path, hub_with()) as hub:
         await send(hub.addresses[0][1], "alice@contoso.com", ["bob@contoso.com"], make_message(extra_headers=FORGED),
                    login=("alice@contoso.com", "Passw0rd!"))
-        await hub.idle()
+        assert await hub.idle(), "the hub did not settle"
         [raw] = messages(hub, "bob@contoso.com")
         assert header_value(raw, "X-MS-Exchange-Organization-SCL") == "-1"
 
@@ -127,6 +127,6 @@ async def test_xclient_helo_counts_as_the_greeting(tmp_path):
         assert (await c.cmd("XCLIENT ADDR=192.0.2.10 HELO=mx.woodgrove.example")).startswith("220")
         replies = await send_raw(c, "x@fabrikam.com", ["alice@contoso.com"], make_message())
         assert replies[-1].startswith("250 2.6.0")
-        await hub.idle()
+        assert await hub.idle(), "the hub did not settle"
         assert smtp_received(messages(hub, "alice@contoso.com")[0]).startswith(
             "from mx.woodgrove.example ([192.0.2.10] unverified)")

@@ -116,6 +116,7 @@ class Hub:
         Submission items left in process count a crash (Poison guard); Unreachable is resubmitted, since the
         configuration may have changed since the last run; Retry items wait for the scheduler.
         """
+        self.scheduler.suspended = self.store.suspended_queues()  # before anything is dispatched
         for message_id in await self.store.recover(self.config.queue.poison_threshold):
             item = self.store.load_message(message_id)
             if item is not None:
