@@ -276,7 +276,8 @@ class ResolvedEvent(RoutingEvent):
     name, exchange_name = "on_resolved", "OnResolvedMessage"
 
     def set_routing_override(self, recipient: Recipient, next_hop: str) -> None:
-        """Send this recipient to another next hop (a domain name, or `mailbox:`/`drop:` keys)."""
+        """Send this recipient to another next hop: `mailbox`, `Unreachable` or another delivery queue's (a next hop
+        that no delivery queue serves waits in Unreachable)."""
         recipient.next_hop = next_hop
 
 
