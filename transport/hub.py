@@ -32,6 +32,7 @@ from .core.pipeline import load_pipeline
 from .core.tracking import TrackingEvent, recorded, tracking_log
 from .data_root_lock import DataRootLock
 from .delivery.mailbox import MailboxQueue, MailboxStore
+from .metrics import MetricsEndpoint
 from .receive_connector import ReceiveConnectors
 from .routing import RoutingTable
 from .submission import Submission
@@ -69,6 +70,11 @@ class Hub:
         self.receive = self.connectors.connectors[0]  # the first connector (Default Frontend in the demo)
         self.watchers: list[DirectoryWatcher] = []
         self.lock = DataRootLock(root)
+        self.metrics = MetricsEndpoint(config.metrics, self.counters, self.pipeline, root / "queue" / "mail.que") \
+            if config.metrics.enabled else None
+        if self.metrics is not None:
+            self.tracking.listeners.append(self.metrics.record)
+        self.metrics_address: tuple[str, int] | None = None
         self._tasks: list[asyncio.Task] = []
         self.started = time.time()
 
@@ -87,6 +93,9 @@ class Hub:
             self.mailboxes.create(mb.address)
         self.started = time.time()
         self.lock.acquire()
+        if self.metrics is not None:
+            self.metrics_address = self.metrics.listen()
+            log.info("metrics on http://%s:%d/metrics", *self.metrics_address)
         raise_open_file_limit()  # before the receive connectors count their descriptor budget
         self.store.open()
         await self._recover()
@@ -156,7 +165,7 @@ class Hub:
             tick += 1
             self.submission.check_disk()
             if tick % 4 == 0:
-                self.counters.save(self.counters_path, self.started)
+                self.counters.save(self.counters_path, self.started, self.pipeline.counts())
 
     async def idle(self, timeout: float = 10.0) -> bool:
         """Wait until nothing is left to categorize or deliver in memory (tests and shutdown)."""
@@ -180,6 +189,8 @@ class Hub:
         self.pipeline.close()
         await self.store.close()
         self.tracking.close()
-        self.counters.save(self.counters_path, self.started)
+        self.counters.save(self.counters_path, self.started, self.pipeline.counts())
+        if self.metrics is not None:
+            self.metrics.close()
         self.lock.release()
         log.info("stopped")

@@ -192,6 +192,10 @@ class Pipeline:
             except Exception:
                 log.exception("agent %r failed to stop", la.name)
 
+    def counts(self) -> dict[str, dict[str, int]]:
+        """Each agent's hook calls and errors so far."""
+        return {la.name: {"calls": la.calls, "errors": la.errors} for la in self.agents}
+
     def close(self) -> None:
         if self.agent_log is not None:
             self.agent_log.close()
