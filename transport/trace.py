@@ -302,7 +302,11 @@ async def _session(config: TransportConfig, rc: ReceiveConnector, steps: Submiss
         _refused(disposition, item.recipients, reply or "(connection dropped)", by=last.agent if last else "")
         return True
     item.recipients = item.pending()
+    before = [(h.name, h.value) for h in item.headers]
     steps.stamp(item)
+    after = [(h.name, h.value) for h in item.headers]
+    tracer.steps.append(Step("Submission", "header firewall and trace stamps", stamps=[
+        f"removed {n}: {v}" for n, v in before if (n, v) not in after] + [f"{n}: {v}" for n, v in after if (n, v) not in before]))
     ended = await steps.message_events(item)
     await played.close()
     if ended is None:
