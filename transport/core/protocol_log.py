@@ -22,16 +22,18 @@ if TYPE_CHECKING:
 
 __all__ = ["Direction", "FIELDS", "ProtocolEvent", "ProtocolLog", "ProtocolSession", "protocol_log"]
 
-FIELDS = ("date-time", "connector-id", "session-id", "sequence-number", "local-endpoint", "remote-endpoint",
-          "event", "data", "context")
-
-
 class ProtocolEvent(enum.StrEnum):
+    """The event column."""
+
     CONNECT = "+"
     DISCONNECT = "-"
     SEND = ">"
     RECEIVE = "<"
     INFORMATION = "*"
+
+
+FIELDS = ("date-time", "connector-id", "session-id", "sequence-number", "local-endpoint", "remote-endpoint",
+          "event", "data", "context")
 
 
 class ProtocolLog:
