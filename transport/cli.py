@@ -76,8 +76,9 @@ async def _serve(config: TransportConfig) -> int:
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
+    metrics = f"; metrics on http://{hub.metrics_address[0]}:{hub.metrics_address[1]}/metrics" if hub.metrics_address else ""
     print(f"transport hub ready: SMTP on {', '.join(f'{h}:{p}' for h, p in hub.addresses)}; "
-          f"data under {config.data_root}", flush=True)
+          f"data under {config.data_root}{metrics}", flush=True)
     await stop.wait()
     await hub.stop()
     return 0
@@ -140,13 +141,19 @@ def _print_defaults(model: type, prefix: str) -> None:
 @command("pipeline", "list the events with their agents in order (like Get-TransportPipeline)")
 @arguments(lambda p: p.add_argument("--json", action="store_true", help="print JSON"))
 def cmd_pipeline(args: argparse.Namespace) -> int:
-    rows = _load_pipeline(load(args)).table()
+    from .core.counters import load_snapshot
+
+    config = load(args)
+    rows = _load_pipeline(config).table()
+    saved = load_snapshot(config.data_root / "logs" / "counters.json").get("agents", {})
+    for row in rows:  # the running hub's calls and errors, as it last saved them (every 2 s)
+        row.update(saved.get(row["agent"], {}))
     if args.json:
         print(json.dumps(rows, indent=2))
     elif not rows:
         print("No transport agents are enabled.")
     else:
-        print_table(rows, ["event", "agent", "priority", "kind", "on_error"])
+        print_table(rows, ["event", "agent", "priority", "kind", "on_error", "calls", "errors"])
     return 0
 
 
@@ -216,7 +223,7 @@ BUILT_IN_AGENTS = ("agents.connection_filter:ConnectionFilteringAgent", "agents.
 
 def _import_command_modules() -> None:
     """Subcommands defined beside the code they drive register themselves on import."""
-    for module in ("agents.senderid.cli", "agents.connection_filter.cli", "agents.content_filter.cli", "queues.cli", "pickup.cli"):
+    for module in ("agents.senderid.cli", "agents.connection_filter.cli", "transport.trace_cli", "transport.tracking_cli", "transport.stats_cli", "queues.cli", "pickup.cli"):
         try:
             importlib.import_module(module)
         except ModuleNotFoundError as e:
