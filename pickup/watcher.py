@@ -75,6 +75,7 @@ class Outcome:
     reason: str = ""
     item: MailItem | None = None
     internal_id: int = 0
+    kept: bytes | None = None  # the copy the sender keeps (see Conversion.kept)
 
 
 class RateLimit:
@@ -169,7 +170,7 @@ class DirectoryWatcher:
         for path in leftovers:
             digest = claimed.get(path.name)
             if digest is not None and hashlib.sha256(path.read_bytes()).hexdigest() == digest:
-                path.unlink()
+                self.rules.file_queued(path, None)
                 dropped += 1
             else:
                 os.rename(path, free_name(path.with_suffix(".eml")))
@@ -239,7 +240,7 @@ class DirectoryWatcher:
         with entries:
             for entry in entries:
                 name = entry.name
-                if name[-4:].lower() != ".eml" or name in self._not_before:
+                if not self.rules.takes(name) or name in self._not_before:
                     continue
                 try:
                     st = entry.stat()
@@ -312,7 +313,7 @@ class DirectoryWatcher:
                     bad.append((claim, outcome, move_to_badmail(self.badmail, claim.path, claim.name,
                                                                 self.directory, outcome.reason)))
                 else:
-                    claim.path.unlink()
+                    self.rules.file_queued(claim.path, outcome.kept)
                     removed.append(outcome.internal_id)
             except OSError as e:  # left as .tmp: the claim record decides at the next start
                 log.error("%s directory: cannot clean up %s: %s", self.rules.received_by, claim.path, e)
@@ -352,7 +353,7 @@ class DirectoryWatcher:
             claim=FileClaim(str(self.directory), os.fsencode(claim.path.name), claim.sha256))
         event = receipt.ended
         if event is not None and event.action is Action.DELETE:
-            return Outcome(Fate.DELETED, f"{event.decided_by}: {event.reason}", item)
+            return Outcome(Fate.DELETED, f"{event.decided_by}: {event.reason}", item, kept=conversion.kept)
         if event is not None:
             if session is not None and event.response is not None:
                 await session.rejected(event.response, "end of data")
@@ -363,4 +364,4 @@ class DirectoryWatcher:
             if r.status is RecipientStatus.FAILED:
                 self.submission.tracking.log("FAIL", item, self.source, [r.address], r.response,
                                              source_context=claim.name)
-        return Outcome(Fate.QUEUED, item=item, internal_id=receipt.internal_id or 0)
+        return Outcome(Fate.QUEUED, item=item, internal_id=receipt.internal_id or 0, kept=conversion.kept)

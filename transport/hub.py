@@ -1,7 +1,7 @@
 """The hub: the composition root that builds every part from the configuration and starts and stops them.
 
-Data flows one way: sources (the receive connector's SMTP sessions, the Pickup and Replay directories; the
-store driver later) hand mail items to the submission path, which commits them to the Submission queue and
+Data flows one way: sources (the receive connector's SMTP sessions, the Pickup and Replay directories, the
+store driver's Outboxes, agents) hand mail items to the submission path, which commits them to the Submission queue and
 feeds the categorizer; the categorizer asks the routing table for each recipient's next hop and hands the
 message to the delivery queue registered for it; delivery completes it. On start, whatever the store holds is
 fed back in, so a message acknowledged before a crash or a restart is delivered after it. Nothing but this
@@ -15,7 +15,7 @@ import logging
 import time
 from pathlib import Path
 
-from pickup.rules import PickupRules
+from pickup.rules import DirectoryRules, PickupRules
 from pickup.watcher import DirectoryWatcher
 from queues.scheduler import QueueScheduler
 from queues.store import SUBMISSION, QueueStore
@@ -33,6 +33,7 @@ from .data_root_lock import DataRootLock
 from .delivery.mailbox import MailboxQueue, MailboxStore
 from .receive_connector import ReceiveConnectors
 from .routing import RoutingTable
+from .store_driver import OutboxRules, outbox
 from .submission import Submission
 
 __all__ = ["Hub"]
@@ -68,6 +69,7 @@ class Hub:
         self.connectors = ReceiveConnectors(config, self.submission)
         self.receive = self.connectors.connectors[0]  # the first connector (Default Frontend in the demo)
         self.watchers: list[DirectoryWatcher] = []
+        self.outboxes: list[DirectoryWatcher] = []  # the store driver: one watcher per mailbox's Outbox
         self.lock = DataRootLock(root)
         self._tasks: list[asyncio.Task] = []
         self.started = time.time()
@@ -101,14 +103,23 @@ class Hub:
         log.info("listening on %s", ", ".join(f"{h}:{p}" for h, p in self.addresses))
 
     def _start_directories(self) -> None:
-        """A watcher for the Pickup and the Replay directory, each unless its path is empty."""
+        """A watcher for the Pickup and the Replay directory, each unless its path is empty, and one for each
+        mailbox's Outbox unless store-driver submission is off."""
         for settings, rules_cls in ((self.config.pickup, PickupRules), (self.config.replay, ReplayRules)):
             directory = settings.directory(self.config.data_root)
             if directory is not None:
-                rules = rules_cls(settings, self.config, self.submission.is_internal)
-                watcher = DirectoryWatcher(self.submission, self.config, directory, rules)
-                watcher.start()
-                self.watchers.append(watcher)
+                self.watchers.append(self._watch(directory, rules_cls(settings, self.config, self.submission.is_internal)))
+        for mb in self.config.mailboxes:  # the store driver: each mailbox's Outbox
+            maildir = self.mailboxes.maildir(mb.address)
+            directory = outbox(maildir, self.config.store_driver)
+            if directory is not None:
+                self.outboxes.append(self._watch(directory, OutboxRules(
+                    self.config.store_driver, self.config, self.submission.is_internal, mb.address, maildir)))
+
+    def _watch(self, directory: Path, rules: DirectoryRules) -> DirectoryWatcher:
+        watcher = DirectoryWatcher(self.submission, self.config, directory, rules)
+        watcher.start()
+        return watcher
 
     async def _recover(self) -> None:
         """Feed back what the store holds.
@@ -170,7 +181,7 @@ class Hub:
     async def stop(self, grace: float = 10.0) -> None:
         """Stop accepting, let sessions and in-flight work finish (up to `grace` seconds), close the store."""
         deadline = time.monotonic() + grace
-        await asyncio.gather(*(w.close() for w in self.watchers))
+        await asyncio.gather(*(w.close() for w in self.watchers + self.outboxes))
         await self.connectors.close(grace)
         await self.idle(max(0.0, deadline - time.monotonic()))
         for task in self._tasks:

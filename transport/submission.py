@@ -1,10 +1,11 @@
 """The submission path: the one way every source puts a message into the Submission queue.
 
-SMTP receive, the Pickup and Replay directories and agents that submit mail all hand their mail item to
-`Submission.receive`, which does the same steps in the same order for each:
+SMTP receive, the Pickup and Replay directories, the store driver (mailbox Outboxes) and agents that submit
+mail all hand their mail item to `Submission.receive`, which does the same steps in the same order for each:
 
 1. the header firewall and trace stamps (anonymous senders lose any X-MS-Exchange-Organization-* headers;
    every message gets its Received line, AuthAs, AuthSource, OriginalArrivalTime and, if missing, a Message-ID);
+   for an authenticated SMTP client, the Send As check of its From (`transport.send_as`: 550 5.7.60);
 2. the message events, OnEndOfHeaders then OnEndOfData, whose agents may reject, delete, disconnect or
    quarantine (a verdict that ends the message is recorded in the tracking log as AGENTINFO);
 3. the durable submit: the message (and the claim record of the file it came from, if any) is committed to
@@ -25,12 +26,14 @@ from queues.store import QueueStore
 
 from .core.config import TransportConfig
 from .core.events import Action, EndOfDataEvent, EndOfHeadersEvent, MessageEvent
-from .core.headers import FOREST_HEADER_PREFIX, ORGANIZATION_HEADER_PREFIX, SERVER_VERSION, date_now
+from .core.headers import (FOREST_HEADER_PREFIX, GENERATED_MESSAGE_SOURCE, ORGANIZATION_HEADER_PREFIX, SERVER_VERSION,
+                           date_now)
 from .core.internal_servers import is_internal, parse_internal_servers
 from .core.mailitem import AuthAs, MailItem, ReverseDns, SessionInfo, Source, Stamp, new_message_id
 from .core.pipeline import Pipeline
 from .core.sources import FileClaim, Receipt
 from .core.tracking import TrackingLog
+from .send_as import smtp_refusal
 
 __all__ = ["Submission", "received_header"]
 
@@ -106,22 +109,56 @@ class Submission:
             item.prepend_headers([("Received", received or received_header(item.session, self.config.receive.fqdn))])
         else:
             self.stamp(item, received)
+        if item.source is Source.SMTP and item.session.authenticated:
+            refused = self._send_as_refused(item)
+            if refused is not None:
+                return Receipt(ended=refused)
         if run_agents:
             ended = await self.message_events(item)
             if ended is not None:
                 return Receipt(ended=ended)
         return Receipt(internal_id=await self.submit(item, claim))
 
-    async def submit_generated(self, item: MailItem) -> int:
-        """A message an agent made (a journal report, an auto-reply): trusted as the organisation's own,
-        stamped, queued with source AGENT; no receive events run on it, as in Exchange."""
+    def _send_as_refused(self, item: MailItem) -> EndOfDataEvent | None:
+        """An AUTH user's message whose From is a mailbox that did not grant it Send As: refused at end of data
+        (550 5.7.60), tracked as FAIL (see `transport.send_as`)."""
+        response = smtp_refusal(self.config, item)
+        if response is None:
+            return None
+        event = EndOfDataEvent(item.session, item)
+        event.reject_message(response, f"{item.session.auth_user} may not send as {item.header('From')}")
+        self.tracking.log("FAIL", item, item.source.value, recipient_status=str(response),
+                          source_context=item.session.session_id, connector_id=item.session.connector)
+        return event
+
+    async def submit_generated(self, item: MailItem, agent: str, cause: MailItem | None = None) -> int | None:
+        """A message an agent made (a journal report, an auto-reply): trusted as the organisation's own, marked
+        with the agent (`X-MS-Exchange-Organization-Generated-Message-Source`; the pipeline never hands it back
+        to that agent), queued with source AGENT; no receive events run on it, as in Exchange.
+
+        A chain of agent-made messages (one made because of another) longer than agent_submission.max_hop_count
+        is refused: None is returned and AGENTINFO tracked on the causing message, so agents cannot loop."""
+        hops = (int(cause.stamps.get(Stamp.AGENT_HOPS, 0)) if cause is not None else 0) + 1
+        limit = self.config.agent_submission.max_hop_count
+        if hops > limit:
+            log.warning("agent %r: submit refused, %d agent-made messages in the chain (max_hop_count %d)", agent,
+                        hops, limit)
+            if cause is not None:
+                self.tracking.log("AGENTINFO", cause, "AGENT", custom_data=f"{agent}: submit refused: agent hop "
+                                  f"count {hops} over agent_submission.max_hop_count ({limit})")
+            return None
         item.source = Source.AGENT
         item.session.auth_as = AuthAs.INTERNAL
         item.session.internal = True
+        item.session.session_id = item.session.session_id or agent
+        item.stamps[Stamp.GENERATED_BY] = agent
+        item.stamps[Stamp.AGENT_HOPS] = hops
+        if cause is not None:
+            item.stamps[Stamp.CAUSE] = cause.message_id or f"InternalId={cause.internal_id}"
+        item.set_header(GENERATED_MESSAGE_SOURCE, agent)
         receipt = await self.receive(item, received=f"from {self.config.receive.fqdn} by {self.config.receive.fqdn}"
                                      f" with Microsoft SMTP Server id {SERVER_VERSION} (agent submission);"
                                      f" {date_now()}", run_agents=False)
-        assert receipt.internal_id is not None
         return receipt.internal_id
 
     def stamp(self, item: MailItem, received: str | None = None) -> None:
@@ -176,8 +213,10 @@ class Submission:
     async def submit(self, item: MailItem, claim: FileClaim | None = None) -> int:
         """Durably queue a message in the Submission queue; returns its internal id once committed."""
         internal_id = await self.store.enqueue(item, claim=claim)
+        made_by = item.stamps.get(Stamp.GENERATED_BY)
         self.tracking.log("RECEIVE", item, item.source.value, connector_id=item.session.connector or self.config.receive.name,
-                          source_context=item.session.session_id)
+                          source_context=item.session.session_id, reference=item.stamps.get(Stamp.CAUSE, ""),
+                          custom_data=f"submitted by agent {made_by}" if made_by else "")
         if item.verdicts:  # what the receive agents did that let the message go on (stamps, errors)
             self.tracking.log("AGENTINFO", item, "AGENT", source_context=item.session.session_id, custom_data="; ".join(
                 f"{v.agent}: {v.action} at {v.event}" + (f" ({v.reason})" if v.reason else "") for v in item.verdicts))

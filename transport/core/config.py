@@ -86,6 +86,10 @@ class Mailbox(Model):
     password: str | None = Field(None, description="Password for SMTP AUTH as this mailbox (lab use; none = cannot log in).")
     scl_junk_threshold: int | None = Field(
         None, ge=0, le=9, description="Per-mailbox SCLJunkThreshold; messages with SCL above it go to Junk (None = organisation's).")
+    send_as: list[str] = Field(
+        default_factory=list, description="Send As (Add-ADPermission -ExtendedRights Send-As): the mailboxes that may send with this mailbox in From.")
+    send_on_behalf: list[str] = Field(
+        default_factory=list, description="GrantSendOnBehalfTo: the mailboxes that may send for this one (From stays, Sender: names the sending mailbox).")
 
     @field_validator("address")
     @classmethod
@@ -259,6 +263,31 @@ class ReplayDirectory(DirectorySettings):
         Path("replay"), description="ReplayDirectoryPath, relative to the data root; empty or null turns Replay off.")
 
 
+class StoreDriverSettings(DirectorySettings):
+    """Store-driver submission: what users put in their mailbox's Outbox is sent (Mailbox Transport Submission)."""
+
+    path: DirectoryPath = Field(
+        Path(".Outbox"), description="Each mailbox's Outbox, its Maildir++ folder `.Outbox`; empty or null turns store-driver submission off.")
+    max_messages_per_minute: int = Field(
+        0, ge=0, description="Messages taken per minute from each Outbox (0 = unlimited, as Exchange's store driver).")
+    run_receive_agents: bool = Field(
+        False, description="Our extension: play each message to the SMTP receive agents (false = Exchange, which runs none on mailbox submissions).")
+
+    @field_validator("path")
+    @classmethod
+    def _outbox(cls, v: Path | None) -> Path | None:
+        if v is not None and v != Path(".Outbox"):
+            raise ValueError("the store driver takes mail from each mailbox's `.Outbox` folder; set .Outbox, or empty to turn it off")
+        return v
+
+
+class AgentSubmission(Model):
+    """Messages agents submit (journal reports, auto-replies): how far a chain of them may go."""
+
+    max_hop_count: int = Field(
+        3, ge=1, le=30, description="Agent-submitted messages in a chain (a message an agent made because of one another agent made) before the next submit is refused: no loop between agents.")
+
+
 class ErrorPolicy(str, enum.Enum):
     FAIL_OPEN = "fail_open"
     FAIL_CLOSED = "fail_closed"
@@ -300,6 +329,9 @@ class TransportConfig(Model):
         return ConfigFile(Path(file), {}, lines).locate(*path)
     pickup: PickupDirectory = Field(default_factory=PickupDirectory, description="The Pickup directory: .eml files dropped in are submitted.")
     replay: ReplayDirectory = Field(default_factory=ReplayDirectory, description="The Replay directory: files with an X-header envelope are resubmitted.")
+    store_driver: StoreDriverSettings = Field(
+        default_factory=StoreDriverSettings, description="Store-driver submission: each mailbox's Outbox is sent, a copy kept in Sent Items.")
+    agent_submission: AgentSubmission = Field(default_factory=AgentSubmission, description="Messages that agents submit.")
 
     @field_validator("internal_smtp_servers")
     @classmethod
@@ -363,6 +395,21 @@ class TransportConfig(Model):
                 if p is not None and not p.is_absolute():
                     setattr(connector.tls, attr, (base / p).resolve())
         self.dns.zone_files = [p if p.is_absolute() else (base / p).resolve() for p in self.dns.zone_files]
+
+    @model_validator(mode="after")
+    def _grants(self) -> "TransportConfig":
+        """Send As and Send on Behalf name mailboxes of the directory (lower-cased here, as addresses are)."""
+        known = {mb.address for mb in self.mailboxes}
+        for i, mb in enumerate(self.mailboxes):
+            for key in ("send_as", "send_on_behalf"):
+                granted = [a.strip().lower() for a in getattr(mb, key)]
+                setattr(mb, key, granted)
+                for j, address in enumerate(granted):
+                    if address not in known:
+                        problem = PydanticCustomError("grant", "{address} is not a mailbox of the directory", {"address": address})
+                        raise ValidationError.from_exception_data("TransportConfig", [InitErrorDetails(
+                            type=problem, loc=("mailboxes", i, key, j), input=address)])
+        return self
 
     @model_validator(mode="after")
     def _mailboxes_once(self) -> "TransportConfig":

@@ -100,6 +100,9 @@ class Stamp(str, enum.Enum):
     SENDER_BLOCKED = "SenderBlocked"        # Sender filter StampStatus: Microsoft.Exchange.SenderBlocked
     REVERSE_DNS = "ReverseDns"              # the reverse DNS agent's ReverseDns result, for the content filter
     ANTISPAM_BYPASS = "AntispamBypass"      # why anti-spam was skipped (IPOnAllowList, …), the Antispam-Report word
+    GENERATED_BY = "GeneratedMessageSource" # the agent that submitted this message (never handed back to it)
+    AGENT_HOPS = "AgentHopCount"            # agent-submitted messages in the chain that led to this one
+    CAUSE = "Cause"                         # the message whose event the agent was handling when it submitted
 
 
 class ReverseDns(str, enum.Enum):

@@ -1,0 +1,134 @@
+"""The store driver: a mailbox's Outbox is sent as that mailbox and kept in Sent Items; Send As and Send on
+Behalf decide what From a user may write, from the Outbox and over authenticated SMTP."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from hubtools import (PASSWORD, directory_scans, drop_file, header_value, maildir, messages, running_hub, send,
+                      tracking, wait_for)
+from transport.core.config import ConfigError, load_config
+from transport.mailbox_listing import MailboxFolder, list_folder
+
+FAST = {"store_driver": {"poll_interval": 0.05}}
+
+
+def outbox(hub: Any, address: str) -> Path:
+    return maildir(hub, address, ".Outbox") / "new"
+
+
+def sent_items(hub: Any, address: str) -> list[bytes]:
+    cur = maildir(hub, address, ".Sent Items") / "cur"
+    return [p.read_bytes() for p in sorted(cur.iterdir())] if cur.is_dir() else []
+
+
+def grants(**mailboxes: dict[str, list[str]]) -> dict[str, Any]:
+    """The test mailboxes with Send As / Send on Behalf grants, e.g. bob={"send_as": ["alice@contoso.com"]}."""
+    boxes = [{"address": "alice@contoso.com", "display_name": "Alice Wilson", "password": PASSWORD},
+             {"address": "bob@contoso.com", "display_name": "Bob Kelly", "password": PASSWORD},
+             {"address": "carol@contoso.com", "display_name": "Carol"}]
+    for box in boxes:
+        box.update(mailboxes.get(box["address"].split("@")[0], {}))
+    return FAST | {"mailboxes": boxes}
+
+
+def eml(*headers: str, body: str = "Hello\r\n") -> bytes:
+    return ("\r\n".join(headers) + "\r\n\r\n" + body).encode()
+
+
+async def test_outbox_is_sent_as_the_mailbox_and_kept_in_sent_items_with_bcc(tmp_path: Path) -> None:
+    async with running_hub(tmp_path, FAST) as hub:
+        drop_file(outbox(hub, "alice@contoso.com"), "1.M1P1.client", eml(
+            "From: Alice Wilson <alice@contoso.com>", "To: bob@contoso.com", "Bcc: carol@contoso.com",
+            "Subject: lunch"))
+        await wait_for(lambda: messages(hub, "bob@contoso.com") and messages(hub, "carol@contoso.com"))
+        await wait_for(lambda: sent_items(hub, "alice@contoso.com"))
+        assert await hub.idle()
+        [bob] = messages(hub, "bob@contoso.com")
+        [kept] = sent_items(hub, "alice@contoso.com")
+        assert header_value(bob, "Bcc") is None and header_value(messages(hub, "carol@contoso.com")[0], "Bcc") is None
+        assert header_value(kept, "Bcc") == "carol@contoso.com"
+        message_id = header_value(bob, "Message-ID")
+        assert message_id and header_value(kept, "Message-ID") == message_id and header_value(bob, "Date")
+        assert header_value(bob, "X-MS-Exchange-Organization-AuthAs") == "Internal"
+        assert list(outbox(hub, "alice@contoso.com").iterdir()) == []
+        [receive] = [r for r in tracking(hub) if r["event-id"] == "RECEIVE"]
+        assert (receive["source"], receive["sender-address"], receive["source-context"]) == (
+            "STOREDRIVER", "alice@contoso.com", "1.M1P1.client")
+        assert sorted(receive["recipient-address"].split(";")) == ["bob@contoso.com", "carol@contoso.com"]
+        [listed] = list_folder(hub.config.data_root / "mailboxes", "alice@contoso.com", MailboxFolder.SENT_ITEMS)
+        assert (listed.subject, listed.sender) == ("lunch", "Alice Wilson <alice@contoso.com>")
+
+
+async def test_a_message_without_from_gets_the_mailbox(tmp_path: Path) -> None:
+    async with running_hub(tmp_path, FAST) as hub:
+        drop_file(outbox(hub, "alice@contoso.com"), "draft", eml("To: bob@contoso.com", "Subject: quick"))
+        [bob] = await wait_for(lambda: messages(hub, "bob@contoso.com"))
+        assert header_value(bob, "From") == "Alice Wilson <alice@contoso.com>"
+
+
+async def test_send_as_granted_keeps_from(tmp_path: Path) -> None:
+    async with running_hub(tmp_path, grants(bob={"send_as": ["alice@contoso.com"]})) as hub:
+        drop_file(outbox(hub, "alice@contoso.com"), "m", eml("From: bob@contoso.com", "To: carol@contoso.com"))
+        [carol] = await wait_for(lambda: messages(hub, "carol@contoso.com"))
+        assert header_value(carol, "From") == "bob@contoso.com" and header_value(carol, "Sender") is None
+        assert header_value(carol, "Return-Path") == "<alice@contoso.com>"
+
+
+async def test_send_as_denied_fails_every_recipient_and_delivers_nothing(tmp_path: Path) -> None:
+    async with running_hub(tmp_path, grants(bob={"send_on_behalf": ["carol@contoso.com"]})) as hub:
+        drop_file(outbox(hub, "alice@contoso.com"), "m", eml("From: bob@contoso.com", "To: carol@contoso.com"))
+        await wait_for(lambda: sent_items(hub, "alice@contoso.com"))
+        assert await hub.idle()
+        await directory_scans(hub)
+        assert messages(hub, "carol@contoso.com") == []
+        fails = [r for r in tracking(hub) if r["event-id"] == "FAIL"]
+        assert fails and all(r["recipient-status"].startswith(
+            "554 5.2.0 STOREDRV.Submission.Exception:SendAsDeniedException.MapiExceptionSendAsDenied") for r in fails)
+        assert {r["recipient-address"] for r in fails} == {"carol@contoso.com"}
+        assert not [r for r in tracking(hub) if r["event-id"] == "DELIVER"]
+
+
+async def test_send_on_behalf_stamps_sender(tmp_path: Path) -> None:
+    async with running_hub(tmp_path, grants(bob={"send_on_behalf": ["alice@contoso.com"]})) as hub:
+        drop_file(outbox(hub, "alice@contoso.com"), "m", eml("From: Bob Kelly <bob@contoso.com>", "To: carol@contoso.com"))
+        [carol] = await wait_for(lambda: messages(hub, "carol@contoso.com"))
+        assert header_value(carol, "From") == "Bob Kelly <bob@contoso.com>"
+        assert header_value(carol, "Sender") == "alice@contoso.com"
+        [kept] = await wait_for(lambda: sent_items(hub, "alice@contoso.com"))
+        assert header_value(kept, "Sender") == "alice@contoso.com"
+
+
+async def test_auth_user_with_a_foreign_from_is_refused_at_end_of_data(tmp_path: Path) -> None:
+    async with running_hub(tmp_path, grants(bob={"send_as": ["alice@contoso.com"]})) as hub:
+        port, login = hub.addresses[0][1], ("alice@contoso.com", PASSWORD)
+        _, reply = await send(port, "alice@contoso.com", ["bob@contoso.com"],
+                              eml("From: carol@contoso.com", "To: bob@contoso.com", "Subject: as carol"), login=login)
+        assert reply == (550, b"5.7.60 SMTP; Client does not have permissions to send as this sender")
+        for subject, sender in (("as alice", "alice@contoso.com"), ("as bob", "Bob Kelly <bob@contoso.com>")):
+            _, reply = await send(port, "alice@contoso.com", ["carol@contoso.com"],
+                                  eml(f"From: {sender}", "To: carol@contoso.com", f"Subject: {subject}"), login=login)
+            assert reply[0] == 250
+        received = await wait_for(lambda: len(messages(hub, "carol@contoso.com")) == 2 and messages(hub, "carol@contoso.com"))
+        assert sorted(header_value(m, "Subject") for m in received) == ["as alice", "as bob"]
+        assert messages(hub, "bob@contoso.com") == []
+        fails = [r for r in tracking(hub) if r["event-id"] == "FAIL"]
+        assert [(r["source"], r["message-subject"]) for r in fails] == [("SMTP", "as carol")]
+
+
+async def test_anonymous_mail_with_a_mailbox_in_from_is_not_a_send_as_question(tmp_path: Path) -> None:
+    async with running_hub(tmp_path, FAST) as hub:
+        _, reply = await send(hub.addresses[0][1], "bob@contoso.com", ["carol@contoso.com"],
+                              eml("From: bob@contoso.com", "To: carol@contoso.com"))
+        assert reply[0] == 250
+
+
+def test_grants_name_mailboxes(tmp_path: Path) -> None:
+    from hubtools import write_config
+
+    path = write_config(tmp_path, grants(bob={"send_as": ["mallory@contoso.com"]}))
+    with pytest.raises(ConfigError, match=r"mailboxes\.1\.send_as\.0: mallory@contoso.com is not a mailbox"):
+        load_config(path)
