@@ -132,3 +132,41 @@ def test_grants_name_mailboxes(tmp_path: Path) -> None:
     path = write_config(tmp_path, grants(bob={"send_as": ["mallory@contoso.com"]}))
     with pytest.raises(ConfigError, match=r"mailboxes\.1\.send_as\.0: mallory@contoso.com is not a mailbox"):
         load_config(path)
+
+
+async def test_mailbox_send_wait_reports_delivered_and_failed(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    import asyncio
+    import json
+
+    from transport.cli import main
+
+    good, denied = tmp_path / "good.eml", tmp_path / "denied.eml"
+    good.write_bytes(eml("From: alice@contoso.com", "To: bob@contoso.com, carol@contoso.com", "Subject: hi"))
+    denied.write_bytes(eml("From: bob@contoso.com", "To: carol@contoso.com", "Subject: as bob"))
+    async with running_hub(tmp_path, FAST):
+        config = str(tmp_path / "transport.yaml")
+        code = await asyncio.to_thread(main, ["mailbox", "send", "--from", "alice@contoso.com", str(good), str(denied),
+                                              "--wait", "--json", "-c", config])
+        result = json.loads(capsys.readouterr().out)
+        assert code == 1  # one was refused
+        assert [(r["file"], r["status"]) for r in result] == [(str(good), "delivered"), (str(denied), "failed")]
+        assert sorted(result[0]["delivered"]) == ["bob@contoso.com", "carol@contoso.com"]
+        assert result[1]["failed"]["carol@contoso.com"].startswith("554 5.2.0 STOREDRV.Submission.Exception")
+        code = await asyncio.to_thread(main, ["mailbox", "send", "--from", "alice@contoso.com", str(good), "--wait",
+                                              "-c", config])
+        out = capsys.readouterr().out
+        assert code == 0 and "delivered" in out and "bob@contoso.com" in out
+        code = await asyncio.to_thread(main, ["mailbox", "send", "--from", "mallory@contoso.com", str(good), "-c", config])
+        assert code != 0 and "mallory@contoso.com is not a mailbox" in capsys.readouterr().err
+
+
+def test_mailbox_send_wait_without_a_hub_says_so(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from hubtools import write_config
+    from transport.cli import main
+
+    message = tmp_path / "m.eml"
+    message.write_bytes(eml("From: alice@contoso.com", "To: bob@contoso.com"))
+    code = main(["mailbox", "send", "--from", "alice@contoso.com", str(message), "--wait", "--timeout", "0.3",
+                 "-c", str(write_config(tmp_path))])
+    out = capsys.readouterr().out
+    assert code == 1 and "pending" in out and "not taken from the Outbox within 0.3s (is the hub running?)" in out
