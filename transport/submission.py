@@ -112,14 +112,16 @@ class Submission:
                 return Receipt(ended=ended)
         return Receipt(internal_id=await self.submit(item, claim))
 
-    async def submit_generated(self, item: MailItem) -> int:
-        """A message an agent made (a journal report, an auto-reply): trusted as the organisation's own,
-        stamped, queued with source AGENT; no receive events run on it, as in Exchange."""
-        item.source = Source.AGENT
+    async def submit_generated(self, item: MailItem, source: Source = Source.AGENT) -> int:
+        """A message the hub or an agent made (a DSN, a journal report, an auto-reply): trusted as the
+        organisation's own, stamped, queued with its source (AGENT, or DSN for delivery reports); no receive
+        events run on it, as in Exchange."""
+        item.source = source
         item.session.auth_as = AuthAs.INTERNAL
         item.session.internal = True
+        how = "agent submission" if source is Source.AGENT else source.value
         receipt = await self.receive(item, received=f"from {self.config.receive.fqdn} by {self.config.receive.fqdn}"
-                                     f" with Microsoft SMTP Server id {SERVER_VERSION} (agent submission);"
+                                     f" with Microsoft SMTP Server id {SERVER_VERSION} ({how});"
                                      f" {date_now()}", run_agents=False)
         assert receipt.internal_id is not None
         return receipt.internal_id
