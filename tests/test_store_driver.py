@@ -78,7 +78,7 @@ async def test_send_as_granted_keeps_from(tmp_path: Path) -> None:
         assert header_value(carol, "Return-Path") == "<alice@contoso.com>"
 
 
-async def test_send_as_denied_fails_every_recipient_and_delivers_nothing(tmp_path: Path) -> None:
+async def test_send_as_denied_fails_every_recipient_with_an_ndr_to_the_mailbox(tmp_path: Path) -> None:
     async with running_hub(tmp_path, grants(bob={"send_on_behalf": ["carol@contoso.com"]})) as hub:
         drop_file(outbox(hub, "alice@contoso.com"), "m", eml("From: bob@contoso.com", "To: carol@contoso.com"))
         await wait_for(lambda: sent_items(hub, "alice@contoso.com"))
@@ -89,7 +89,9 @@ async def test_send_as_denied_fails_every_recipient_and_delivers_nothing(tmp_pat
         assert fails and all(r["recipient-status"].startswith(
             "554 5.2.0 STOREDRV.Submission.Exception:SendAsDeniedException.MapiExceptionSendAsDenied") for r in fails)
         assert {r["recipient-address"] for r in fails} == {"carol@contoso.com"}
-        assert not [r for r in tracking(hub) if r["event-id"] == "DELIVER"]
+        [ndr] = await wait_for(lambda: messages(hub, "alice@contoso.com"))  # the NDR goes to the mailbox that sent
+        assert b"SendAsDeniedException.MapiExceptionSendAsDenied" in ndr and header_value(ndr, "Return-Path") == "<>"
+        assert [r["recipient-address"] for r in tracking(hub) if r["event-id"] == "DELIVER"] == ["alice@contoso.com"]
 
 
 async def test_send_on_behalf_stamps_sender(tmp_path: Path) -> None:

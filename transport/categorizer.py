@@ -16,6 +16,7 @@ from queues.scheduler import QueueScheduler
 from queues.store import POISON, UNREACHABLE, QueueStore
 
 from .core.config import TransportConfig
+from .core.dsn_params import Notifier
 from .core.events import Action, CategorizedEvent, Replies, ResolvedEvent, RoutedEvent, RoutingEvent, SubmittedEvent
 from .core.mailitem import MailItem, RecipientStatus
 from .core.pipeline import AgentFailure, Pipeline
@@ -31,13 +32,14 @@ class Categorizer:
     """One task draining the in-memory Submission feed in batches."""
 
     def __init__(self, config: TransportConfig, pipeline: Pipeline, store: QueueStore, tracking: TrackingLog,
-                 routes: RoutingTable, queues: QueueScheduler) -> None:
+                 routes: RoutingTable, queues: QueueScheduler, notifier: Notifier) -> None:
         self.config = config
         self.pipeline = pipeline
         self.store = store
         self.tracking = tracking
         self.routes = routes
         self.queues = queues
+        self.notifier = notifier
         self.feed: asyncio.Queue[MailItem] = asyncio.Queue()
         self._busy = 0
 
@@ -102,6 +104,8 @@ class Categorizer:
         failed = [r for r in item.recipients if r.status is RecipientStatus.FAILED]
         for r in failed:
             self.tracking.log("FAIL", item, "ROUTING", [r.address], r.response)
+        if failed:
+            await self.notifier.ndr(item, failed)
         for queue, rcpts in deliveries.items():
             if queue == UNREACHABLE:
                 self.tracking.log("DEFER", item, "ROUTING", rcpts, "451 4.4.0 Unreachable: no route to next hop",

@@ -31,6 +31,7 @@ from .core.pipeline import load_pipeline
 from .core.tracking import TrackingLog, recorded
 from .data_root_lock import DataRootLock
 from .delivery.mailbox import MailboxQueue, MailboxStore
+from .notifications import Notifications
 from .receive_connector import ReceiveConnectors
 from .routing import RoutingTable
 from .store_driver import OutboxRules, outbox
@@ -54,17 +55,21 @@ class Hub:
         self.store = QueueStore(root / "queue" / "mail.que", config.queue.durable, config.queue.batch_size)
         context = AgentContext(config, self.dns, self.counters, logging.getLogger("transport.agents"))
         self.pipeline = load_pipeline(config.agents, context, self.tracking)
+        self.notifications = Notifications(config, lambda item, source: self.submission.submit_generated(item, source),
+                                           self.tracking)
         self.scheduler = QueueScheduler(self.store, config.queue, self.tracking,
                                         resubmit=lambda item: self.categorizer.push(item),
-                                        forget_submissions=lambda: self.categorizer.drain())
+                                        forget_submissions=lambda: self.categorizer.drain(),
+                                        notifier=self.notifications)
         self.categorizer = Categorizer(config, self.pipeline, self.store, self.tracking, RoutingTable(config),
-                                       self.scheduler)
+                                       self.scheduler, self.notifications)
         self.submission = Submission(config, self.pipeline, self.store, self.tracking,
                                      lambda item: self.categorizer.push(item),
                                      lambda: self.categorizer.backlog)
-        context.submit = self.submission.submit_generated
+        context.submit = self.submission.submit_from_agent
         self.mailboxes = MailboxStore(root / "mailboxes", config)
-        self.mailbox_queue = MailboxQueue(self.mailboxes, self.tracking, self.scheduler, config.receive.fqdn)
+        self.mailbox_queue = MailboxQueue(self.mailboxes, self.tracking, self.scheduler, config.receive.fqdn,
+                                          notifier=self.notifications)
         self.scheduler.register(self.mailbox_queue)
         self.connectors = ReceiveConnectors(config, self.submission)
         self.receive = self.connectors.connectors[0]  # the first connector (Default Frontend in the demo)

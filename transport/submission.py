@@ -131,10 +131,10 @@ class Submission:
                           source_context=item.session.session_id, connector_id=item.session.connector)
         return event
 
-    async def submit_generated(self, item: MailItem, agent: str, cause: MailItem | None = None) -> int | None:
-        """A message an agent made (a journal report, an auto-reply): trusted as the organisation's own, marked
-        with the agent (`X-MS-Exchange-Organization-Generated-Message-Source`; the pipeline never hands it back
-        to that agent), queued with source AGENT; no receive events run on it, as in Exchange.
+    async def submit_from_agent(self, item: MailItem, agent: str, cause: MailItem | None = None) -> int | None:
+        """A message an agent made (a journal report, an auto-reply), marked with the agent
+        (`X-MS-Exchange-Organization-Generated-Message-Source`; the pipeline never hands it back to that agent)
+        and submitted with source AGENT (`submit_generated`).
 
         A chain of agent-made messages (one made because of another) longer than agent_submission.max_hop_count
         is refused: None is returned and AGENTINFO tracked on the causing message, so agents cannot loop."""
@@ -147,18 +147,26 @@ class Submission:
                 self.tracking.log("AGENTINFO", cause, "AGENT", custom_data=f"{agent}: submit refused: agent hop "
                                   f"count {hops} over agent_submission.max_hop_count ({limit})")
             return None
-        item.source = Source.AGENT
-        item.session.auth_as = AuthAs.INTERNAL
-        item.session.internal = True
         item.session.session_id = item.session.session_id or agent
         item.stamps[Stamp.GENERATED_BY] = agent
         item.stamps[Stamp.AGENT_HOPS] = hops
         if cause is not None:
             item.stamps[Stamp.CAUSE] = cause.message_id or f"InternalId={cause.internal_id}"
         item.set_header(GENERATED_MESSAGE_SOURCE, agent)
+        return await self.submit_generated(item, Source.AGENT)
+
+    async def submit_generated(self, item: MailItem, source: Source = Source.AGENT) -> int:
+        """A message the hub or an agent made (a DSN, a journal report, an auto-reply): trusted as the
+        organisation's own, stamped, queued with its source (AGENT, or DSN for delivery reports); no receive
+        events run on it, as in Exchange."""
+        item.source = source
+        item.session.auth_as = AuthAs.INTERNAL
+        item.session.internal = True
+        how = "agent submission" if source is Source.AGENT else source.value
         receipt = await self.receive(item, received=f"from {self.config.receive.fqdn} by {self.config.receive.fqdn}"
-                                     f" with Microsoft SMTP Server id {SERVER_VERSION} (agent submission);"
+                                     f" with Microsoft SMTP Server id {SERVER_VERSION} ({how});"
                                      f" {date_now()}", run_agents=False)
+        assert receipt.internal_id is not None
         return receipt.internal_id
 
     def stamp(self, item: MailItem, received: str | None = None) -> None:

@@ -46,7 +46,7 @@ class AgentContext:
     counters: "Counters"
     log: logging.Logger
     submit: Callable[["MailItem", str, "MailItem | None"], Awaitable[int | None]] | None = None
-    """The submission path's agent door (`Submission.submit_generated`); agents call `Agent.submit`."""
+    """The submission path's agent door (`Submission.submit_from_agent`); agents call `Agent.submit`."""
     extras: dict[str, Any] = field(default_factory=dict)
 
     @property

@@ -286,6 +286,107 @@ class AgentSubmission(Model):
 
     max_hop_count: int = Field(
         3, ge=1, le=30, description="Agent-submitted messages in a chain (a message an agent made because of one another agent made) before the next submit is refused: no loop between agents.")
+class DsnSettings(Model):
+    """Delivery status notifications (Set-TransportConfig): who sends them and what they return."""
+
+    external_postmaster_address: str | None = Field(
+        None, description="ExternalPostmasterAddress: the From of NDRs and other reports (null = postmaster@ the "
+        "first accepted domain); the reports' envelope sender is always the null reverse path.")
+    delay_dsn_enabled: bool = Field(
+        True, description="ExternalDelayDsnEnabled: send a delay notice once a message has waited "
+        "delay_notification_timeout (to recipients whose NOTIFY allows it).")
+    max_original_size: ByteSize = Field(
+        10 * 1024**2, description="A report returns the original whole up to this size; larger, its headers only.")
+
+
+def split_host(text: str, default_port: int) -> tuple[str, int]:
+    """`host`, `host:port`, `[v6]` or `[v6]:port` → (host, port)."""
+    text = text.strip()
+    if text.startswith("["):
+        name, _, rest = text[1:].partition("]")
+        port = rest.removeprefix(":") if rest.startswith(":") else ("" if not rest else "x")
+    elif text.count(":") == 1:
+        name, _, port = text.partition(":")
+    else:
+        name, port = text, ""
+    if not name or any(c.isspace() or c in "@<>,;/" for c in name) or (port and not (port.isdigit() and 0 < int(port) < 65536)):
+        raise ValueError(f"{text!r} is not host or host:port")
+    return name, int(port) if port else default_port
+
+
+class SendConnector(Model):
+    """New-SendConnector: where mail for some address spaces goes (a smart host, the domain's MX, or a folder)."""
+
+    name: str = Field(description="Send connector name: the queue of a smart host or drop-directory connector, "
+                      "and the tracking log's connector-id.")
+    address_spaces: list[str] = Field(
+        ["*"], min_length=1, description='AddressSpaces: "*", "fabrikam.com" or "*.fabrikam.com" (the domain and '
+        'its subdomains); of the connectors that match a recipient, the most specific wins.')
+    smart_hosts: list[str] = Field(
+        default_factory=list, description='SmartHosts: ["host:port", …] tried in order; empty = DNS routing to '
+        'the destination\'s MX (A/AAAA when it has none).')
+    port: int = Field(25, ge=1, le=65535, description="Port: the TCP port of MX hosts and of smart hosts given without one.")
+    require_tls: bool = Field(
+        False, description="RequireTLS: fail (and retry) when the next hop offers no STARTTLS; STARTTLS is used "
+        "whenever offered either way.")
+    auth: "SmartHostAuth | None" = Field(None, description="SmartHostAuthMechanism BasicAuth: {username, password} for the smart host.")
+    max_connections_per_domain: int = Field(
+        20, ge=1, description="MaxPerDomainOutboundConnections: connections at once to one next hop.")
+    max_messages_per_connection: int = Field(
+        20, ge=1, description="SmtpMaxMessagesPerConnection: messages sent over one connection before another is opened "
+        "for a busy next hop (and before it is closed and opened anew).")
+    connection_timeout: Duration = Field(
+        60, gt=0, description="ConnectionInactivityTimeOut: the longest the hub waits for a reply from the next hop.")
+    drop_directory: DirectoryPath = Field(
+        None, description="Foreign connector: write the messages as .eml files (X-Sender/X-Receiver envelope) into "
+        "this folder under the data root, e.g. drop/Fax, instead of sending them.")
+    drop_directory_quota: ByteSize | None = Field(
+        None, description="DropDirectoryQuota: once the folder holds this much, messages wait in Retry (null = unlimited).")
+    max_message_size: ByteSize = Field(
+        10 * 1024**2, description="MaxMessageSize: larger messages fail with 552 5.3.4 instead of being sent.")
+
+    @field_validator("address_spaces")
+    @classmethod
+    def _spaces(cls, v: list[str]) -> list[str]:
+        out = []
+        for space in v:
+            space = space.strip().lower().rstrip(".")
+            bare = space.removeprefix("*.")
+            if space != "*" and (not bare or "*" in bare or any(c.isspace() or c in "@<>,;" for c in bare)):
+                raise ValueError(f"{space!r} is not an address space (use *, a domain or *.domain)")
+            out.append(space)
+        return out
+
+    @field_validator("smart_hosts")
+    @classmethod
+    def _hosts(cls, v: list[str]) -> list[str]:
+        for host in v:
+            split_host(host, 25)  # a bad entry raises ValueError naming it
+        return v
+
+    def smart_host_addresses(self) -> list[tuple[str, int]]:
+        """The smart hosts as (host, port), the connector's port where a host names none."""
+        return [split_host(h, self.port) for h in self.smart_hosts]
+
+    def matches(self, domain: str) -> int:
+        """How specifically an address space covers the domain: -1 none, 0 `*`, more for longer matches."""
+        best = -1
+        for space in self.address_spaces:
+            if space == "*":
+                best = max(best, 0)
+            elif space.startswith("*.") and (domain == space[2:] or domain.endswith(space[1:])):
+                best = max(best, 2 * len(space[2:]))
+            elif domain == space:
+                best = max(best, 2 * len(space) + 1)  # exact beats *. of the same length
+        return best
+
+
+class SmartHostAuth(Model):
+    username: str = Field(description="User name for AUTH at the smart host.")
+    password: str = Field(description="Password for AUTH at the smart host.")
+
+
+SendConnector.model_rebuild()
 
 
 class ErrorPolicy(str, enum.Enum):
@@ -332,6 +433,38 @@ class TransportConfig(Model):
     store_driver: StoreDriverSettings = Field(
         default_factory=StoreDriverSettings, description="Store-driver submission: each mailbox's Outbox is sent, a copy kept in Sent Items.")
     agent_submission: AgentSubmission = Field(default_factory=AgentSubmission, description="Messages that agents submit.")
+    send_connectors: list[SendConnector] = Field(
+        default_factory=list, description="Send connectors: where mail for other domains goes (none = it waits in Unreachable).")
+    dsn: DsnSettings = Field(default_factory=DsnSettings, description="Delivery status notifications (NDRs, delay and success notices).")
+
+    @model_validator(mode="after")
+    def _send_connector_names(self) -> "TransportConfig":
+        seen: set[str] = set()
+        for i, c in enumerate(self.send_connectors):
+            if c.name.lower() in seen or c.name in ("Submission", "Unreachable", "Poison", "mailbox") or "." in c.name:
+                problem = PydanticCustomError("send_connector_name", "send connector name '{name}' is taken or has a "
+                                              "dot (a dot marks a domain's queue)", {"name": c.name})
+                raise ValidationError.from_exception_data("TransportConfig", [InitErrorDetails(
+                    type=problem, loc=("send_connectors", i, "name"), input=c.name)])
+            seen.add(c.name.lower())
+        return self
+
+    def send_connector(self, domain: str) -> SendConnector | None:
+        """The send connector whose address space covers the domain most specifically (the first on a tie)."""
+        best, found = -1, None
+        for c in self.send_connectors:
+            score = c.matches(domain.lower())
+            if score > best:
+                best, found = score, c
+        return found
+
+    @property
+    def postmaster(self) -> str:
+        """The address reports come from: ExternalPostmasterAddress, or postmaster@ the first accepted domain."""
+        if self.dsn.external_postmaster_address:
+            return self.dsn.external_postmaster_address
+        domain = self.accepted_domains[0].domain.removeprefix("*.") if self.accepted_domains else self.receive.fqdn
+        return f"postmaster@{domain}"
 
     @field_validator("internal_smtp_servers")
     @classmethod

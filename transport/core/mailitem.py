@@ -28,6 +28,7 @@ class Source(str, enum.Enum):
     REPLAY = "REPLAY"
     AGENT = "AGENT"
     STOREDRIVER = "STOREDRIVER"
+    DSN = "DSN"  # a delivery status notification the hub generated
 
 
 class AuthAs(str, enum.Enum):

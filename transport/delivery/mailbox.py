@@ -34,6 +34,7 @@ from ..spool import give_back_memory
 if TYPE_CHECKING:
     from queues.scheduler import QueueScheduler
 
+    from ..core.dsn_params import Notifier
     from ..core.tracking import TrackingLog
 
 __all__ = ["MailboxStore", "MailboxQueue", "Delivery", "JUNK_FOLDER", "SENT_ITEMS_FOLDER", "OUTBOX_FOLDER",
@@ -184,8 +185,9 @@ class MailboxQueue:
     delivery_type = "SmtpDeliveryToMailbox"
 
     def __init__(self, mailboxes: MailboxStore, tracking: "TrackingLog", scheduler: "QueueScheduler", fqdn: str,
-                 batch_size: int = 64) -> None:
+                 batch_size: int = 64, notifier: "Notifier | None" = None) -> None:
         self.mailboxes = mailboxes
+        self.notifier = notifier  # delivered notices for NOTIFY=SUCCESS
         self.tracking = tracking
         self.scheduler = scheduler
         self.fqdn = fqdn
@@ -254,6 +256,9 @@ class MailboxQueue:
             else:
                 done.append(item_id)
             self.delivered += len(deliveries) - len(failed)
+            if self.notifier is not None:
+                written = {d.recipient for d in deliveries if not (d.error or d.earlier)}
+                await self.notifier.success(item, [r for r in item.recipients if r.address in written])
         if done:
             await self.scheduler.complete(done)
         if any(item.spool is not None for _, item, _, _ in batch):
