@@ -15,13 +15,12 @@ import json
 import os
 import time
 from dataclasses import asdict, dataclass
-from datetime import datetime, timezone
 from pathlib import Path
 
 from transport.core.commands import arguments, command, print_table
 from transport.core.config import load_config
 from transport.core.errors import ConfigError
-from transport.core.tracking import read_tracking_log
+from transport.core.tracking import log_time, read_tracking_log
 
 __all__ = ["Drop", "drop_file", "follow"]
 
@@ -71,10 +70,6 @@ def drop_file(source: Path, directory: Path) -> str:
         part.unlink()
 
 
-def _now() -> str:
-    return datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
-
-
 def follow(drops: list[Drop], tracking: Path, since: str, timeout: float) -> None:
     """Update each drop from the tracking log until every one is settled or `timeout` seconds pass."""
     waiting = {d.name: d for d in drops if d.status is DropStatus.DROPPED}
@@ -122,7 +117,7 @@ def cmd_pickup(args: argparse.Namespace) -> int:
     directory = settings.directory(config.data_root)
     if directory is None:
         raise ConfigError(f"{args.config}: the {label} directory is off ({label.lower()}.path is empty)")
-    since = _now()
+    since = log_time()
     drops = []
     for path in args.files:
         try:

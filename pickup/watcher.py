@@ -1,4 +1,5 @@
-"""Watching the Pickup and Replay directories: claim each file, convert it, play it to the agents, queue it.
+"""Watching the Pickup and Replay directories (and each mailbox's Outbox, for the store driver): claim each
+file, convert it, play it to the agents, queue it. What differs between them is the rules object's.
 
 Finding files: a scan every `poll_interval` seconds (0.25 s by default; Exchange polls every 5 s) lists the
 `*.eml` names with one os.scandir, off the event loop. A file is taken once its ctime is QUIET seconds old,
@@ -10,10 +11,11 @@ A batch is claimed (each `x.eml` renamed `x.tmp`, Exchange's claim) and read in 
 the directory's rules, played to the receive agents, and submitted concurrently, so one group commit of the
 queue store takes the whole batch. PickupDirectoryMaxMessagesPerMinute, when not 0, caps the claims.
 
-Crash safety: a file is deleted only after its message is durably queued. The name and SHA-256 of each claimed
-file are committed with its message (a `FileClaim` handed to the submission path), and the record is removed
-once the file is gone. At start-up a leftover `.tmp` with a matching claim was already queued and is
-deleted; any other goes back to `.eml` and is picked up again. So a file is never queued twice, and never lost.
+Crash safety: a file is deleted (by the rules' `file_queued`: an Outbox's goes to Sent Items) only after its
+message is durably queued. The name and SHA-256 of each claimed file are committed with its message (a
+`FileClaim` handed to the submission path), and the record is removed once the file is gone. At start-up a
+leftover `.tmp` with a matching claim was already queued and is disposed of the same way; any other goes back
+to `.eml` and is picked up again. So a file is never queued twice, and never lost.
 """
 
 from __future__ import annotations
@@ -61,8 +63,8 @@ class Claim:
 class Fate(enum.Enum):
     """What became of one claimed file."""
 
-    QUEUED = "queued"      # committed to the Submission queue: the file is deleted
-    DELETED = "deleted"    # an agent deleted the message: the file is deleted, nothing is queued
+    QUEUED = "queued"      # committed to the Submission queue: the file is deleted (an Outbox's: to Sent Items)
+    DELETED = "deleted"    # an agent deleted the message: the file goes as a queued one's does, nothing is queued
     BAD = "bad"            # it cannot be submitted: the file goes to badmail with the reason
     RETRY = "retry"        # the queue database refused it: the file goes back to be tried again
 
@@ -102,7 +104,7 @@ class RateLimit:
 
 
 class DirectoryWatcher:
-    """One watched directory (Pickup or Replay) feeding the submission path."""
+    """One watched directory (Pickup, Replay or a mailbox's Outbox) feeding the submission path."""
 
     def __init__(self, submission: SubmissionPath, config: TransportConfig, directory: Path,
                  rules: DirectoryRules) -> None:
@@ -228,7 +230,7 @@ class DirectoryWatcher:
         return asyncio.create_task(asyncio.to_thread(self._claim, names[:size])), names[size:]
 
     def _scan(self) -> list[str]:
-        """Names of the `*.eml` files ready to claim, oldest name first."""
+        """Names of the files the rules take (`*.eml` for Pickup and Replay) ready to claim, oldest name first."""
         now, mono = time.time(), time.monotonic()
         self._not_before = {n: t for n, t in self._not_before.items() if t > mono}
         names = []

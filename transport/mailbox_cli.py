@@ -12,7 +12,6 @@ import enum
 import json
 import time
 from dataclasses import asdict, dataclass, field
-from datetime import datetime, timezone
 from pathlib import Path
 
 from pickup.cli import drop_file
@@ -21,7 +20,7 @@ from .core.commands import arguments, command, print_table
 from .core.config import TransportConfig, load_config
 from .core.errors import AdminError
 from .core.mailitem import Source
-from .core.tracking import read_tracking_log
+from .core.tracking import log_time, read_tracking_log
 from .mailbox_listing import MailboxFolder, list_folder
 
 __all__ = ["Sent", "SendStatus", "follow_sent"]
@@ -52,10 +51,6 @@ class Sent:
     delivered: list[str] = field(default_factory=list)
     failed: dict[str, str] = field(default_factory=dict)  # recipient → the reason
     reason: str = ""
-
-
-def _now() -> str:
-    return datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
 
 
 def _outbox(config: TransportConfig, address: str) -> Path:
@@ -125,7 +120,7 @@ def _detail(s: Sent) -> str:
 
 def _send(args: argparse.Namespace, config: TransportConfig) -> int:
     outbox = _outbox(config, args.sender)
-    since = _now()
+    since = log_time()
     sent = []
     for path in args.files:
         try:

@@ -82,6 +82,8 @@ class Agent:
 
         if self.context.submit is None:
             raise RuntimeError("agent submission is available once the hub runs the agent")
+        if not isinstance(message, (bytes, bytearray, EmailMessage)):
+            raise TypeError(f"submit takes the message as bytes or an EmailMessage, not {type(message).__name__}")
         raw = message.as_bytes(policy=SMTP) if isinstance(message, EmailMessage) else bytes(message)
         item = MailItem(sender=sender, recipients=[Recipient(r) for r in recipients], raw=raw)
         if not item.recipients:

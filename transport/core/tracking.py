@@ -22,7 +22,7 @@ from typing import IO, Any, Iterable, Iterator
 from .headers import SERVER_VERSION
 from .mailitem import MailItem, Stamp
 
-__all__ = ["FIELDS", "TrackingLog", "read_tracking_log", "recorded"]
+__all__ = ["FIELDS", "TrackingLog", "log_time", "read_tracking_log", "recorded"]
 
 FIELDS = (
     "date-time", "client-ip", "client-hostname", "server-ip", "server-hostname", "source-context", "connector-id",
@@ -103,6 +103,11 @@ class TrackingLog:
             self._file.close()
             self._file = None
             self._day, self._second = "", -1  # a later row opens the file again
+
+
+def log_time() -> str:
+    """Now, as the log's date-time field spells it: rows at or after it compare greater or equal as text."""
+    return datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
 
 
 def recorded(folder: Path, event_ids: set[str], since: float) -> set[tuple[str, int, str]]:
