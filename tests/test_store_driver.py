@@ -88,7 +88,7 @@ async def test_send_as_denied_fails_every_recipient_with_an_ndr_to_the_mailbox(t
         fails = [r for r in tracking(hub) if r["event-id"] == "FAIL"]
         assert fails and all(r["recipient-status"].startswith(
             "554 5.2.0 STOREDRV.Submission.Exception:SendAsDeniedException.MapiExceptionSendAsDenied") for r in fails)
-        assert {r["recipient-address"] for r in fails} == {"carol@contoso.com"}
+        assert [(r["source"], r["recipient-address"]) for r in fails] == [("STOREDRIVER", "carol@contoso.com")]
         [ndr] = await wait_for(lambda: messages(hub, "alice@contoso.com"))  # the NDR goes to the mailbox that sent
         assert b"SendAsDeniedException.MapiExceptionSendAsDenied" in ndr and header_value(ndr, "Return-Path") == "<>"
         assert [r["recipient-address"] for r in tracking(hub) if r["event-id"] == "DELIVER"] == ["alice@contoso.com"]
@@ -119,6 +119,15 @@ async def test_auth_user_with_a_foreign_from_is_refused_at_end_of_data(tmp_path:
         assert messages(hub, "bob@contoso.com") == []
         fails = [r for r in tracking(hub) if r["event-id"] == "FAIL"]
         assert [(r["source"], r["message-subject"]) for r in fails] == [("SMTP", "as carol")]
+
+
+async def test_auth_user_with_send_on_behalf_gets_sender(tmp_path: Path) -> None:
+    async with running_hub(tmp_path, grants(carol={"send_on_behalf": ["alice@contoso.com"]})) as hub:
+        _, reply = await send(hub.addresses[0][1], "alice@contoso.com", ["bob@contoso.com"],
+                              eml("From: carol@contoso.com", "To: bob@contoso.com"), login=("alice@contoso.com", PASSWORD))
+        assert reply[0] == 250
+        [bob] = await wait_for(lambda: messages(hub, "bob@contoso.com"))
+        assert (header_value(bob, "From"), header_value(bob, "Sender")) == ("carol@contoso.com", "alice@contoso.com")
 
 
 async def test_anonymous_mail_with_a_mailbox_in_from_is_not_a_send_as_question(tmp_path: Path) -> None:

@@ -84,6 +84,7 @@ class Categorizer:
 
     async def _categorize(self, item: MailItem) -> None:
         self.tracking.log("SUBMIT", item, "QUEUE", source_context="Submission")
+        tracked = {id(r) for r in item.recipients if r.status is RecipientStatus.FAILED}  # FAIL logged by the source
         try:
             if await self._event(SubmittedEvent(item)):
                 return
@@ -103,7 +104,8 @@ class Categorizer:
         ids = await self.store.route(item, deliveries)
         failed = [r for r in item.recipients if r.status is RecipientStatus.FAILED]
         for r in failed:
-            self.tracking.log("FAIL", item, "ROUTING", [r.address], r.response)
+            if id(r) not in tracked:
+                self.tracking.log("FAIL", item, "ROUTING", [r.address], r.response)
         if failed:
             await self.notifier.ndr(item, failed)
         for queue, rcpts in deliveries.items():
