@@ -137,6 +137,25 @@ async def test_anonymous_mail_with_a_mailbox_in_from_is_not_a_send_as_question(t
         assert reply[0] == 250
 
 
+async def test_a_file_that_is_no_message_goes_to_badmail_named_for_the_mailbox(tmp_path: Path) -> None:
+    async with running_hub(tmp_path, FAST) as hub:
+        drop_file(outbox(hub, "alice@contoso.com"), "notes.txt", b"just some words, no header\r\n")
+        [row] = await wait_for(lambda: [r for r in tracking(hub) if r["event-id"] == "BADMAIL"])
+        assert (row["source"], row["sender-address"], row["source-context"]) == ("STOREDRIVER", "alice@contoso.com",
+                                                                                "notes.txt")
+        assert "does not start with a header field" in row["recipient-status"]
+        assert (hub.config.data_root / "badmail" / "notes.txt.bad").exists()
+        assert sent_items(hub, "alice@contoso.com") == [] and list(outbox(hub, "alice@contoso.com").iterdir()) == []
+
+
+async def test_store_driver_off_watches_no_outbox(tmp_path: Path) -> None:
+    async with running_hub(tmp_path, {"store_driver": {"path": ""}}) as hub:
+        assert hub.outboxes == [] and len(hub.watchers) == 2
+        drop_file(outbox(hub, "alice@contoso.com"), "m", eml("From: alice@contoso.com", "To: bob@contoso.com"))
+        await directory_scans(hub)
+        assert list(outbox(hub, "alice@contoso.com").iterdir()) != []
+
+
 def test_grants_name_mailboxes(tmp_path: Path) -> None:
     from hubtools import write_config
 
@@ -181,3 +200,10 @@ def test_mailbox_send_wait_without_a_hub_says_so(tmp_path: Path, capsys: pytest.
                  "-c", str(write_config(tmp_path))])
     out = capsys.readouterr().out
     assert code == 1 and "pending" in out and "not taken from the Outbox within 0.3s (is the hub running?)" in out
+
+
+def test_the_outbox_is_the_mailbox_s_outbox(tmp_path: Path) -> None:
+    from hubtools import write_config
+
+    with pytest.raises(ConfigError, match=r"store_driver\.path: .*set \.Outbox, or empty to turn it off"):
+        load_config(write_config(tmp_path, {"store_driver": {"path": "Drafts"}}))
