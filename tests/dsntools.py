@@ -60,7 +60,7 @@ class Received:
     content: bytes
     session: int
     tls: bool
-    login: str
+    authenticated: bool
 
 
 @dataclass
@@ -75,7 +75,9 @@ class Sink:
     data_replies: list[str] = field(default_factory=list)
     hold: threading.Event | None = None
     received: list[Received] = field(default_factory=list)
-    in_data: int = 0
+    in_data: int = 0  # DATA commands seen
+    active: int = 0  # DATA commands in progress now
+    peak: int = 0  # the most in progress at once
 
     async def handle_RCPT(self, server, session, envelope, address, rcpt_options):
         if address in self.rcpt_replies:
@@ -86,13 +88,16 @@ class Sink:
 
     async def handle_DATA(self, server, session, envelope):
         self.in_data += 1
+        self.active += 1
+        self.peak = max(self.peak, self.active)
         if self.hold is not None:
             await asyncio.to_thread(self.hold.wait, 10)
+        self.active -= 1
         if self.data_replies:
             return self.data_replies.pop(0)
         self.received.append(Received(envelope.mail_from, list(envelope.rcpt_tos), list(envelope.rcpt_options),
                                       envelope.original_content or envelope.content, id(session),
-                                      session.ssl is not None, getattr(session, "login_data", b"") or ""))
+                                      session.ssl is not None, bool(session.authenticated)))
         return "250 2.6.0 <sink> Queued mail for delivery"
 
     @property

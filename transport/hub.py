@@ -118,7 +118,7 @@ class Hub:
             directory = settings.directory(self.config.data_root)
             if directory is not None:
                 rules = rules_cls(settings, self.config, self.submission.is_internal)
-                watcher = DirectoryWatcher(self.submission, self.config, directory, rules)
+                watcher = DirectoryWatcher(self.submission, self.config, directory, rules, self.notifications)
                 watcher.start()
                 self.watchers.append(watcher)
 

@@ -202,6 +202,9 @@ class DirectorySettings(Model):
         True, description="Our extension: play each file to the SMTP receive agents as a simulated session (false = Exchange, which runs none).")
     poll_interval: float = Field(
         0.25, gt=0, le=5, description="Seconds between scans of the directory, the worst-case pickup latency (Exchange polls every 5 s).")
+    badmail_ndr: bool = Field(
+        False, description="Also send the sender the NDR Exchange returns for a file moved to badmail, when the file "
+        "names a valid sender and recipients (off: the reason file and the BADMAIL row only).")
 
     def directory(self, data_root: Path) -> Path | None:
         """The folder to watch (relative paths are under the data root); None when the directory is off."""
