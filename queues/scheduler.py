@@ -123,6 +123,7 @@ class QueueScheduler:
         self._epoch = epoch
         self.suspended = self.store.suspended_queues()
         now = time.time()
+        await self._remove_with_ndr()
         await self._expire(now)
         await self._notify_delays(now)
         await self._dispatch_due(now, changed and not first)  # Ready twice = categorized and delivered twice
@@ -179,18 +180,31 @@ class QueueScheduler:
                 r.response = response
         return item
 
+    async def _remove_with_ndr(self) -> None:
+        """Items an administrator removed with -WithNDR (PendingRemove, the reason in last_error)."""
+        rows = self.store.items("status=?", (QueueStatus.PENDING_REMOVE,))
+        await self._fail(rows, "ADMIN", lambda s: (s.last_error, "Remove-Message -WithNDR"))
+
     async def _expire(self, now: float) -> None:
         rows = [s for s in self.store.expired(now - self.settings.message_expiration_timeout)
                 if s.id not in self.inflight]
-        items = [(s, self._failing(s, EXPIRED)) for s in rows]
-        if rows:
-            await self.store.complete([s.id for s in rows])
+        await self._fail(rows, "QUEUE", lambda s: (EXPIRED, f"last error: {s.last_error}" if s.last_error else ""))
+
+    async def _fail(self, rows: list[StoredItem], source: str, why: Callable[[StoredItem], tuple[str, str]]) -> None:
+        """Queue items that fail for good: gone from the store, then a FAIL row and an NDR for their recipients.
+        `why` gives each item's reply and the tracking row's note."""
+        if not rows:
+            return
+        items = [(s, self._failing(s, why(s)[0])) for s in rows]
+        await self.store.complete([s.id for s in rows])
         for stored, item in items:
-            if item is not None:
-                self.tracking.log("FAIL", item, "QUEUE", stored.recipients, EXPIRED, source_context=stored.queue,
-                                  custom_data=f"last error: {stored.last_error}" if stored.last_error else "")
-                if self.notifier is not None:
-                    await self.notifier.ndr(item, item.recipients)
+            if item is None:
+                continue
+            response, note = why(stored)
+            self.tracking.log("FAIL", item, source, stored.recipients, response, source_context=stored.queue,
+                              custom_data=note)
+            if self.notifier is not None:
+                await self.notifier.ndr(item, item.recipients)
 
     async def _notify_delays(self, now: float) -> None:
         for stored in self.store.delayed(now - self.settings.delay_notification_timeout):

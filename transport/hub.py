@@ -30,7 +30,10 @@ from .core.dns import DnsResolver
 from .core.pipeline import load_pipeline
 from .core.tracking import TrackingLog, recorded
 from .data_root_lock import DataRootLock
+from .core.delivery import DeliveryQueue
+from .delivery.connectors import SendConnectors
 from .delivery.mailbox import MailboxQueue, MailboxStore
+from .delivery.smtp import Outbound
 from .notifications import Notifications
 from .receive_connector import ReceiveConnectors
 from .routing import RoutingTable
@@ -61,8 +64,10 @@ class Hub:
                                         resubmit=lambda item: self.categorizer.push(item),
                                         forget_submissions=lambda: self.categorizer.drain(),
                                         notifier=self.notifications)
-        self.categorizer = Categorizer(config, self.pipeline, self.store, self.tracking, RoutingTable(config),
-                                       self.scheduler, self.notifications)
+        self.outbound = Outbound(config.receive.fqdn, self.dns, self.tracking, self.scheduler, self.notifications)
+        self.send_connectors = SendConnectors(config, self.outbound, self._start_queue)
+        self.categorizer = Categorizer(config, self.pipeline, self.store, self.tracking,
+                                       RoutingTable(config, self.send_connectors), self.scheduler, self.notifications)
         self.submission = Submission(config, self.pipeline, self.store, self.tracking,
                                      lambda item: self.categorizer.push(item),
                                      lambda: self.categorizer.backlog)
@@ -77,6 +82,7 @@ class Hub:
         self.outboxes: list[DirectoryWatcher] = []  # the store driver: one watcher per mailbox's Outbox
         self.lock = DataRootLock(root)
         self._tasks: list[asyncio.Task] = []
+        self._running = False
         self.started = time.time()
 
     @property
@@ -103,6 +109,7 @@ class Hub:
                  ("housekeeping", self._housekeeping())]
         tasks += [(f"{hop}-delivery", queue.run()) for hop, queue in self.scheduler.queues.items()]
         self._tasks = [asyncio.create_task(t, name=n) for n, t in tasks]
+        self._running = True
         self._start_directories()
         await self.connectors.start()
         log.info("listening on %s", ", ".join(f"{h}:{p}" for h, p in self.addresses))
@@ -122,9 +129,15 @@ class Hub:
                     self.config.store_driver, self.config, self.submission.is_internal, mb.address, maildir)))
 
     def _watch(self, directory: Path, rules: DirectoryRules) -> DirectoryWatcher:
-        watcher = DirectoryWatcher(self.submission, self.config, directory, rules)
+        watcher = DirectoryWatcher(self.submission, self.config, directory, rules, self.notifications)
         watcher.start()
         return watcher
+
+    def _start_queue(self, queue: DeliveryQueue) -> None:
+        """Register a delivery queue opened after construction (a send connector's) and run it once the hub runs."""
+        self.scheduler.register(queue)
+        if self._running:
+            self._tasks.append(asyncio.create_task(queue.run(), name=f"{queue.next_hop}-delivery"))
 
     async def _recover(self) -> None:
         """Feed back what the store holds.
@@ -152,6 +165,7 @@ class Hub:
                                   source_context=item.session.session_id, custom_data="written at start-up")
             self.categorizer.push(item)
         waiting = 0
+        self.send_connectors.restore(self.store.delivery_queues())
         for next_hop in self.scheduler.queues:
             waiting += self.store.count_ready(next_hop)
             self.scheduler.overflow.add(next_hop)

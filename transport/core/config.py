@@ -8,59 +8,20 @@ so each validation error can be traced back to the line that caused it.
 from __future__ import annotations
 
 import enum
-import re
 from pathlib import Path
 from typing import Annotated, Any, Literal, NamedTuple
 
 import yaml
 from pydantic_core import InitErrorDetails, PydanticCustomError
-from pydantic import (BaseModel, BeforeValidator, ConfigDict, Field, PrivateAttr, ValidationError, field_validator,
-                      model_validator)
+from pydantic import BeforeValidator, Field, PrivateAttr, ValidationError, field_validator, model_validator
 
+from .config_types import ByteSize, Duration, Model
 from .dns import DnsSettings
 from .errors import ConfigError
 from .internal_servers import parse_internal_servers
+from .outbound_config import DsnSettings, SendConnector
 
 __all__ = ["ConfigError", "ConfigFile", "TransportConfig", "load_config", "read_config_file", "validate_config", "ByteSize"]
-
-_UNITS = {"": 1, "B": 1, "KB": 1024, "MB": 1024**2, "GB": 1024**3}
-
-
-def _parse_size(value: Any) -> Any:
-    """Accept 10485760, "10MB", "256 KB" (binary units, as Exchange's ByteQuantifiedSize)."""
-    if isinstance(value, str):
-        m = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([KMG]?B?)\s*", value.upper())
-        if not m:
-            raise ValueError(f"{value!r} is not a size (use bytes or a number with KB, MB or GB)")
-        return int(float(m.group(1)) * _UNITS[m.group(2) if m.group(2) != "K" else "KB"])
-    return value
-
-
-ByteSize = Annotated[int, BeforeValidator(_parse_size), Field(ge=0)]
-
-_SPANS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
-
-
-def _parse_duration(value: Any) -> Any:
-    """Seconds as a number, "30s", "5m", "4h", "2d", or Exchange's TimeSpan "[d.]hh:mm:ss"."""
-    if not isinstance(value, str):
-        return value
-    text = value.strip().lower()
-    m = re.fullmatch(r"(\d+(?:\.\d+)?)\s*([smhd]?)", text)
-    if m:
-        return float(m.group(1)) * _SPANS[m.group(2) or "s"]
-    m = re.fullmatch(r"(?:(\d+)\.)?(\d{1,2}):(\d{2}):(\d{2}(?:\.\d+)?)", text)
-    if m:
-        return int(m.group(1) or 0) * 86400 + int(m.group(2)) * 3600 + int(m.group(3)) * 60 + float(m.group(4))
-    raise ValueError(f"{value!r} is not a duration (use seconds, 30s, 5m, 4h, 2d or d.hh:mm:ss)")
-
-
-Duration = Annotated[float, BeforeValidator(_parse_duration), Field(ge=0)]
-
-
-class Model(BaseModel):
-    model_config = ConfigDict(extra="forbid", populate_by_name=True)
-
 
 class DomainType(str, enum.Enum):
     AUTHORITATIVE = "Authoritative"
@@ -245,6 +206,9 @@ class DirectorySettings(Model):
         True, description="Our extension: play each file to the SMTP receive agents as a simulated session (false = Exchange, which runs none).")
     poll_interval: float = Field(
         0.25, gt=0, le=5, description="Seconds between scans of the directory, the worst-case pickup latency (Exchange polls every 5 s).")
+    badmail_ndr: bool = Field(
+        False, description="Also send the sender the NDR Exchange returns for a file moved to badmail, when the file "
+        "names a valid sender and recipients (off: the reason file and the BADMAIL row only).")
 
     def directory(self, data_root: Path) -> Path | None:
         """The folder to watch (relative paths are under the data root); None when the directory is off."""
@@ -286,107 +250,6 @@ class AgentSubmission(Model):
 
     max_hop_count: int = Field(
         3, ge=1, le=30, description="Agent-submitted messages in a chain (a message an agent made because of one another agent made) before the next submit is refused: no loop between agents.")
-class DsnSettings(Model):
-    """Delivery status notifications (Set-TransportConfig): who sends them and what they return."""
-
-    external_postmaster_address: str | None = Field(
-        None, description="ExternalPostmasterAddress: the From of NDRs and other reports (null = postmaster@ the "
-        "first accepted domain); the reports' envelope sender is always the null reverse path.")
-    delay_dsn_enabled: bool = Field(
-        True, description="ExternalDelayDsnEnabled: send a delay notice once a message has waited "
-        "delay_notification_timeout (to recipients whose NOTIFY allows it).")
-    max_original_size: ByteSize = Field(
-        10 * 1024**2, description="A report returns the original whole up to this size; larger, its headers only.")
-
-
-def split_host(text: str, default_port: int) -> tuple[str, int]:
-    """`host`, `host:port`, `[v6]` or `[v6]:port` → (host, port)."""
-    text = text.strip()
-    if text.startswith("["):
-        name, _, rest = text[1:].partition("]")
-        port = rest.removeprefix(":") if rest.startswith(":") else ("" if not rest else "x")
-    elif text.count(":") == 1:
-        name, _, port = text.partition(":")
-    else:
-        name, port = text, ""
-    if not name or any(c.isspace() or c in "@<>,;/" for c in name) or (port and not (port.isdigit() and 0 < int(port) < 65536)):
-        raise ValueError(f"{text!r} is not host or host:port")
-    return name, int(port) if port else default_port
-
-
-class SendConnector(Model):
-    """New-SendConnector: where mail for some address spaces goes (a smart host, the domain's MX, or a folder)."""
-
-    name: str = Field(description="Send connector name: the queue of a smart host or drop-directory connector, "
-                      "and the tracking log's connector-id.")
-    address_spaces: list[str] = Field(
-        ["*"], min_length=1, description='AddressSpaces: "*", "fabrikam.com" or "*.fabrikam.com" (the domain and '
-        'its subdomains); of the connectors that match a recipient, the most specific wins.')
-    smart_hosts: list[str] = Field(
-        default_factory=list, description='SmartHosts: ["host:port", …] tried in order; empty = DNS routing to '
-        'the destination\'s MX (A/AAAA when it has none).')
-    port: int = Field(25, ge=1, le=65535, description="Port: the TCP port of MX hosts and of smart hosts given without one.")
-    require_tls: bool = Field(
-        False, description="RequireTLS: fail (and retry) when the next hop offers no STARTTLS; STARTTLS is used "
-        "whenever offered either way.")
-    auth: "SmartHostAuth | None" = Field(None, description="SmartHostAuthMechanism BasicAuth: {username, password} for the smart host.")
-    max_connections_per_domain: int = Field(
-        20, ge=1, description="MaxPerDomainOutboundConnections: connections at once to one next hop.")
-    max_messages_per_connection: int = Field(
-        20, ge=1, description="SmtpMaxMessagesPerConnection: messages sent over one connection before another is opened "
-        "for a busy next hop (and before it is closed and opened anew).")
-    connection_timeout: Duration = Field(
-        60, gt=0, description="ConnectionInactivityTimeOut: the longest the hub waits for a reply from the next hop.")
-    drop_directory: DirectoryPath = Field(
-        None, description="Foreign connector: write the messages as .eml files (X-Sender/X-Receiver envelope) into "
-        "this folder under the data root, e.g. drop/Fax, instead of sending them.")
-    drop_directory_quota: ByteSize | None = Field(
-        None, description="DropDirectoryQuota: once the folder holds this much, messages wait in Retry (null = unlimited).")
-    max_message_size: ByteSize = Field(
-        10 * 1024**2, description="MaxMessageSize: larger messages fail with 552 5.3.4 instead of being sent.")
-
-    @field_validator("address_spaces")
-    @classmethod
-    def _spaces(cls, v: list[str]) -> list[str]:
-        out = []
-        for space in v:
-            space = space.strip().lower().rstrip(".")
-            bare = space.removeprefix("*.")
-            if space != "*" and (not bare or "*" in bare or any(c.isspace() or c in "@<>,;" for c in bare)):
-                raise ValueError(f"{space!r} is not an address space (use *, a domain or *.domain)")
-            out.append(space)
-        return out
-
-    @field_validator("smart_hosts")
-    @classmethod
-    def _hosts(cls, v: list[str]) -> list[str]:
-        for host in v:
-            split_host(host, 25)  # a bad entry raises ValueError naming it
-        return v
-
-    def smart_host_addresses(self) -> list[tuple[str, int]]:
-        """The smart hosts as (host, port), the connector's port where a host names none."""
-        return [split_host(h, self.port) for h in self.smart_hosts]
-
-    def matches(self, domain: str) -> int:
-        """How specifically an address space covers the domain: -1 none, 0 `*`, more for longer matches."""
-        best = -1
-        for space in self.address_spaces:
-            if space == "*":
-                best = max(best, 0)
-            elif space.startswith("*.") and (domain == space[2:] or domain.endswith(space[1:])):
-                best = max(best, 2 * len(space[2:]))
-            elif domain == space:
-                best = max(best, 2 * len(space) + 1)  # exact beats *. of the same length
-        return best
-
-
-class SmartHostAuth(Model):
-    username: str = Field(description="User name for AUTH at the smart host.")
-    password: str = Field(description="Password for AUTH at the smart host.")
-
-
-SendConnector.model_rebuild()
 
 
 class ErrorPolicy(str, enum.Enum):
