@@ -374,9 +374,7 @@ class DirectoryWatcher:
             detail = f" ({event.reason})" if event.reason else ""
             return Outcome(Fate.BAD, f"{event.decided_by} rejected the message: "
                                   f"{event.response or 'disconnect'}{detail}", item)
-        failed = [r for r in item.recipients if r.status is RecipientStatus.FAILED]
-        for r in failed:
-            self.submission.tracking.log("FAIL", item, self.source, [r.address], r.response, source_context=claim.name)
+        failed = [r for r in item.recipients if r.status is RecipientStatus.FAILED]  # FAIL tracked by the path
         if failed:
             await self._ndr(item, failed)
         return Outcome(Fate.QUEUED, item=item, internal_id=receipt.internal_id or 0, kept=conversion.kept)

@@ -9,7 +9,8 @@ mail all hand their mail item to `Submission.receive`, which does the same steps
 2. the message events, OnEndOfHeaders then OnEndOfData, whose agents may reject, delete, disconnect or
    quarantine (a verdict that ends the message is recorded in the tracking log as AGENTINFO);
 3. the durable submit: the message (and the claim record of the file it came from, if any) is committed to
-   the Submission queue, RECEIVE and the agents' other verdicts are tracked, and the categorizer is fed.
+   the Submission queue, RECEIVE (and FAIL for recipients already failed) and the agents' other verdicts are
+   tracked, and the categorizer is fed.
 
 Only the answer differs between sources: an SMTP client gets a reply, a dropped file goes to badmail or away.
 Back pressure is asked by each source where it takes new work (MAIL FROM, claiming files).
@@ -29,7 +30,7 @@ from .core.events import Action, EndOfDataEvent, EndOfHeadersEvent, MessageEvent
 from .core.headers import (FOREST_HEADER_PREFIX, GENERATED_MESSAGE_SOURCE, ORGANIZATION_HEADER_PREFIX, SERVER_VERSION,
                            date_now)
 from .core.internal_servers import is_internal, parse_internal_servers
-from .core.mailitem import AuthAs, MailItem, ReverseDns, SessionInfo, Source, Stamp, new_message_id
+from .core.mailitem import AuthAs, MailItem, RecipientStatus, ReverseDns, SessionInfo, Source, Stamp, new_message_id
 from .core.pipeline import Pipeline
 from .core.sources import FileClaim, Receipt
 from .core.tracking import TrackingLog
@@ -225,6 +226,10 @@ class Submission:
         self.tracking.log("RECEIVE", item, item.source.value, connector_id=item.session.connector or self.config.receive.name,
                           source_context=item.session.session_id, reference=item.stamps.get(Stamp.CAUSE, ""),
                           custom_data=f"submitted by agent {made_by}" if made_by else "")
+        for r in item.recipients:  # failed before the queue had it (an agent, a bad address, Send As refused)
+            if r.status is RecipientStatus.FAILED:
+                self.tracking.log("FAIL", item, item.source.value, [r.address], r.response,
+                                  source_context=item.session.session_id)
         if item.verdicts:  # what the receive agents did that let the message go on (stamps, errors)
             self.tracking.log("AGENTINFO", item, "AGENT", source_context=item.session.session_id, custom_data="; ".join(
                 f"{v.agent}: {v.action} at {v.event}" + (f" ({v.reason})" if v.reason else "") for v in item.verdicts))

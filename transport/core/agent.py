@@ -17,12 +17,12 @@ from typing import TYPE_CHECKING, Any, Awaitable, Callable, ClassVar, Iterable
 from pydantic import BaseModel, ConfigDict
 
 from .events import RECEIVE_EVENTS, ROUTING_EVENTS
+from .mailitem import MailItem, Recipient
 
 if TYPE_CHECKING:
     from .config import TransportConfig
     from .counters import Counters
     from .dns import DnsResolver
-    from .mailitem import MailItem
 
 __all__ = ["AgentConfig", "AgentContext", "Agent", "SmtpReceiveAgent", "RoutingAgent", "HANDLING"]
 
@@ -78,8 +78,6 @@ class Agent:
         running. The new message is never handed back to this agent, and a chain of agent-made messages longer
         than agent_submission.max_hop_count is refused (None is returned): agents cannot loop.
         """
-        from .mailitem import MailItem, Recipient
-
         if self.context.submit is None:
             raise RuntimeError("agent submission is available once the hub runs the agent")
         if not isinstance(message, (bytes, bytearray, EmailMessage)):
