@@ -22,7 +22,7 @@ from transport.core.config import load_config
 from transport.core.errors import ConfigError
 from transport.core.tracking import log_time, read_tracking_log
 
-__all__ = ["Drop", "drop_file", "follow"]
+__all__ = ["Drop", "drop_arguments", "drop_file", "drop_files", "follow"]
 
 
 class DropStatus(str, enum.Enum):
@@ -70,6 +70,26 @@ def drop_file(source: Path, directory: Path) -> str:
         part.unlink()
 
 
+def drop_files(files: list[Path], directory: Path) -> list[tuple[str, str, str]]:
+    """Drop each file (`drop_file`): (the file as given, its name in the folder or "", why it could not be or "")."""
+    out = []
+    for path in files:
+        try:
+            out.append((str(path), drop_file(path, directory), ""))
+        except OSError as e:
+            out.append((str(path), "", e.strerror or str(e)))
+    return out
+
+
+def drop_arguments(p: argparse.ArgumentParser, wait_help: str) -> None:
+    """FILE…, --wait, --timeout, --json and -c, as every command that drops files takes them."""
+    p.add_argument("files", nargs="+", type=Path, metavar="FILE", help="message files (.eml)")
+    p.add_argument("--wait", action="store_true", help=wait_help)
+    p.add_argument("--timeout", type=float, default=30.0, help="seconds --wait waits at most (default 30)")
+    p.add_argument("--json", action="store_true", help="print JSON")
+    p.add_argument("-c", "--config", default=argparse.SUPPRESS, help="configuration file (default: transport.yaml)")
+
+
 def follow(drops: list[Drop], tracking: Path, since: str, timeout: float) -> None:
     """Update each drop from the tracking log until every one is settled or `timeout` seconds pass."""
     waiting = {d.name: d for d in drops if d.status is DropStatus.DROPPED}
@@ -100,13 +120,9 @@ def _arguments(p: argparse.ArgumentParser) -> None:
     sub = p.add_subparsers(dest="action", metavar="ACTION", required=True)
     drop = sub.add_parser("drop", help="copy message files in atomically; --wait reports what became of each",
                           description="Copy message files into the Pickup (or Replay) directory.")
-    drop.add_argument("files", nargs="+", type=Path, metavar="FILE", help="message files (.eml)")
     drop.add_argument("--replay", action="store_true",
                       help="drop into the Replay directory (files with an X-Sender/X-Receiver envelope)")
-    drop.add_argument("--wait", action="store_true", help="wait until each file is queued, deleted or in badmail")
-    drop.add_argument("--timeout", type=float, default=30.0, help="seconds --wait waits at most (default 30)")
-    drop.add_argument("--json", action="store_true", help="print JSON")
-    drop.add_argument("-c", "--config", default=argparse.SUPPRESS, help="configuration file (default: transport.yaml)")
+    drop_arguments(drop, "wait until each file is queued, deleted or in badmail")
 
 
 @command("pickup", "drop message files into the Pickup or Replay directory (`transport pickup drop FILE…`)")
@@ -118,12 +134,8 @@ def cmd_pickup(args: argparse.Namespace) -> int:
     if directory is None:
         raise ConfigError(f"{args.config}: the {label} directory is off ({label.lower()}.path is empty)")
     since = log_time()
-    drops = []
-    for path in args.files:
-        try:
-            drops.append(Drop(str(path), drop_file(path, directory)))
-        except OSError as e:
-            drops.append(Drop(str(path), "", DropStatus.ERROR, reason=e.strerror or str(e)))
+    drops = [Drop(file, name, DropStatus.ERROR if error else DropStatus.DROPPED, reason=error)
+             for file, name, error in drop_files(args.files, directory)]
     if args.wait:
         follow(drops, config.data_root / "logs" / "MessageTracking", since, args.timeout)
     if args.json:

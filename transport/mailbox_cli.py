@@ -14,7 +14,7 @@ import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from pickup.cli import drop_file
+from pickup.cli import drop_arguments, drop_files
 
 from .core.commands import arguments, command, print_table
 from .core.config import TransportConfig, load_config
@@ -121,12 +121,8 @@ def _detail(s: Sent) -> str:
 def _send(args: argparse.Namespace, config: TransportConfig) -> int:
     outbox = _outbox(config, args.sender)
     since = log_time()
-    sent = []
-    for path in args.files:
-        try:
-            sent.append(Sent(str(path), drop_file(path, outbox)))
-        except OSError as e:
-            sent.append(Sent(str(path), "", SendStatus.ERROR, reason=e.strerror or str(e)))
+    sent = [Sent(file, name, SendStatus.ERROR if error else SendStatus.SUBMITTED, reason=error)
+            for file, name, error in drop_files(args.files, outbox)]
     if args.wait:
         follow_sent(sent, config.data_root / "logs" / "MessageTracking", args.sender, since, args.timeout)
     if args.json:
@@ -154,11 +150,7 @@ def _arguments(p: argparse.ArgumentParser) -> None:
     send = sub.add_parser("send", help="submit message files as a mailbox user (through its Outbox)",
                           description="Put message files into a mailbox's Outbox; the store driver sends them.")
     send.add_argument("--from", dest="sender", required=True, metavar="ADDRESS", help="the mailbox that sends")
-    send.add_argument("files", nargs="+", type=Path, metavar="FILE", help="message files (.eml)")
-    send.add_argument("--wait", action="store_true", help="wait until every recipient is delivered or failed")
-    send.add_argument("--timeout", type=float, default=30.0, help="seconds --wait waits at most (default 30)")
-    send.add_argument("--json", action="store_true", help="print JSON")
-    send.add_argument("-c", "--config", default=argparse.SUPPRESS, help="configuration file (default: transport.yaml)")
+    drop_arguments(send, "wait until every recipient is delivered or failed")
     lst = sub.add_parser("list", help="the messages in a mailbox folder: date, from, subject, SCL, Sender ID",
                          description="List a mailbox folder as a mail client's message list would.")
     lst.add_argument("address", metavar="ADDRESS", help="the mailbox")
