@@ -59,11 +59,12 @@ def _outbox(config: TransportConfig, address: str) -> Path:
     return config.data_root / "mailboxes" / address.lower() / MailboxFolder.OUTBOX.maildir / "new"
 
 
-def follow_sent(sent: list[Sent], tracking: Path, sender: str, since: str, timeout: float) -> None:
+def follow_sent(sent: list[Sent], tracking: Path, outbox: Path, sender: str, since: str, timeout: float) -> None:
     """Update each message from the tracking log until each is settled or `timeout` seconds pass.
 
     The store driver's RECEIVE row names the Outbox file (source-context) and gives the internal id and the
-    recipients; DELIVER and FAIL rows of that id settle each recipient; BADMAIL means it could not be submitted.
+    recipients; DELIVER and FAIL rows of that id settle each recipient, once the file has left the Outbox (so
+    its copy is in Sent Items); BADMAIL means it could not be submitted.
     """
     waiting = {s.name: s for s in sent if s.status is SendStatus.SUBMITTED}
     recipients: dict[int, set[str]] = {}
@@ -95,7 +96,9 @@ def follow_sent(sent: list[Sent], tracking: Path, sender: str, since: str, timeo
                 elif event == "FAIL":
                     entry.failed.setdefault(address, row.get("recipient-status", ""))
         for entry in list(waiting.values()):
-            if entry.internal_id is not None and recipients[entry.internal_id] <= {*entry.delivered, *entry.failed}:
+            in_outbox = (outbox / entry.name).exists() or (outbox / entry.name).with_suffix(".tmp").exists()
+            if entry.internal_id is not None and recipients[entry.internal_id] <= {*entry.delivered, *entry.failed} \
+                    and not in_outbox:
                 entry.status = SendStatus.FAILED if entry.failed else SendStatus.DELIVERED
                 del waiting[entry.name]
         if not waiting or time.monotonic() > deadline:
@@ -124,7 +127,7 @@ def _send(args: argparse.Namespace, config: TransportConfig) -> int:
     sent = [Sent(file, name, SendStatus.ERROR if error else SendStatus.SUBMITTED, reason=error)
             for file, name, error in drop_files(args.files, outbox)]
     if args.wait:
-        follow_sent(sent, config.data_root / "logs" / "MessageTracking", args.sender, since, args.timeout)
+        follow_sent(sent, config.data_root / "logs" / "MessageTracking", outbox, args.sender, since, args.timeout)
     if args.json:
         print(json.dumps([asdict(s) | {"status": s.status.value} for s in sent], indent=2))
     else:
