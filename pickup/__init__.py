@@ -13,7 +13,7 @@ poll_interval.
 
 Where this differs from Exchange: the folder is scanned every 0.25 s instead of every 5 s; receive agents
 run unless turned off; a file already queued when the hub crashed is not queued again (Exchange may
-duplicate it); recipients that are not SMTP addresses or that an agent refuses are recorded as failed in the
-tracking log, and the NDR Exchange returns to a valid sender (for those, and for badmail) comes with the DSN
-work.
+duplicate it); recipients that are not SMTP addresses or that an agent refuses are failed (tracking FAIL)
+with an NDR to the sender, as Exchange does; the NDR for a file moved to badmail is sent only with
+`badmail_ndr: true`.
 """

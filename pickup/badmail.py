@@ -3,8 +3,7 @@
 Exchange renames such a file `<name>.bad` (`<name><datetime>.bad` when that name is taken), writes one event
 log entry and a BADMAIL tracking event. Here the file moves to the data root's `badmail/` folder and the
 reason goes into `<name>.bad.txt` next to it. When the file names a valid sender, Exchange also returns an NDR
-with the original attached; that comes with the DSN (outbound) work, and until then the reason file is the
-only report.
+with the original attached; here the watcher sends it when the directory's `badmail_ndr` is on.
 """
 
 from __future__ import annotations

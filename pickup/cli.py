@@ -15,15 +15,14 @@ import json
 import os
 import time
 from dataclasses import asdict, dataclass
-from datetime import datetime, timezone
 from pathlib import Path
 
 from transport.core.commands import arguments, command, print_table
 from transport.core.config import load_config
 from transport.core.errors import ConfigError
-from transport.core.tracking import read_tracking_log
+from transport.core.tracking import log_time, read_tracking_log
 
-__all__ = ["Drop", "drop_file", "follow"]
+__all__ = ["Drop", "drop_arguments", "drop_file", "drop_files", "follow"]
 
 
 class DropStatus(str, enum.Enum):
@@ -71,8 +70,24 @@ def drop_file(source: Path, directory: Path) -> str:
         part.unlink()
 
 
-def _now() -> str:
-    return datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
+def drop_files(files: list[Path], directory: Path) -> list[tuple[str, str, str]]:
+    """Drop each file (`drop_file`): (the file as given, its name in the folder or "", why it could not be or "")."""
+    out = []
+    for path in files:
+        try:
+            out.append((str(path), drop_file(path, directory), ""))
+        except OSError as e:
+            out.append((str(path), "", e.strerror or str(e)))
+    return out
+
+
+def drop_arguments(p: argparse.ArgumentParser, wait_help: str) -> None:
+    """FILE…, --wait, --timeout, --json and -c, as every command that drops files takes them."""
+    p.add_argument("files", nargs="+", type=Path, metavar="FILE", help="message files (.eml)")
+    p.add_argument("--wait", action="store_true", help=wait_help)
+    p.add_argument("--timeout", type=float, default=30.0, help="seconds --wait waits at most (default 30)")
+    p.add_argument("--json", action="store_true", help="print JSON")
+    p.add_argument("-c", "--config", default=argparse.SUPPRESS, help="configuration file (default: transport.yaml)")
 
 
 def follow(drops: list[Drop], tracking: Path, since: str, timeout: float) -> None:
@@ -105,13 +120,9 @@ def _arguments(p: argparse.ArgumentParser) -> None:
     sub = p.add_subparsers(dest="action", metavar="ACTION", required=True)
     drop = sub.add_parser("drop", help="copy message files in atomically; --wait reports what became of each",
                           description="Copy message files into the Pickup (or Replay) directory.")
-    drop.add_argument("files", nargs="+", type=Path, metavar="FILE", help="message files (.eml)")
     drop.add_argument("--replay", action="store_true",
                       help="drop into the Replay directory (files with an X-Sender/X-Receiver envelope)")
-    drop.add_argument("--wait", action="store_true", help="wait until each file is queued, deleted or in badmail")
-    drop.add_argument("--timeout", type=float, default=30.0, help="seconds --wait waits at most (default 30)")
-    drop.add_argument("--json", action="store_true", help="print JSON")
-    drop.add_argument("-c", "--config", default=argparse.SUPPRESS, help="configuration file (default: transport.yaml)")
+    drop_arguments(drop, "wait until each file is queued, deleted or in badmail")
 
 
 @command("pickup", "drop message files into the Pickup or Replay directory (`transport pickup drop FILE…`)")
@@ -122,13 +133,9 @@ def cmd_pickup(args: argparse.Namespace) -> int:
     directory = settings.directory(config.data_root)
     if directory is None:
         raise ConfigError(f"{args.config}: the {label} directory is off ({label.lower()}.path is empty)")
-    since = _now()
-    drops = []
-    for path in args.files:
-        try:
-            drops.append(Drop(str(path), drop_file(path, directory)))
-        except OSError as e:
-            drops.append(Drop(str(path), "", DropStatus.ERROR, reason=e.strerror or str(e)))
+    since = log_time()
+    drops = [Drop(file, name, DropStatus.ERROR if error else DropStatus.DROPPED, reason=error)
+             for file, name, error in drop_files(args.files, directory)]
     if args.wait:
         follow(drops, config.data_root / "logs" / "MessageTracking", since, args.timeout)
     if args.json:

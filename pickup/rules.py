@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from pathlib import Path
 from email.utils import formatdate, getaddresses
 from typing import Callable
 
@@ -41,6 +42,7 @@ class Conversion:
     item: MailItem
     received: str
     trusted: bool = False  # a replay file a hub wrote: its organisation headers stay, no new stamps
+    kept: bytes | None = None  # the copy the sender keeps once it is queued (the store driver's Sent Items)
 
 
 class DirectoryRules:
@@ -57,6 +59,15 @@ class DirectoryRules:
 
     def convert(self, raw: bytes, name: str) -> Conversion:
         raise NotImplementedError
+
+    def takes(self, name: str) -> bool:
+        """Whether a file of that name in the folder is a message to claim (Pickup and Replay: `*.eml`)."""
+        return name[-4:].lower() == ".eml"
+
+    def file_queued(self, claimed: Path, kept: bytes | None) -> None:
+        """Dispose of a claimed file whose message is queued (or was, before a crash: `kept` is then None).
+        Pickup and Replay delete it; blocking, called off the event loop."""
+        claimed.unlink()
 
     def check_shape(self, raw: bytes) -> None:
         """Files that are no message at all are said to be what they are, before any rule looks inside."""

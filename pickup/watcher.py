@@ -1,4 +1,5 @@
-"""Watching the Pickup and Replay directories: claim each file, convert it, play it to the agents, queue it.
+"""Watching the Pickup and Replay directories (and each mailbox's Outbox, for the store driver): claim each
+file, convert it, play it to the agents, queue it. What differs between them is the rules object's.
 
 Finding files: a scan every `poll_interval` seconds (0.25 s by default; Exchange polls every 5 s) lists the
 `*.eml` names with one os.scandir, off the event loop. A file is taken once its ctime is QUIET seconds old,
@@ -10,10 +11,11 @@ A batch is claimed (each `x.eml` renamed `x.tmp`, Exchange's claim) and read in 
 the directory's rules, played to the receive agents, and submitted concurrently, so one group commit of the
 queue store takes the whole batch. PickupDirectoryMaxMessagesPerMinute, when not 0, caps the claims.
 
-Crash safety: a file is deleted only after its message is durably queued. The name and SHA-256 of each claimed
-file are committed with its message (a `FileClaim` handed to the submission path), and the record is removed
-once the file is gone. At start-up a leftover `.tmp` with a matching claim was already queued and is
-deleted; any other goes back to `.eml` and is picked up again. So a file is never queued twice, and never lost.
+Crash safety: a file is deleted (by the rules' `file_queued`: an Outbox's goes to Sent Items) only after its
+message is durably queued. The name and SHA-256 of each claimed file are committed with its message (a
+`FileClaim` handed to the submission path), and the record is removed once the file is gone. At start-up a
+leftover `.tmp` with a matching claim was already queued and is disposed of the same way; any other goes back
+to `.eml` and is picked up again. So a file is never queued twice, and never lost.
 """
 
 from __future__ import annotations
@@ -30,10 +32,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from transport.core.config import TransportConfig
+from transport.core.dsn_params import Notifier
 from transport.core.errors import BadFileError, StoreError
 from transport.core.tracking import TrackingEvent
 from transport.core.events import Action
-from transport.core.mailitem import MailItem, RecipientStatus, SessionInfo
+from transport.core.mailitem import MailItem, Recipient, RecipientStatus, SessionInfo
 from transport.core.sources import FileClaim, SubmissionPath
 
 from .badmail import free_name, move_to_badmail
@@ -62,8 +65,8 @@ class Claim:
 class Fate(enum.Enum):
     """What became of one claimed file."""
 
-    QUEUED = "queued"      # committed to the Submission queue: the file is deleted
-    DELETED = "deleted"    # an agent deleted the message: the file is deleted, nothing is queued
+    QUEUED = "queued"      # committed to the Submission queue: the file is deleted (an Outbox's: to Sent Items)
+    DELETED = "deleted"    # an agent deleted the message: the file goes as a queued one's does, nothing is queued
     BAD = "bad"            # it cannot be submitted: the file goes to badmail with the reason
     RETRY = "retry"        # the queue database refused it: the file goes back to be tried again
 
@@ -76,6 +79,7 @@ class Outcome:
     reason: str = ""
     item: MailItem | None = None
     internal_id: int = 0
+    kept: bytes | None = None  # the copy the sender keeps (see Conversion.kept)
 
 
 class RateLimit:
@@ -102,11 +106,12 @@ class RateLimit:
 
 
 class DirectoryWatcher:
-    """One watched directory (Pickup or Replay) feeding the submission path."""
+    """One watched directory (Pickup, Replay or a mailbox's Outbox) feeding the submission path."""
 
     def __init__(self, submission: SubmissionPath, config: TransportConfig, directory: Path,
-                 rules: DirectoryRules) -> None:
+                 rules: DirectoryRules, notifier: Notifier | None = None) -> None:
         self.submission = submission
+        self.notifier = notifier  # NDRs for refused recipients, and for badmail when `badmail_ndr` is on
         self.directory = directory
         self.rules = rules
         self.settings = rules.settings
@@ -170,7 +175,7 @@ class DirectoryWatcher:
         for path in leftovers:
             digest = claimed.get(path.name)
             if digest is not None and hashlib.sha256(path.read_bytes()).hexdigest() == digest:
-                path.unlink()
+                self.rules.file_queued(path, None)
                 dropped += 1
             else:
                 os.rename(path, free_name(path.with_suffix(".eml")))
@@ -228,7 +233,7 @@ class DirectoryWatcher:
         return asyncio.create_task(asyncio.to_thread(self._claim, names[:size])), names[size:]
 
     def _scan(self) -> list[str]:
-        """Names of the `*.eml` files ready to claim, oldest name first."""
+        """Names of the files the rules take (`*.eml` for Pickup and Replay) ready to claim, oldest name first."""
         now, mono = time.time(), time.monotonic()
         self._not_before = {n: t for n, t in self._not_before.items() if t > mono}
         names = []
@@ -240,7 +245,7 @@ class DirectoryWatcher:
         with entries:
             for entry in entries:
                 name = entry.name
-                if name[-4:].lower() != ".eml" or name in self._not_before:
+                if not self.rules.takes(name) or name in self._not_before:
                     continue
                 try:
                     st = entry.stat()
@@ -300,6 +305,8 @@ class DirectoryWatcher:
                                             session=SessionInfo(session_id=claim.name))
             self.submission.tracking.log(TrackingEvent.BADMAIL, item, self.source, recipient_status=outcome.reason,
                                   source_context=claim.name, custom_data=str(path))
+            if self.settings.badmail_ndr and "@" in item.sender and item.pending():
+                await self._ndr(item, item.pending(), f"554 5.6.0 {outcome.reason}")
 
     def _settle(self, claims: list[Claim],
                 outcomes: list[Outcome]) -> tuple[list[int], list[tuple[Claim, Outcome, Path]]]:
@@ -313,12 +320,20 @@ class DirectoryWatcher:
                     bad.append((claim, outcome, move_to_badmail(self.badmail, claim.path, claim.name,
                                                                 self.directory, outcome.reason)))
                 else:
-                    claim.path.unlink()
+                    self.rules.file_queued(claim.path, outcome.kept)
                     removed.append(outcome.internal_id)
             except OSError as e:  # left as .tmp: the claim record decides at the next start
                 log.error("%s directory: cannot clean up %s: %s", self.rules.received_by, claim.path, e)
         self._sync_directory()
         return removed, bad
+
+    async def _ndr(self, item: MailItem, recipients: list[Recipient], response: str | None = None) -> None:
+        """Report recipients the file could not reach to its sender (each with `response`, or its own)."""
+        if self.notifier is None:
+            return
+        for r in recipients:
+            r.response = response or r.response
+        await self.notifier.ndr(item, recipients)
 
     async def _submit(self, claim: Claim) -> Outcome:
         try:
@@ -353,15 +368,14 @@ class DirectoryWatcher:
             claim=FileClaim(str(self.directory), os.fsencode(claim.path.name), claim.sha256))
         event = receipt.ended
         if event is not None and event.action is Action.DELETE:
-            return Outcome(Fate.DELETED, f"{event.decided_by}: {event.reason}", item)
+            return Outcome(Fate.DELETED, f"{event.decided_by}: {event.reason}", item, kept=conversion.kept)
         if event is not None:
             if session is not None and event.response is not None:
                 await session.rejected(event.response, "end of data")
             detail = f" ({event.reason})" if event.reason else ""
             return Outcome(Fate.BAD, f"{event.decided_by} rejected the message: "
                                   f"{event.response or 'disconnect'}{detail}", item)
-        for r in item.recipients:
-            if r.status is RecipientStatus.FAILED:
-                self.submission.tracking.log(TrackingEvent.FAIL, item, self.source, [r.address], r.response,
-                                             source_context=claim.name)
-        return Outcome(Fate.QUEUED, item=item, internal_id=receipt.internal_id or 0)
+        failed = [r for r in item.recipients if r.status is RecipientStatus.FAILED]  # FAIL tracked by the path
+        if failed:
+            await self._ndr(item, failed)
+        return Outcome(Fate.QUEUED, item=item, internal_id=receipt.internal_id or 0, kept=conversion.kept)

@@ -13,7 +13,7 @@ from __future__ import annotations
 import time
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Iterator, NamedTuple
+from typing import Any, Callable, Iterator, NamedTuple
 
 from transport.core.errors import AdminError
 from transport.core.mailitem import MailItem
@@ -21,7 +21,7 @@ from transport.core.mailitem import MailItem
 from .store import POISON, SUBMISSION, SYSTEM_QUEUES, UNREACHABLE, QueueStatus, QueueTables, connect
 
 __all__ = ["AdminError", "Identity", "parse_identity", "open_admin", "list_queues", "list_messages", "set_queue_status", "retry_queue",
-           "set_message_status", "remove_message", "get_message", "queue_name", "DELIVERY_TYPES"]
+           "set_message_status", "remove_message", "remove_message_with_ndr", "get_message", "queue_name", "DELIVERY_TYPES"]
 
 # Queue key → Exchange's DeliveryType and NextHopDomain as Get-Queue shows them.
 DELIVERY_TYPES = {
@@ -75,8 +75,10 @@ def parse_identity(text: str | int) -> Identity:
     return Identity(int(parts[-1]), parts[-2] if len(parts) > 1 else None)
 
 
-def list_queues(tables: QueueTables, server: str) -> list[dict[str, Any]]:
-    """Get-Queue: one row per queue (Submission always; Unreachable and Poison only when they hold mail)."""
+def list_queues(tables: QueueTables, server: str,
+                kinds: Callable[[str], tuple[str, str] | None] = lambda queue: None) -> list[dict[str, Any]]:
+    """Get-Queue: one row per queue (Submission always; Unreachable and Poison only when they hold mail).
+    `kinds` gives the DeliveryType and NextHopDomain of the send connectors' queues."""
     suspended = tables.suspended_queues()
     by_name = tables.queue_summaries()
     names = [SUBMISSION] + sorted(n for n in by_name if n not in SYSTEM_QUEUES)
@@ -92,7 +94,7 @@ def list_queues(tables: QueueTables, server: str) -> list[dict[str, Any]]:
             status = QueueStatus.RETRY
         else:
             status = QueueStatus.READY
-        delivery_type, next_hop = DELIVERY_TYPES.get(name, ("SmtpRelayToRemoteAdSite", name))
+        delivery_type, next_hop = DELIVERY_TYPES.get(name) or kinds(name) or ("SmtpRelayToRemoteAdSite", name)
         out.append({
             "identity": f"{server}\\{name}", "delivery_type": delivery_type, "next_hop_domain": next_hop,
             "status": status.value, "message_count": count,
@@ -174,6 +176,16 @@ def get_message(tables: QueueTables, identity: str | int) -> tuple[MailItem, lis
     items = _items(tables, identity)
     item, recipients = tables.load(parse_identity(identity).message, [i[0] for i in items])
     return item, recipients, [i[2] for i in items]
+
+
+def remove_message_with_ndr(tables: QueueTables, identity: str | int, reason: str) -> list[str]:
+    """Remove-Message -WithNDR: the queue items the identity names become PendingRemove with the reason; the hub
+    (now, or at its next start) fails their recipients with an NDR and removes them. Returns their queues."""
+    items = _items(tables, identity)
+    if any(queue == SUBMISSION for _, queue, _ in items):
+        raise AdminError("messages in the Submission queue cannot be removed (Exchange refuses it too); suspend it")
+    tables.mark_pending_remove([i[0] for i in items], reason)
+    return [queue for _, queue, _ in items]
 
 
 def remove_message(tables: QueueTables, identity: str | int) -> tuple[MailItem, list[str], list[str], bool]:

@@ -13,12 +13,14 @@ from typing import Any
 
 from transport.core.commands import arguments, command, print_table
 from transport.core.config import TransportConfig, load_config
+from transport.core.outbound_config import queue_kind
 from transport.core.tracking import TrackingEvent, tracking_log
 
 from . import admin
 from .store import QueueStatus
 
 QUEUE_COLUMNS = ["identity", "delivery_type", "status", "message_count", "next_retry_time", "last_error"]
+REMOVED_BY_ADMINISTRATOR = "550 5.7.1 Message deleted by administrator"
 MESSAGE_COLUMNS = ["identity", "from_address", "status", "size", "subject", "recipients", "retry_count", "last_error"]
 
 
@@ -46,7 +48,7 @@ def cmd_queue(args: argparse.Namespace) -> int:
         server = config.receive.fqdn
         if args.action == "list":
             with admin.open_admin(_db(config)) as tables:
-                rows = admin.list_queues(tables, server)
+                rows = admin.list_queues(tables, server, lambda queue: queue_kind(config.send_connectors, queue))
             if args.json:
                 return _emit(args, rows, "")
             print_table(rows, QUEUE_COLUMNS)
@@ -80,7 +82,7 @@ def _message_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("action", choices=["suspend", "resume", "remove", "export"],
                    help="Suspend-/Resume-/Remove-/Export-Message")
     p.add_argument("identity", help="message identity (the number, or SERVER\\QUEUE\\NUMBER, from `transport queue messages`)")
-    p.add_argument("--with-ndr", action="store_true", help="with remove: fail the recipients with an NDR (tracking FAIL)")
+    p.add_argument("--with-ndr", action="store_true", help="with remove: fail the recipients with an NDR, which the hub sends (tracking FAIL, DSN)")
     p.add_argument("--path", help="with export: the .eml file to write (replay format, X-Sender/X-Receiver envelope)")
     p.add_argument("--json", action="store_true", help="print JSON")
 
@@ -111,16 +113,19 @@ def cmd_message(args: argparse.Namespace) -> int:
                        "status": results[0]["status"], "queue": results[0]["queue"],
                        "queues": [r["queue"] for r in results]}
             return _emit(args, summary, "\n".join(f"{i}: {r['status']}" for i, r in zip(idents, results)))
+        if args.with_ndr:
+            with admin.open_admin(db, write=True) as tables:
+                queue = ", ".join(admin.remove_message_with_ndr(tables, args.identity, REMOVED_BY_ADMINISTRATOR))
+            return _emit(args, {"identity": args.identity, "removed": True, "with_ndr": True},
+                         f"message {args.identity} removed from {queue}; the hub sends the NDR")
         with admin.open_admin(db, write=True) as tables:
             item, recipients, queues, gone = admin.remove_message(tables, args.identity)
         if gone and item.spool is not None:
             item.spool.path.unlink(missing_ok=True)  # the commit is done: the body may go
         queue = ", ".join(queues)
         tracking = tracking_log(config)
-        status = "550 5.7.1 Message deleted by administrator" if args.with_ndr else ""
-        tracking.log(TrackingEvent.FAIL if args.with_ndr else TrackingEvent.DROP, item, "ADMIN", recipients, status, source_context=queue,
-                     custom_data="Remove-Message" + (" -WithNDR" if args.with_ndr else ""))
+        tracking.log(TrackingEvent.DROP, item, "ADMIN", recipients, source_context=queue, custom_data="Remove-Message")
         tracking.close()
-        return _emit(args, {"identity": args.identity, "removed": True, "with_ndr": args.with_ndr},
+        return _emit(args, {"identity": args.identity, "removed": True, "with_ndr": False},
                      f"message {args.identity} removed from {queue}")
     return act(load_config(args.config))

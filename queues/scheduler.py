@@ -3,8 +3,8 @@
 Fresh messages go from the categorizer straight to a delivery queue in memory. Everything that has to wait
 (a transient delivery failure, a categorizer Defer, a message resubmitted by an administrator) waits in the
 database with a `next_attempt` time, and this scheduler's tick hands it back when it is due. The tick also
-fails messages older than MessageExpirationTimeout (`550 4.4.7 QUEUE.Expired`), records a delay DSN once a
-message has waited DelayNotificationTimeout, and notices `transport queue …` commands (the admin epoch).
+fails messages older than MessageExpirationTimeout (`550 4.4.7 QUEUE.Expired`, with an NDR), sends a delay
+notice once a message has waited DelayNotificationTimeout, and notices `transport queue …` commands (the admin epoch).
 """
 
 from __future__ import annotations
@@ -21,6 +21,7 @@ from .store import SUBMISSION, QueueStatus, QueueStore, StoredItem
 
 if TYPE_CHECKING:
     from transport.core.config import QueueSettings
+    from transport.core.dsn_params import Notifier
     from transport.core.mailitem import MailItem
     from transport.core.tracking import TrackingLog
 
@@ -43,12 +44,14 @@ class QueueScheduler:
     """
 
     def __init__(self, store: QueueStore, settings: "QueueSettings", tracking: "TrackingLog",
-                 resubmit: Callable[["MailItem"], None], forget_submissions: Callable[[], None]) -> None:
+                 resubmit: Callable[["MailItem"], None], forget_submissions: Callable[[], None],
+                 notifier: "Notifier | None" = None) -> None:
         self.store = store
         self.settings = settings
         self.tracking = tracking
         self.resubmit = resubmit
         self.forget_submissions = forget_submissions
+        self.notifier = notifier  # sends the expiry NDRs and delay notices (None: tracking rows only)
         self.queues: dict[str, DeliveryQueue] = {}  # next hop → its delivery queue
         self.overflow: set[str] = set()  # delivery queues with Ready items the store holds but memory does not
         self.inflight: set[int] = set()  # queue item ids some delivery queue holds in memory
@@ -121,6 +124,7 @@ class QueueScheduler:
         self._epoch = epoch
         self.suspended = self.store.suspended_queues()
         now = time.time()
+        await self._remove_with_ndr()
         await self._expire(now)
         await self._notify_delays(now)
         await self._dispatch_due(now, changed and not first)  # Ready twice = categorized and delivered twice
@@ -168,20 +172,46 @@ class QueueScheduler:
         for next_hop in list(self.overflow):
             self.refill(next_hop)
 
+    def _failing(self, stored: StoredItem, response: str) -> "MailItem | None":
+        """The message of a queue item with just the item's recipients, each carrying `response`."""
+        item = self.store.load_message(stored.message)
+        if item is not None:
+            item.recipients = [r for r in item.recipients if r.address in stored.recipients]
+            for r in item.recipients:
+                r.response = response
+        return item
+
+    async def _remove_with_ndr(self) -> None:
+        """Items an administrator removed with -WithNDR (PendingRemove, the reason in last_error)."""
+        rows = self.store.items("status=?", (QueueStatus.PENDING_REMOVE,))
+        await self._fail(rows, "ADMIN", lambda s: (s.last_error, "Remove-Message -WithNDR"))
+
     async def _expire(self, now: float) -> None:
         rows = [s for s in self.store.expired(now - self.settings.message_expiration_timeout)
                 if s.id not in self.inflight]
-        for stored in rows:
-            item = self.store.load_message(stored.message)
-            if item is not None:
-                self.tracking.log(TrackingEvent.FAIL, item, "QUEUE", stored.recipients, EXPIRED, source_context=stored.queue)
-        if rows:
-            await self.store.complete([s.id for s in rows])
+        await self._fail(rows, "QUEUE", lambda s: (EXPIRED, f"last error: {s.last_error}" if s.last_error else ""))
+
+    async def _fail(self, rows: list[StoredItem], source: str, why: Callable[[StoredItem], tuple[str, str]]) -> None:
+        """Queue items that fail for good: gone from the store, then a FAIL row and an NDR for their recipients.
+        `why` gives each item's reply and the tracking row's note."""
+        if not rows:
+            return
+        items = [(s, self._failing(s, why(s)[0])) for s in rows]
+        await self.store.complete([s.id for s in rows])
+        for stored, item in items:
+            if item is None:
+                continue
+            response, note = why(stored)
+            self.tracking.log(TrackingEvent.FAIL, item, source, stored.recipients, response, source_context=stored.queue,
+                              custom_data=note)
+            if self.notifier is not None:
+                await self.notifier.ndr(item, item.recipients)
 
     async def _notify_delays(self, now: float) -> None:
         for stored in self.store.delayed(now - self.settings.delay_notification_timeout):
-            item = self.store.load_message(stored.message)
-            if item is not None:
-                self.tracking.log(TrackingEvent.DSN, item, "DSN", stored.recipients, DELAYED,
-                                  custom_data=f"delay notification; last error: {stored.last_error}")
             await self.store.update_item(stored.id, delay_notified=1)
+            item = self._failing(stored, stored.last_error or DELAYED)
+            if item is None:
+                continue
+            if self.notifier is not None:
+                await self.notifier.delay(item, item.recipients)

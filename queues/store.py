@@ -54,6 +54,7 @@ class QueueStatus(str, enum.Enum):
     ACTIVE = "Active"          # in process: the poison-message guard
     RETRY = "Retry"
     SUSPENDED = "Suspended"
+    PENDING_REMOVE = "PendingRemove"  # Remove-Message -WithNDR: the running hub sends the NDR, then removes it
 
 
 SCHEMA = """
@@ -572,6 +573,10 @@ class QueueTables:
                                      (queue, *waiting)).rowcount
         return self.conn.execute("UPDATE queue_items SET queue=?, status=?, next_attempt=0 WHERE queue=?"
                                  " AND status IN (?, ?)", (to_queue, QueueStatus.READY, queue, *waiting)).rowcount
+
+    def mark_pending_remove(self, item_ids: list[int], reason: str) -> None:
+        self.conn.executemany("UPDATE queue_items SET status=?, last_error=? WHERE id=?",
+                              [(QueueStatus.PENDING_REMOVE, reason, i) for i in item_ids])
 
     def items_of(self, message: int) -> list[tuple[int, str, str]]:
         """(item id, queue, status) of each queue item of a message."""

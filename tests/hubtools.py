@@ -135,8 +135,8 @@ async def scheduler_ticks(hub: Hub, count: int = 2) -> None:
 
 
 async def directory_scans(hub: Hub, count: int = 2) -> None:
-    """Wait until every watched directory has been scanned `count` more times."""
-    goals = [(w, w.scans + count) for w in hub.watchers]
+    """Wait until every watched directory (Pickup, Replay, the Outboxes) has been scanned `count` more times."""
+    goals = [(w, w.scans + count) for w in hub.watchers + hub.outboxes]
     await wait_for(lambda: all(w.scans >= goal for w, goal in goals), timeout=10)
 
 

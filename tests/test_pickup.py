@@ -42,7 +42,7 @@ def badmail_reason(hub: Hub, stem: str) -> str:
 async def settled(hub: Hub, *names: str, timeout: float = 5.0) -> dict[str, dict[str, str]]:
     """Wait until each dropped file has a RECEIVE or BADMAIL row; returns name → that row."""
     def rows() -> dict[str, dict[str, str]] | None:
-        found = {r["source-context"]: r for r in tracking(hub) if r["event-id"] in ("RECEIVE", "BADMAIL")}
+        found = {r["source-context"]: r for r in tracking(hub) if r["event-id"] in ("RECEIVE", "BADMAIL") and r["source"] != "DSN"}
         return found if all(n in found for n in names) else None
     return await wait_for(rows, timeout=timeout)
 

@@ -141,9 +141,12 @@ async def test_message_remove_and_unreachable_resubmit(tmp_path):
         await wait_for(lambda: hub.store.items("queue='Unreachable'"))
         ident = (await asyncio.to_thread(_cli_json, config, "queue", "messages", "Unreachable"))[0]["identity"]
         out = await asyncio.to_thread(_cli_json, config, "message", "remove", ident, "--with-ndr")
-        assert out["removed"] is True
-        assert hub.store.items() == []
+        assert out["removed"] is True and out["with_ndr"] is True
+        [ndr] = await wait_for(lambda: messages(hub, "alice@contoso.com"))  # the running hub sends the NDR
+        assert b"Status: 5.7.1" in ndr and b"Diagnostic-Code: smtp;550 5.7.1 Message deleted by administrator" in ndr
+        await wait_for(lambda: hub.store.items() == [])
         assert rows_for(hub, "FAIL", "<u@t>")[0]["source"] == "ADMIN"
+        assert len(rows_for(hub, "DSN", "<u@t>")) == 1
 
 
 def test_queue_commands_against_stopped_hub(tmp_path):

@@ -17,8 +17,9 @@ from queues.scheduler import QueueScheduler
 from queues.store import POISON, UNREACHABLE, QueueStore
 
 from .core.config import TransportConfig
+from .core.dsn_params import Notifier
 from .core.events import Action, CategorizedEvent, Replies, ResolvedEvent, RoutedEvent, RoutingEvent, SubmittedEvent
-from .core.mailitem import MailItem, RecipientStatus
+from .core.mailitem import MailItem, Recipient, RecipientStatus
 from .core.pipeline import AgentFailure, Pipeline
 from .core.tracking import TrackingEvent, TrackingLog
 from .routing import RoutingTable
@@ -32,13 +33,14 @@ class Categorizer:
     """One task draining the in-memory Submission feed in batches."""
 
     def __init__(self, config: TransportConfig, pipeline: Pipeline, store: QueueStore, tracking: TrackingLog,
-                 routes: RoutingTable, queues: QueueScheduler) -> None:
+                 routes: RoutingTable, queues: QueueScheduler, notifier: Notifier) -> None:
         self.config = config
         self.pipeline = pipeline
         self.store = store
         self.tracking = tracking
         self.routes = routes
         self.queues = queues
+        self.notifier = notifier
         self.feed: asyncio.Queue[MailItem] = asyncio.Queue()
         self._busy = 0
 
@@ -86,7 +88,7 @@ class Categorizer:
         try:
             if await self._event(SubmittedEvent(item)):
                 return
-            resolve(item, self.routes)
+            unknown = resolve(item, self.routes)
             if await self._event(ResolvedEvent(item)):
                 return
             route(item, self.routes, self.queues.queues)
@@ -100,9 +102,10 @@ class Categorizer:
             if r.status is RecipientStatus.READY:
                 deliveries.setdefault(r.next_hop, []).append(r.address)
         ids = await self.store.route(item, deliveries)
-        failed = [r for r in item.recipients if r.status is RecipientStatus.FAILED]
-        for r in failed:
+        for r in unknown:
             self.tracking.log(TrackingEvent.FAIL, item, "ROUTING", [r.address], r.response)
+        if unknown:
+            await self.notifier.ndr(item, unknown)
         for queue, rcpts in deliveries.items():
             if queue == UNREACHABLE:
                 self.tracking.log(TrackingEvent.DEFER, item, "ROUTING", rcpts, "451 4.4.0 Unreachable: no route to next hop",
@@ -134,12 +137,14 @@ class Categorizer:
             self.tracking.log(TrackingEvent.POISONMESSAGE, item, "POISONMESSAGE", custom_data=why, source_context=POISON)
 
 
-def resolve(item: MailItem, routes: RoutingTable) -> None:
-    """Recipients in an authoritative domain must be mailboxes; the others are routed on."""
-    for r in item.pending():
-        if routes.is_unknown(r):
-            r.status = RecipientStatus.FAILED
-            r.response = str(Replies.RECIPIENT_NOT_FOUND)
+def resolve(item: MailItem, routes: RoutingTable) -> list[Recipient]:
+    """Recipients in an authoritative domain must be mailboxes; the others are routed on. Returns the recipients
+    failed here (RESOLVER.ADR.ExRecipNotFound)."""
+    unknown = [r for r in item.pending() if routes.is_unknown(r)]
+    for r in unknown:
+        r.status = RecipientStatus.FAILED
+        r.response = str(Replies.RECIPIENT_NOT_FOUND)
+    return unknown
 
 
 def route(item: MailItem, routes: RoutingTable, served: Container[str] | None = None) -> None:

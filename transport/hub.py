@@ -1,7 +1,7 @@
 """The hub: the composition root that builds every part from the configuration and starts and stops them.
 
-Data flows one way: sources (the receive connector's SMTP sessions, the Pickup and Replay directories; the
-store driver later) hand mail items to the submission path, which commits them to the Submission queue and
+Data flows one way: sources (the receive connector's SMTP sessions, the Pickup and Replay directories, the
+store driver's Outboxes, agents) hand mail items to the submission path, which commits them to the Submission queue and
 feeds the categorizer; the categorizer asks the routing table for each recipient's next hop and hands the
 message to the delivery queue registered for it; delivery completes it. On start, whatever the store holds is
 fed back in, so a message acknowledged before a crash or a restart is delivered after it. Nothing but this
@@ -15,7 +15,7 @@ import logging
 import time
 from pathlib import Path
 
-from pickup.rules import PickupRules
+from pickup.rules import DirectoryRules, PickupRules
 from pickup.watcher import DirectoryWatcher
 from queues.scheduler import QueueScheduler
 from queues.store import SUBMISSION, QueueStore
@@ -31,10 +31,15 @@ from .core.dns import DnsResolver
 from .core.pipeline import load_pipeline
 from .core.tracking import TrackingEvent, recorded, tracking_log
 from .data_root_lock import DataRootLock
+from .core.delivery import DeliveryQueue
+from .delivery.connectors import SendConnectors
 from .delivery.mailbox import MailboxQueue, MailboxStore
 from .metrics import MetricsEndpoint
+from .delivery.smtp import Outbound
+from .notifications import Notifications
 from .receive_connector import ReceiveConnectors
 from .routing import RoutingTable
+from .store_driver import OutboxRules, outbox
 from .submission import Submission
 
 __all__ = ["Hub"]
@@ -54,21 +59,28 @@ class Hub:
         self.store = QueueStore(root / "queue" / "mail.que", config.queue.durable, config.queue.batch_size)
         context = AgentContext(config, self.dns, self.counters, logging.getLogger("transport.agents"))
         self.pipeline = load_pipeline(config.agents, context, self.tracking, agent_log(config))
+        self.notifications = Notifications(config, lambda item, source: self.submission.submit_generated(item, source),
+                                           self.tracking)
         self.scheduler = QueueScheduler(self.store, config.queue, self.tracking,
                                         resubmit=lambda item: self.categorizer.push(item),
-                                        forget_submissions=lambda: self.categorizer.drain())
-        self.categorizer = Categorizer(config, self.pipeline, self.store, self.tracking, RoutingTable(config),
-                                       self.scheduler)
+                                        forget_submissions=lambda: self.categorizer.drain(),
+                                        notifier=self.notifications)
+        self.outbound = Outbound(config.receive.fqdn, self.dns, self.tracking, self.scheduler, self.notifications)
+        self.send_connectors = SendConnectors(config, self.outbound, self._start_queue)
+        self.categorizer = Categorizer(config, self.pipeline, self.store, self.tracking,
+                                       RoutingTable(config, self.send_connectors), self.scheduler, self.notifications)
         self.submission = Submission(config, self.pipeline, self.store, self.tracking,
                                      lambda item: self.categorizer.push(item),
                                      lambda: self.categorizer.backlog)
-        context.submit = self.submission.submit_generated
+        context.submit = self.submission.submit_from_agent
         self.mailboxes = MailboxStore(root / "mailboxes", config)
-        self.mailbox_queue = MailboxQueue(self.mailboxes, self.tracking, self.scheduler, config.receive.fqdn)
+        self.mailbox_queue = MailboxQueue(self.mailboxes, self.tracking, self.scheduler, config.receive.fqdn,
+                                          notifier=self.notifications)
         self.scheduler.register(self.mailbox_queue)
         self.connectors = ReceiveConnectors(config, self.submission)
         self.receive = self.connectors.connectors[0]  # the first connector (Default Frontend in the demo)
         self.watchers: list[DirectoryWatcher] = []
+        self.outboxes: list[DirectoryWatcher] = []  # the store driver: one watcher per mailbox's Outbox
         self.lock = DataRootLock(root)
         self.metrics = MetricsEndpoint(config.metrics, self.counters, self.pipeline, root / "queue" / "mail.que") \
             if config.metrics.enabled else None
@@ -76,6 +88,7 @@ class Hub:
             self.tracking.listeners.append(self.metrics.record)
         self.metrics_address: tuple[str, int] | None = None
         self._tasks: list[asyncio.Task] = []
+        self._running = False
         self.started = time.time()
 
     @property
@@ -105,19 +118,35 @@ class Hub:
                  ("housekeeping", self._housekeeping())]
         tasks += [(f"{hop}-delivery", queue.run()) for hop, queue in self.scheduler.queues.items()]
         self._tasks = [asyncio.create_task(t, name=n) for n, t in tasks]
+        self._running = True
         self._start_directories()
         await self.connectors.start()
         log.info("listening on %s", ", ".join(f"{h}:{p}" for h, p in self.addresses))
 
     def _start_directories(self) -> None:
-        """A watcher for the Pickup and the Replay directory, each unless its path is empty."""
+        """A watcher for the Pickup and the Replay directory, each unless its path is empty, and one for each
+        mailbox's Outbox unless store-driver submission is off."""
         for settings, rules_cls in ((self.config.pickup, PickupRules), (self.config.replay, ReplayRules)):
             directory = settings.directory(self.config.data_root)
             if directory is not None:
-                rules = rules_cls(settings, self.config, self.submission.is_internal)
-                watcher = DirectoryWatcher(self.submission, self.config, directory, rules)
-                watcher.start()
-                self.watchers.append(watcher)
+                self.watchers.append(self._watch(directory, rules_cls(settings, self.config, self.submission.is_internal)))
+        for mb in self.config.mailboxes:  # the store driver: each mailbox's Outbox
+            maildir = self.mailboxes.maildir(mb.address)
+            directory = outbox(maildir, self.config.store_driver)
+            if directory is not None:
+                self.outboxes.append(self._watch(directory, OutboxRules(
+                    self.config.store_driver, self.config, self.submission.is_internal, mb.address, maildir)))
+
+    def _watch(self, directory: Path, rules: DirectoryRules) -> DirectoryWatcher:
+        watcher = DirectoryWatcher(self.submission, self.config, directory, rules, self.notifications)
+        watcher.start()
+        return watcher
+
+    def _start_queue(self, queue: DeliveryQueue) -> None:
+        """Register a delivery queue opened after construction (a send connector's) and run it once the hub runs."""
+        self.scheduler.register(queue)
+        if self._running:
+            self._tasks.append(asyncio.create_task(queue.run(), name=f"{queue.next_hop}-delivery"))
 
     async def _recover(self) -> None:
         """Feed back what the store holds.
@@ -146,6 +175,7 @@ class Hub:
                                   source_context=item.session.session_id, custom_data="written at start-up")
             self.categorizer.push(item)
         waiting = 0
+        self.send_connectors.restore(self.store.delivery_queues())
         for next_hop in self.scheduler.queues:
             waiting += self.store.count_ready(next_hop)
             self.scheduler.overflow.add(next_hop)
@@ -180,7 +210,7 @@ class Hub:
     async def stop(self, grace: float = 10.0) -> None:
         """Stop accepting, let sessions and in-flight work finish (up to `grace` seconds), close the store."""
         deadline = time.monotonic() + grace
-        await asyncio.gather(*(w.close() for w in self.watchers))
+        await asyncio.gather(*(w.close() for w in self.watchers + self.outboxes))
         await self.connectors.close(grace)
         await self.idle(max(0.0, deadline - time.monotonic()))
         for task in self._tasks:

@@ -29,7 +29,7 @@ from .core.pipeline import Pipeline
 from .connection_limits import RATE_EXCEEDED, TOO_MANY_CONNECTIONS, ConnectionLimits
 from .core.sources import SubmissionPath
 from .permissions import relay_refusal, submit_refusal
-from .smtp_syntax import MAIL_PARAMS, RCPT_PARAMS, esmtp_params, parse_xclient, split_path
+from .smtp_syntax import MAIL_PARAMS, RCPT_PARAMS, UNRECOGNIZED_PARAMETER, esmtp_params, parse_xclient, split_path
 from .spool import SPOOL_THRESHOLD, give_back_memory, read_data
 
 __all__ = ["Connector", "ReceiveProtocol"]
@@ -38,8 +38,6 @@ log = logging.getLogger("transport.receive")
 
 MAX_HOP_COUNT = 30
 _session_ids = itertools.count(1)
-_MAIL_PARAMS = {"SIZE", "BODY", "RET", "ENVID", "AUTH", "SMTPUTF8"}
-_RCPT_PARAMS = {"NOTIFY", "ORCPT"}
 
 
 class _CommandTable(dict):
@@ -381,9 +379,9 @@ class ReceiveProtocol(SMTP):
         if parsed is None:
             return
         address, words = parsed
-        params = esmtp_params(words, MAIL_PARAMS) if self.info.esmtp or not words else None
-        if params is None:
-            await self._protocol_error(SmtpResponse(501, "5.5.4", "Unrecognized parameter"))
+        params = esmtp_params(words, MAIL_PARAMS) if self.info.esmtp or not words else UNRECOGNIZED_PARAMETER
+        if isinstance(params, SmtpResponse):
+            await self._protocol_error(params)
             return
         if "SIZE" in params:
             if not params["SIZE"].isdigit():
@@ -419,9 +417,9 @@ class ReceiveProtocol(SMTP):
         if parsed is None:
             return
         address, words = parsed
-        params = esmtp_params(words, RCPT_PARAMS) if self.info.esmtp or not words else None
-        if params is None:
-            await self._protocol_error(SmtpResponse(501, "5.5.4", "Unrecognized parameter"))
+        params = esmtp_params(words, RCPT_PARAMS) if self.info.esmtp or not words else UNRECOGNIZED_PARAMETER
+        if isinstance(params, SmtpResponse):
+            await self._protocol_error(params)
             return
         if "@" not in address or address.startswith("@"):
             await self._protocol_error(Replies.BAD_ADDRESS)

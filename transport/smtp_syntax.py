@@ -9,9 +9,10 @@ from __future__ import annotations
 import ipaddress
 import re
 
+from .core.dsn_params import dsn_param_problem
 from .core.events import SmtpResponse
 
-__all__ = ["MAIL_PARAMS", "RCPT_PARAMS", "esmtp_params", "parse_xclient", "split_path"]
+__all__ = ["MAIL_PARAMS", "RCPT_PARAMS", "UNRECOGNIZED_PARAMETER", "esmtp_params", "parse_xclient", "split_path"]
 
 MAIL_PARAMS = frozenset({"SIZE", "BODY", "RET", "ENVID", "AUTH", "SMTPUTF8"})
 RCPT_PARAMS = frozenset({"NOTIFY", "ORCPT"})
@@ -83,13 +84,18 @@ def parse_xclient(arg: str) -> dict[str, str] | SmtpResponse:
     return out
 
 
-def esmtp_params(words: list[str], allowed: frozenset[str]) -> dict[str, str] | None:
-    """ESMTP parameters as a dict (keyword upper-cased, value as sent); None when one is not understood."""
+UNRECOGNIZED_PARAMETER = SmtpResponse(501, "5.5.4", "Unrecognized parameter")
+
+
+def esmtp_params(words: list[str], allowed: frozenset[str]) -> dict[str, str] | SmtpResponse:
+    """ESMTP parameters as a dict (keyword upper-cased, value as sent), or the 501 reply for a parameter not
+    understood or a malformed DSN parameter (RET, ENVID, NOTIFY, ORCPT: RFC 3461)."""
     out: dict[str, str] = {}
     for word in words:
         key, eq, value = word.partition("=")
         key = key.upper()
         if key not in allowed or (eq and not value):
-            return None
+            return UNRECOGNIZED_PARAMETER
         out[key] = value if eq else ""
-    return out
+    problem = dsn_param_problem(out)
+    return out if problem is None else SmtpResponse(501, "5.5.4", problem)

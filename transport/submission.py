@@ -1,14 +1,16 @@
 """The submission path: the one way every source puts a message into the Submission queue.
 
-SMTP receive, the Pickup and Replay directories and agents that submit mail all hand their mail item to
-`Submission.receive`, which does the same steps in the same order for each:
+SMTP receive, the Pickup and Replay directories, the store driver (mailbox Outboxes) and agents that submit
+mail all hand their mail item to `Submission.receive`, which does the same steps in the same order for each:
 
 1. the header firewall and trace stamps (anonymous senders lose any X-MS-Exchange-Organization-* headers;
    every message gets its Received line, AuthAs, AuthSource, OriginalArrivalTime and, if missing, a Message-ID);
+   for an authenticated SMTP client, the Send As check of its From (`transport.send_as`: 550 5.7.60);
 2. the message events, OnEndOfHeaders then OnEndOfData, whose agents may reject, delete, disconnect or
    quarantine (a verdict that ends the message is recorded in the tracking log as AGENTINFO);
 3. the durable submit: the message (and the claim record of the file it came from, if any) is committed to
-   the Submission queue, RECEIVE and the agents' other verdicts are tracked, and the categorizer is fed.
+   the Submission queue, RECEIVE (and FAIL for recipients already failed) and the agents' other verdicts are
+   tracked, and the categorizer is fed.
 
 Only the answer differs between sources: an SMTP client gets a reply, a dropped file goes to badmail or away.
 Back pressure is asked by each source where it takes new work (MAIL FROM, claiming files).
@@ -25,12 +27,14 @@ from queues.store import QueueStore
 
 from .core.config import TransportConfig
 from .core.events import Action, EndOfDataEvent, EndOfHeadersEvent, MessageEvent
-from .core.headers import FOREST_HEADER_PREFIX, ORGANIZATION_HEADER_PREFIX, SERVER_VERSION, date_now
+from .core.headers import (FOREST_HEADER_PREFIX, GENERATED_MESSAGE_SOURCE, ORGANIZATION_HEADER_PREFIX, SERVER_VERSION,
+                           date_now)
 from .core.internal_servers import is_internal, parse_internal_servers
-from .core.mailitem import AuthAs, MailItem, ReverseDns, SessionInfo, Source, Stamp, new_message_id
+from .core.mailitem import AuthAs, MailItem, RecipientStatus, ReverseDns, SessionInfo, Source, Stamp, new_message_id
 from .core.pipeline import Pipeline
 from .core.sources import FileClaim, Receipt
 from .core.tracking import TrackingEvent, TrackingLog
+from .send_as import smtp_refusal
 
 __all__ = ["Submission", "SubmissionSteps", "received_header"]
 
@@ -163,20 +167,62 @@ class Submission(SubmissionSteps):
             item.prepend_headers([("Received", received or received_header(item.session, self.config.receive.fqdn))])
         else:
             self.stamp(item, received)
+        if item.source is Source.SMTP and item.session.authenticated:
+            refused = self._send_as_refused(item)
+            if refused is not None:
+                return Receipt(ended=refused)
         if run_agents:
             ended = await self.message_events(item)
             if ended is not None:
                 return Receipt(ended=ended)
         return Receipt(internal_id=await self.submit(item, claim))
 
-    async def submit_generated(self, item: MailItem) -> int:
-        """A message an agent made (a journal report, an auto-reply): trusted as the organisation's own,
-        stamped, queued with source AGENT; no receive events run on it, as in Exchange."""
-        item.source = Source.AGENT
+    def _send_as_refused(self, item: MailItem) -> EndOfDataEvent | None:
+        """An AUTH user's message whose From is a mailbox that did not grant it Send As: refused at end of data
+        (550 5.7.60), tracked as FAIL (see `transport.send_as`)."""
+        response = smtp_refusal(self.config, item)
+        if response is None:
+            return None
+        event = EndOfDataEvent(item.session, item)
+        event.reject_message(response, f"{item.session.auth_user} may not send as {item.header('From')}")
+        self.tracking.log("FAIL", item, item.source.value, recipient_status=str(response),
+                          source_context=item.session.session_id, connector_id=item.session.connector)
+        return event
+
+    async def submit_from_agent(self, item: MailItem, agent: str, cause: MailItem | None = None) -> int | None:
+        """A message an agent made (a journal report, an auto-reply), marked with the agent
+        (`X-MS-Exchange-Organization-Generated-Message-Source`; the pipeline never hands it back to that agent)
+        and submitted with source AGENT (`submit_generated`).
+
+        A chain of agent-made messages (one made because of another) longer than agent_submission.max_hop_count
+        is refused: None is returned and AGENTINFO tracked on the causing message, so agents cannot loop."""
+        hops = (int(cause.stamps.get(Stamp.AGENT_HOPS, 0)) if cause is not None else 0) + 1
+        limit = self.config.agent_submission.max_hop_count
+        if hops > limit:
+            log.warning("agent %r: submit refused, %d agent-made messages in the chain (max_hop_count %d)", agent,
+                        hops, limit)
+            if cause is not None:
+                self.tracking.log("AGENTINFO", cause, "AGENT", custom_data=f"{agent}: submit refused: agent hop "
+                                  f"count {hops} over agent_submission.max_hop_count ({limit})")
+            return None
+        item.session.session_id = item.session.session_id or agent
+        item.stamps[Stamp.GENERATED_BY] = agent
+        item.stamps[Stamp.AGENT_HOPS] = hops
+        if cause is not None:
+            item.stamps[Stamp.CAUSE] = cause.message_id or f"InternalId={cause.internal_id}"
+        item.set_header(GENERATED_MESSAGE_SOURCE, agent)
+        return await self.submit_generated(item, Source.AGENT)
+
+    async def submit_generated(self, item: MailItem, source: Source = Source.AGENT) -> int:
+        """A message the hub or an agent made (a DSN, a journal report, an auto-reply): trusted as the
+        organisation's own, stamped, queued with its source (AGENT, or DSN for delivery reports); no receive
+        events run on it, as in Exchange."""
+        item.source = source
         item.session.auth_as = AuthAs.INTERNAL
         item.session.internal = True
+        how = "agent submission" if source is Source.AGENT else source.value
         receipt = await self.receive(item, received=f"from {self.config.receive.fqdn} by {self.config.receive.fqdn}"
-                                     f" with Microsoft SMTP Server id {SERVER_VERSION} (agent submission);"
+                                     f" with Microsoft SMTP Server id {SERVER_VERSION} ({how});"
                                      f" {date_now()}", run_agents=False)
         assert receipt.internal_id is not None
         return receipt.internal_id
@@ -184,8 +230,15 @@ class Submission(SubmissionSteps):
     async def submit(self, item: MailItem, claim: FileClaim | None = None) -> int:
         """Durably queue a message in the Submission queue; returns its internal id once committed."""
         internal_id = await self.store.enqueue(item, claim=claim)
-        self.tracking.log(TrackingEvent.RECEIVE, item, item.source.value, connector_id=item.session.connector or self.config.receive.name,
-                          source_context=item.session.session_id)
+        made_by = item.stamps.get(Stamp.GENERATED_BY)
+        self.tracking.log(TrackingEvent.RECEIVE, item, item.source.value,
+                          connector_id=item.session.connector or self.config.receive.name,
+                          source_context=item.session.session_id, reference=item.stamps.get(Stamp.CAUSE, ""),
+                          custom_data=f"submitted by agent {made_by}" if made_by else "")
+        for r in item.recipients:  # failed before the queue had it (an agent, a bad address, Send As refused)
+            if r.status is RecipientStatus.FAILED:
+                self.tracking.log(TrackingEvent.FAIL, item, item.source.value, [r.address], r.response,
+                                  source_context=item.session.session_id)
         if item.verdicts:  # what the receive agents did that let the message go on (stamps, errors)
             self.tracking.log(TrackingEvent.AGENTINFO, item, "AGENT", source_context=item.session.session_id, custom_data="; ".join(
                 f"{v.agent}: {v.action} at {v.event}" + (f" ({v.reason})" if v.reason else "") for v in item.verdicts))

@@ -8,20 +8,27 @@ The pipeline finds hooks by name once, at load time, so an agent pays nothing fo
 from __future__ import annotations
 
 import logging
+from contextvars import ContextVar
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Awaitable, Callable, ClassVar
+from email.message import EmailMessage
+from email.policy import SMTP
+from typing import TYPE_CHECKING, Any, Awaitable, Callable, ClassVar, Iterable
 
 from pydantic import BaseModel, ConfigDict
 
 from .events import RECEIVE_EVENTS, ROUTING_EVENTS
+from .mailitem import MailItem, Recipient
 
 if TYPE_CHECKING:
     from .config import TransportConfig
     from .counters import Counters
     from .dns import DnsResolver
-    from .mailitem import MailItem
 
-__all__ = ["AgentConfig", "AgentContext", "Agent", "SmtpReceiveAgent", "RoutingAgent"]
+__all__ = ["AgentConfig", "AgentContext", "Agent", "SmtpReceiveAgent", "RoutingAgent", "HANDLING"]
+
+HANDLING: ContextVar["MailItem | None"] = ContextVar("HANDLING", default=None)
+"""The message whose event an agent's hook is handling (set by the pipeline): what `Agent.submit` names as the
+cause of a message it submits, so a chain of agent-made messages is counted without the agent's help."""
 
 
 class AgentConfig(BaseModel):
@@ -38,7 +45,8 @@ class AgentContext:
     dns: "DnsResolver"
     counters: "Counters"
     log: logging.Logger
-    submit: Callable[["MailItem"], Awaitable[int]] | None = None
+    submit: Callable[["MailItem", str, "MailItem | None"], Awaitable[int | None]] | None = None
+    """The submission path's agent door (`Submission.submit_from_agent`); agents call `Agent.submit`."""
     extras: dict[str, Any] = field(default_factory=dict)
 
     @property
@@ -57,7 +65,28 @@ class Agent:
     def __init__(self, config: AgentConfig, context: AgentContext) -> None:
         self.config = config
         self.context = context
-        self.log = context.log.getChild(self.name or type(self).__name__)
+        self.pipeline_name = self.name or type(self).__name__  # the configured name, set by the pipeline
+        self.log = context.log.getChild(self.pipeline_name)
+
+    async def submit(self, message: bytes | EmailMessage, sender: str, recipients: Iterable[str],
+                     cause: "MailItem | None" = None) -> int | None:
+        """Submit a new message (a journal report, an auto-reply) into the Submission queue, durably, with
+        source AGENT: returns its internal id once committed.
+
+        `message` is the raw RFC 5322 bytes or an `email.message.EmailMessage`; `sender` the envelope sender
+        ("" for a null one, as reports use); `cause` the message it answers, by default the one whose event is
+        running. The new message is never handed back to this agent, and a chain of agent-made messages longer
+        than agent_submission.max_hop_count is refused (None is returned): agents cannot loop.
+        """
+        if self.context.submit is None:
+            raise RuntimeError("agent submission is available once the hub runs the agent")
+        if not isinstance(message, (bytes, bytearray, EmailMessage)):
+            raise TypeError(f"submit takes the message as bytes or an EmailMessage, not {type(message).__name__}")
+        raw = message.as_bytes(policy=SMTP) if isinstance(message, EmailMessage) else bytes(message)
+        item = MailItem(sender=sender, recipients=[Recipient(r) for r in recipients], raw=raw)
+        if not item.recipients:
+            raise ValueError("an agent-submitted message needs at least one recipient")
+        return await self.context.submit(item, self.pipeline_name, cause if cause is not None else HANDLING.get())
 
     async def start(self) -> None:
         """Called once when the hub starts (open resources here)."""

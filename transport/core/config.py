@@ -8,59 +8,20 @@ so each validation error can be traced back to the line that caused it.
 from __future__ import annotations
 
 import enum
-import re
 from pathlib import Path
 from typing import Annotated, Any, Literal, NamedTuple
 
 import yaml
 from pydantic_core import InitErrorDetails, PydanticCustomError
-from pydantic import (BaseModel, BeforeValidator, ConfigDict, Field, PrivateAttr, ValidationError, field_validator,
-                      model_validator)
+from pydantic import BeforeValidator, Field, PrivateAttr, ValidationError, field_validator, model_validator
 
+from .config_types import ByteSize, Duration, Model
 from .dns import DnsSettings
 from .errors import ConfigError
 from .internal_servers import parse_internal_servers
+from .outbound_config import DsnSettings, SendConnector
 
 __all__ = ["ConfigError", "ConfigFile", "TransportConfig", "load_config", "read_config_file", "validate_config", "ByteSize"]
-
-_UNITS = {"": 1, "B": 1, "KB": 1024, "MB": 1024**2, "GB": 1024**3}
-
-
-def _parse_size(value: Any) -> Any:
-    """Accept 10485760, "10MB", "256 KB" (binary units, as Exchange's ByteQuantifiedSize)."""
-    if isinstance(value, str):
-        m = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([KMG]?B?)\s*", value.upper())
-        if not m:
-            raise ValueError(f"{value!r} is not a size (use bytes or a number with KB, MB or GB)")
-        return int(float(m.group(1)) * _UNITS[m.group(2) if m.group(2) != "K" else "KB"])
-    return value
-
-
-ByteSize = Annotated[int, BeforeValidator(_parse_size), Field(ge=0)]
-
-_SPANS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
-
-
-def _parse_duration(value: Any) -> Any:
-    """Seconds as a number, "30s", "5m", "4h", "2d", or Exchange's TimeSpan "[d.]hh:mm:ss"."""
-    if not isinstance(value, str):
-        return value
-    text = value.strip().lower()
-    m = re.fullmatch(r"(\d+(?:\.\d+)?)\s*([smhd]?)", text)
-    if m:
-        return float(m.group(1)) * _SPANS[m.group(2) or "s"]
-    m = re.fullmatch(r"(?:(\d+)\.)?(\d{1,2}):(\d{2}):(\d{2}(?:\.\d+)?)", text)
-    if m:
-        return int(m.group(1) or 0) * 86400 + int(m.group(2)) * 3600 + int(m.group(3)) * 60 + float(m.group(4))
-    raise ValueError(f"{value!r} is not a duration (use seconds, 30s, 5m, 4h, 2d or d.hh:mm:ss)")
-
-
-Duration = Annotated[float, BeforeValidator(_parse_duration), Field(ge=0)]
-
-
-class Model(BaseModel):
-    model_config = ConfigDict(extra="forbid", populate_by_name=True)
-
 
 class DomainType(str, enum.Enum):
     AUTHORITATIVE = "Authoritative"
@@ -86,6 +47,10 @@ class Mailbox(Model):
     password: str | None = Field(None, description="Password for SMTP AUTH as this mailbox (lab use; none = cannot log in).")
     scl_junk_threshold: int | None = Field(
         None, ge=0, le=9, description="Per-mailbox SCLJunkThreshold; messages with SCL above it go to Junk (None = organisation's).")
+    send_as: list[str] = Field(
+        default_factory=list, description="Send As (Add-ADPermission -ExtendedRights Send-As): the mailboxes that may send with this mailbox in From.")
+    send_on_behalf: list[str] = Field(
+        default_factory=list, description="GrantSendOnBehalfTo: the mailboxes that may send for this one (From stays, Sender: names the sending mailbox).")
 
     @field_validator("address")
     @classmethod
@@ -283,6 +248,9 @@ class DirectorySettings(Model):
         True, description="Our extension: play each file to the SMTP receive agents as a simulated session (false = Exchange, which runs none).")
     poll_interval: float = Field(
         0.25, gt=0, le=5, description="Seconds between scans of the directory, the worst-case pickup latency (Exchange polls every 5 s).")
+    badmail_ndr: bool = Field(
+        False, description="Also send the sender the NDR Exchange returns for a file moved to badmail, when the file "
+        "names a valid sender and recipients (off: the reason file and the BADMAIL row only).")
 
     def directory(self, data_root: Path) -> Path | None:
         """The folder to watch (relative paths are under the data root); None when the directory is off."""
@@ -299,6 +267,31 @@ class PickupDirectory(DirectorySettings):
 class ReplayDirectory(DirectorySettings):
     path: DirectoryPath = Field(
         Path("replay"), description="ReplayDirectoryPath, relative to the data root; empty or null turns Replay off.")
+
+
+class StoreDriverSettings(DirectorySettings):
+    """Store-driver submission: what users put in their mailbox's Outbox is sent (Mailbox Transport Submission)."""
+
+    path: DirectoryPath = Field(
+        Path(".Outbox"), description="Each mailbox's Outbox, its Maildir++ folder `.Outbox`; empty or null turns store-driver submission off.")
+    max_messages_per_minute: int = Field(
+        0, ge=0, description="Messages taken per minute from each Outbox (0 = unlimited, as Exchange's store driver).")
+    run_receive_agents: bool = Field(
+        False, description="Our extension: play each message to the SMTP receive agents (false = Exchange, which runs none on mailbox submissions).")
+
+    @field_validator("path")
+    @classmethod
+    def _outbox(cls, v: Path | None) -> Path | None:
+        if v is not None and v != Path(".Outbox"):
+            raise ValueError("the store driver takes mail from each mailbox's `.Outbox` folder; set .Outbox, or empty to turn it off")
+        return v
+
+
+class AgentSubmission(Model):
+    """Messages agents submit (journal reports, auto-replies): how far a chain of them may go."""
+
+    max_hop_count: int = Field(
+        3, ge=1, le=30, description="Agent-submitted messages in a chain (a message an agent made because of one another agent made) before the next submit is refused: no loop between agents.")
 
 
 class ErrorPolicy(str, enum.Enum):
@@ -345,6 +338,41 @@ class TransportConfig(Model):
         return ConfigFile(Path(file), {}, lines).locate(*path)
     pickup: PickupDirectory = Field(default_factory=PickupDirectory, description="The Pickup directory: .eml files dropped in are submitted.")
     replay: ReplayDirectory = Field(default_factory=ReplayDirectory, description="The Replay directory: files with an X-header envelope are resubmitted.")
+    store_driver: StoreDriverSettings = Field(
+        default_factory=StoreDriverSettings, description="Store-driver submission: each mailbox's Outbox is sent, a copy kept in Sent Items.")
+    agent_submission: AgentSubmission = Field(default_factory=AgentSubmission, description="Messages that agents submit.")
+    send_connectors: list[SendConnector] = Field(
+        default_factory=list, description="Send connectors: where mail for other domains goes (none = it waits in Unreachable).")
+    dsn: DsnSettings = Field(default_factory=DsnSettings, description="Delivery status notifications (NDRs, delay and success notices).")
+
+    @model_validator(mode="after")
+    def _send_connector_names(self) -> "TransportConfig":
+        seen: set[str] = set()
+        for i, c in enumerate(self.send_connectors):
+            if c.name.lower() in seen or c.name in ("Submission", "Unreachable", "Poison", "mailbox") or "." in c.name:
+                problem = PydanticCustomError("send_connector_name", "send connector name '{name}' is taken or has a "
+                                              "dot (a dot marks a domain's queue)", {"name": c.name})
+                raise ValidationError.from_exception_data("TransportConfig", [InitErrorDetails(
+                    type=problem, loc=("send_connectors", i, "name"), input=c.name)])
+            seen.add(c.name.lower())
+        return self
+
+    def send_connector(self, domain: str) -> SendConnector | None:
+        """The send connector whose address space covers the domain most specifically (the first on a tie)."""
+        best, found = -1, None
+        for c in self.send_connectors:
+            score = c.matches(domain.lower())
+            if score > best:
+                best, found = score, c
+        return found
+
+    @property
+    def postmaster(self) -> str:
+        """The address reports come from: ExternalPostmasterAddress, or postmaster@ the first accepted domain."""
+        if self.dsn.external_postmaster_address:
+            return self.dsn.external_postmaster_address
+        domain = self.accepted_domains[0].domain.removeprefix("*.") if self.accepted_domains else self.receive.fqdn
+        return f"postmaster@{domain}"
 
     @field_validator("internal_smtp_servers")
     @classmethod
@@ -408,6 +436,21 @@ class TransportConfig(Model):
                 if p is not None and not p.is_absolute():
                     setattr(connector.tls, attr, (base / p).resolve())
         self.dns.zone_files = [p if p.is_absolute() else (base / p).resolve() for p in self.dns.zone_files]
+
+    @model_validator(mode="after")
+    def _grants(self) -> "TransportConfig":
+        """Send As and Send on Behalf name mailboxes of the directory (lower-cased here, as addresses are)."""
+        known = {mb.address for mb in self.mailboxes}
+        for i, mb in enumerate(self.mailboxes):
+            for key in ("send_as", "send_on_behalf"):
+                granted = [a.strip().lower() for a in getattr(mb, key)]
+                setattr(mb, key, granted)
+                for j, address in enumerate(granted):
+                    if address not in known:
+                        problem = PydanticCustomError("grant", "{address} is not a mailbox of the directory", {"address": address})
+                        raise ValidationError.from_exception_data("TransportConfig", [InitErrorDetails(
+                            type=problem, loc=("mailboxes", i, key, j), input=address)])
+        return self
 
     @model_validator(mode="after")
     def _mailboxes_once(self) -> "TransportConfig":

@@ -21,6 +21,8 @@ ORGANIZATION_HEADER_PREFIX = "X-MS-Exchange-Organization-"
 """Exchange's organisation headers: trusted stamps (SCL, AuthAs, …) that anonymous senders may not bring."""
 FOREST_HEADER_PREFIX = "X-MS-Exchange-Forest-"
 """Exchange's forest headers, kept from anonymous senders by the header firewall like the organisation's."""
+GENERATED_MESSAGE_SOURCE = ORGANIZATION_HEADER_PREFIX + "Generated-Message-Source"
+"""The agent that submitted a message (Exchange stamps X-MS-Exchange-Generated-Message-Source the same way)."""
 SERVER_VERSION = "15.20.0.0"
 """The version this hub writes where Exchange writes its build (Received lines, tracking log headers)."""
 

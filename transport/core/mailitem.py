@@ -28,6 +28,7 @@ class Source(str, enum.Enum):
     REPLAY = "REPLAY"
     AGENT = "AGENT"
     STOREDRIVER = "STOREDRIVER"
+    DSN = "DSN"  # a delivery status notification the hub generated
 
 
 class AuthAs(str, enum.Enum):
@@ -101,6 +102,9 @@ class Stamp(str, enum.Enum):
     REVERSE_DNS = "ReverseDns"              # the reverse DNS agent's ReverseDns result, for the content filter
     ANTISPAM_BYPASS = "AntispamBypass"      # why anti-spam was skipped (IPOnAllowList, …), the Antispam-Report word
     SCL_RULES = "SclRules"                  # the content filter's scan: {scl, score, rules: [{name, weight, …}]}
+    GENERATED_BY = "GeneratedMessageSource" # the agent that submitted this message (never handed back to it)
+    AGENT_HOPS = "AgentHopCount"            # agent-submitted messages in the chain that led to this one
+    CAUSE = "Cause"                         # the message whose event the agent was handling when it submitted
 
 
 class ReverseDns(str, enum.Enum):

@@ -18,11 +18,11 @@ from typing import Any, Awaitable, Callable, Protocol
 from pydantic import ValidationError
 
 from .agent_log import AgentLog
-from .agent import Agent, AgentContext, RoutingAgent, SmtpReceiveAgent
+from .agent import HANDLING, Agent, AgentContext, RoutingAgent, SmtpReceiveAgent
 from .config import AgentEntry, ErrorPolicy
 from .errors import AgentLoadError
 from .events import EVENTS, ROUTING_EVENTS, Event, MessageEvent, ReceiveEvent, Replies, RoutingEvent
-from .mailitem import MailItem, Verdict
+from .mailitem import MailItem, Stamp, Verdict
 from .tracking import TrackingEvent, TrackingLog
 
 __all__ = ["AgentFailure", "LoadedAgent", "Pipeline", "PipelineObserver", "load_agent", "load_pipeline"]
@@ -89,6 +89,7 @@ def load_agent(index: int, entry: AgentEntry, context: AgentContext) -> LoadedAg
         raise AgentLoadError(f"{key}: {msg}", ("agents", index, "config") + loc) from None
     name = entry.name or cls.name or cls.__name__
     agent = cls(cfg, context)
+    agent.pipeline_name = name
     kind = SmtpReceiveAgent.__name__ if isinstance(agent, SmtpReceiveAgent) else RoutingAgent.__name__
     return LoadedAgent(agent, name, entry.priority, entry.on_error, index, kind)
 
@@ -127,32 +128,38 @@ class Pipeline:
         """Run the event's hooks in order; stop at the first that acts. Never raises an agent's error.
 
         A receive event runs only the agents enabled on the session's receive connector (its `agents:` list),
-        as Exchange 2003 enabled each filter per SMTP virtual server."""
+        as Exchange 2003 enabled each filter per SMTP virtual server. A message an agent submitted is not handed
+        to that agent."""
         only = self.connector_agents.get(event.session.connector) if isinstance(event, ReceiveEvent) else None
         item: MailItem | None = getattr(event, "mail_item", None)
+        made_by = item.stamps.get(Stamp.GENERATED_BY) if item is not None else None
         observer, agent_log = self.observer, self.agent_log
-        for la, hook in self._hooks.get(event.name, ()):
-            if only is not None and la.name not in only:
-                continue
-            event.agent = la.name
-            la.calls += 1
-            mark = len(item.verdicts) if item is not None else 0
-            if observer is not None:
-                observer.before(la, event)
-            error = None
-            try:
-                await hook(event)
-            except Exception as e:  # an agent must never take the hub down
-                la.errors += 1
-                error = e
-                self._failed(la, event, e)
-            if observer is not None:
-                observer.after(la, event, error)
-            if agent_log is not None and (error is not None or event.acted
-                                          or (item is not None and len(item.verdicts) > mark)):
-                agent_log.record(la.name, event, item.verdicts[mark:] if item is not None else [], error)
-            if event.acted:
-                break
+        handling = HANDLING.set(item)
+        try:
+            for la, hook in self._hooks.get(event.name, ()):
+                if (only is not None and la.name not in only) or la.name == made_by:  # never its own message
+                    continue
+                event.agent = la.name
+                la.calls += 1
+                mark = len(item.verdicts) if item is not None else 0
+                if observer is not None:
+                    observer.before(la, event)
+                error = None
+                try:
+                    await hook(event)
+                except Exception as e:  # an agent must never take the hub down
+                    la.errors += 1
+                    error = e
+                    self._failed(la, event, e)
+                if observer is not None:
+                    observer.after(la, event, error)
+                if agent_log is not None and (error is not None or event.acted
+                                              or (item is not None and len(item.verdicts) > mark)):
+                    agent_log.record(la.name, event, item.verdicts[mark:] if item is not None else [], error)
+                if event.acted:
+                    break
+        finally:
+            HANDLING.reset(handling)
         return event
 
     def _failed(self, la: LoadedAgent, event: Event, error: Exception) -> None:

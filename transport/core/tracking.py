@@ -17,10 +17,9 @@ from __future__ import annotations
 
 import enum
 import time
+from datetime import datetime, timezone
 from pathlib import Path
-from typing import Callable, Iterable, Iterator
-
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Callable, Iterable, Iterator
 
 from .logfile import MB, SOFTWARE, RollingLog, log_files, read_rows
 from .mailitem import MailItem, Stamp
@@ -28,7 +27,7 @@ from .mailitem import MailItem, Stamp
 if TYPE_CHECKING:
     from .config import TransportConfig
 
-__all__ = ["tracking_log", "FIELDS", "TrackingEvent", "TrackingLog", "read_tracking_log", "recorded", "SOFTWARE"]
+__all__ = ["tracking_log", "FIELDS", "TrackingEvent", "TrackingLog", "log_time", "read_tracking_log", "recorded", "SOFTWARE"]
 
 FIELDS = (
     "date-time", "client-ip", "client-hostname", "server-ip", "server-hostname", "source-context", "connector-id",
@@ -105,6 +104,11 @@ def tracking_log(config: "TransportConfig") -> TrackingLog:
     t = config.tracking
     return TrackingLog(config.data_root / "logs" / "MessageTracking", config.receive.fqdn, t.enabled, t.max_age_days,
                        t.max_file_size, t.max_directory_size)
+
+
+def log_time() -> str:
+    """Now, as the log's date-time field spells it: rows at or after it compare greater or equal as text."""
+    return datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
 
 
 def recorded(folder: Path, event_ids: set[str], since: float) -> set[tuple[str, int, str]]:
