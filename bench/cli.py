@@ -23,8 +23,8 @@ from .measure import log
 from .report import Report
 from .scenarios import Settings, build_targets
 
-SCENARIOS = ("smtp", "scaling", "memory", "large", "pickup", "spf", "profile")
-DEFAULT = ("smtp", "scaling", "large", "pickup", "spf")
+SCENARIOS = ("smtp", "scaling", "memory", "large", "pickup", "relay", "spf", "profile")
+DEFAULT = ("smtp", "scaling", "large", "pickup", "relay", "spf")
 ALL = SCENARIOS
 
 
@@ -124,6 +124,9 @@ async def run(args: argparse.Namespace, argv: Sequence[str]) -> int:
             await scenarios.large(settings, report, targets)
         if "pickup" in chosen:
             await scenarios.pickup(settings, report, targets)
+        if "relay" in chosen:
+            from .relay import relay
+            await relay(settings, report, targets)
         if "spf" in chosen:
             await scenarios.spf(settings, report)
         speed_missed = any(v.startswith("MISSED: full pipeline") for v in report.verdicts)
