@@ -18,7 +18,7 @@ from queues.store import POISON, UNREACHABLE, QueueStore
 from .core.config import TransportConfig
 from .core.dsn_params import Notifier
 from .core.events import Action, CategorizedEvent, Replies, ResolvedEvent, RoutedEvent, RoutingEvent, SubmittedEvent
-from .core.mailitem import MailItem, Recipient, RecipientStatus
+from .core.mailitem import MailItem, RecipientStatus
 from .core.pipeline import AgentFailure, Pipeline
 from .core.tracking import TrackingLog
 from .routing import RoutingTable
@@ -87,7 +87,7 @@ class Categorizer:
         try:
             if await self._event(SubmittedEvent(item)):
                 return
-            unknown = self._resolve(item)
+            self._resolve(item)
             if await self._event(ResolvedEvent(item)):
                 return
             self._route(item)
@@ -101,10 +101,11 @@ class Categorizer:
             if r.status is RecipientStatus.READY:
                 deliveries.setdefault(r.next_hop, []).append(r.address)
         ids = await self.store.route(item, deliveries)
-        for r in unknown:
+        failed = [r for r in item.recipients if r.status is RecipientStatus.FAILED]  # here, or by a receive agent
+        for r in failed:
             self.tracking.log("FAIL", item, "ROUTING", [r.address], r.response)
-        if unknown:
-            await self.notifier.ndr(item, unknown)
+        if failed:
+            await self.notifier.ndr(item, failed)
         for queue, rcpts in deliveries.items():
             if queue == UNREACHABLE:
                 self.tracking.log("DEFER", item, "ROUTING", rcpts, "451 4.4.0 Unreachable: no route to next hop",
@@ -135,14 +136,12 @@ class Categorizer:
         if poisoned:
             self.tracking.log("POISONMESSAGE", item, "POISONMESSAGE", custom_data=why, source_context=POISON)
 
-    def _resolve(self, item: MailItem) -> list[Recipient]:
-        """Recipients in an authoritative domain must be mailboxes; the others are routed on. Returns the
-        recipients failed here (RESOLVER.ADR.ExRecipNotFound)."""
-        unknown = [r for r in item.pending() if self.routes.is_unknown(r)]
-        for r in unknown:
-            r.status = RecipientStatus.FAILED
-            r.response = str(Replies.RECIPIENT_NOT_FOUND)
-        return unknown
+    def _resolve(self, item: MailItem) -> None:
+        """Recipients in an authoritative domain must be mailboxes; the others are routed on."""
+        for r in item.pending():
+            if self.routes.is_unknown(r):
+                r.status = RecipientStatus.FAILED
+                r.response = str(Replies.RECIPIENT_NOT_FOUND)
 
     def _route(self, item: MailItem) -> None:
         """Each recipient's next hop from the routing table (unless an agent overrode it); a next hop no
