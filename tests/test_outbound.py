@@ -55,10 +55,12 @@ async def test_mx_routing_through_the_demo_zone(tmp_path):
         async with running_hub(tmp_path, extra) as hub:
             await send_out(hub, ["john@fabrikam.test"], "<mx@contoso.com>")
             await send_out(hub, ["someone@a-only.test"], "<a@contoso.com>")
-            await send_out(hub, ["nobody@no-such-domain.test"], "<nx@contoso.com>")
-            await wait_for(lambda: len(rows(hub, "SEND")) == 2 and rows(hub, "FAIL"))
-            [ndr] = await wait_for(lambda: messages(hub, "alice@contoso.com"))
+            await send_out(hub, ["nobody@no-such-domain.test"], "<nx@contoso.com>", subject="1")
+            await send_out(hub, ["nobody@nullmx.test"], "<null-mx@contoso.com>", subject="2")
+            await wait_for(lambda: len(rows(hub, "SEND")) == 2 and len(rows(hub, "FAIL")) == 2)
+            await wait_for(lambda: len(messages(hub, "alice@contoso.com")) == 2)
             assert await hub.idle()
+            ndr, null_mx = sorted(messages(hub, "alice@contoso.com"), key=lambda m: b"Undeliverable: 2" in m)
             assert {q: hub.scheduler.queues[q].delivery_type for q in ("fabrikam.test", "a-only.test")} == \
                 {"fabrikam.test": "DnsConnectorDelivery", "a-only.test": "DnsConnectorDelivery"}
     assert sorted(r.recipients[0] for r in sink.received) == ["john@fabrikam.test", "someone@a-only.test"]
@@ -68,6 +70,29 @@ async def test_mx_routing_through_the_demo_zone(tmp_path):
     assert groups[1]["Final-Recipient"] == "rfc822;nobody@no-such-domain.test"
     assert groups[1]["Status"] == "5.4.4"
     assert groups[1]["Diagnostic-Code"] == "smtp;550 5.4.4 SMTPSEND.DNS.NonExistentDomain; nonexistent domain"
+    _, _, groups, _ = report_parts(null_mx)
+    assert groups[1]["Status"] == "5.1.10"  # RFC 7505: the domain says it takes no mail
+
+
+async def test_dsn_requests_are_passed_to_a_next_hop_that_offers_dsn(tmp_path):
+    partner = {"accepted_domains": [{"domain": "fabrikam.test", "type": "Authoritative"}],
+               "mailboxes": [{"address": "john@fabrikam.test"}], "receive": {"fqdn": "mx.fabrikam.test"}}
+    for side in ("fabrikam", "contoso"):
+        (tmp_path / side).mkdir()
+    async with running_hub(tmp_path / "fabrikam", partner) as fabrikam:
+        async with running_hub(tmp_path / "contoso", smart_host(fabrikam.addresses[0][1])) as hub:
+            await send_out(hub, ["john@fabrikam.test"], "<pass@contoso.com>",
+                           options=["NOTIFY=SUCCESS", "ORCPT=rfc822;John@fabrikam.test"])
+            await wait_for(lambda: messages(fabrikam, "john@fabrikam.test"))
+            report = await wait_for(lambda: fabrikam.store.items("queue='Unreachable'"))
+            assert await hub.idle() and await fabrikam.idle()
+            assert messages(hub, "alice@contoso.com") == []  # no "relayed" notice: the next hop reports
+            [item] = report
+            delivered = fabrikam.store.load_message(item.message)
+    assert delivered.sender == "" and [r.address for r in delivered.recipients] == ["alice@contoso.com"]
+    _, _, groups, _ = report_parts(delivered.raw)
+    assert groups[0]["Reporting-MTA"] == "dns;mx.fabrikam.test"
+    assert groups[1]["Action"] == "delivered" and groups[1]["Original-Recipient"] == "rfc822;John@fabrikam.test"
 
 
 async def test_4xx_is_retried_then_delivered_and_listed_meanwhile(tmp_path):
