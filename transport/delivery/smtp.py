@@ -22,6 +22,7 @@ from __future__ import annotations
 import asyncio
 import ipaddress
 import logging
+import os
 import ssl
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
@@ -248,6 +249,7 @@ class SmtpDeliveryQueue(QueueFeed):
         """The first target that takes a session; HopFailure with the reason when none does."""
         errors = []
         for name, address, port in await self._targets():
+            where = f"[{address}]:{port}" if name == address else f"{name} [{address}]:{port}"
             client = aiosmtplib.SMTP(hostname=address, port=port, local_hostname=self.out.fqdn,
                                      timeout=self.connector.connection_timeout, start_tls=False)
             try:
@@ -259,17 +261,17 @@ class SmtpDeliveryQueue(QueueFeed):
                     await client.ehlo()
                 elif self.connector.require_tls:
                     client.close()
-                    errors.append(f"{name} [{address}]: {TLS_REQUIRED}")
+                    errors.append(f"{where}: {TLS_REQUIRED}")
                     continue
                 if self.connector.auth is not None:
                     await client.login(self.connector.auth.username, self.connector.auth.password)
-                return _Session(client, f"{name} [{address}]:{port}")
+                return _Session(client, where)
             except aiosmtplib.SMTPResponseException as e:
                 client.close()
-                errors.append(f"{name} [{address}]: {e.code} {e.message}")
+                errors.append(f"{where}: {e.code} {e.message}")
             except (aiosmtplib.SMTPException, OSError) as e:
                 client.close()
-                errors.append(f"{name} [{address}]: {e}")
+                errors.append(f"{where}: {_reason(e)}")
         detail = "; ".join(errors) or "no target address"
         raise HopFailure(SmtpResponse(451, "4.4.1", f"Error encountered while communicating with the target: {detail}"))
 
@@ -321,6 +323,16 @@ def _reply(code: int, message: str) -> SmtpResponse:
         return SmtpResponse.parse(f"{code} {text}")
     except ValueError:
         return SmtpResponse(code, "", text)
+
+
+def _reason(error: Exception) -> str:
+    """Why a connection failed, in a few words ("Connection refused", "timed out")."""
+    if isinstance(error, aiosmtplib.SMTPTimeoutError):
+        return "timed out"
+    for cause in (error.__cause__, error):
+        if isinstance(cause, OSError) and cause.errno:
+            return os.strerror(cause.errno)
+    return str(error)
 
 
 def _by_reply(recipients: list[Recipient]) -> dict[str, list[str]]:
