@@ -217,3 +217,18 @@ async def test_notify_success_to_a_server_without_dsn_gets_a_relayed_notice(tmp_
     assert groups[1]["Action"] == "relayed" and groups[1]["Status"] == "2.6.0"  # the smart host's own status
     assert groups[1]["Diagnostic-Code"] == "smtp;250 2.6.0 <sink> Queued mail for delivery"
     assert sink.received[0].rcpt_options == [[]]  # the sink offers no DSN: NOTIFY is not passed on
+
+
+async def test_a_message_over_the_connectors_size_limit_fails_without_being_sent(tmp_path):
+    sink = Sink()
+    with SinkServer(sink) as port:
+        async with running_hub(tmp_path, smart_host(port, max_message_size=200)) as hub:
+            await send_out(hub, ["john@fabrikam.test"], "<big@contoso.com>", body="x" * 500 + "\r\n")
+            [raw] = await wait_for(lambda: messages(hub, "alice@contoso.com"))
+            assert await hub.idle()
+    assert sink.received == []
+    _, _, groups, _ = report_parts(raw)
+    assert groups[1]["Status"] == "5.3.4"
+    assert groups[1]["Diagnostic-Code"] == ("smtp;550 5.3.4 ROUTING.SizeLimit; message size exceeds fixed maximum size"
+                                            " for route")
+
