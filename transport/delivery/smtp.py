@@ -162,7 +162,7 @@ class SmtpDeliveryQueue(QueueFeed):
             return session
         try:
             if session is None:
-                session = await self._connect(item)
+                session = await self._connect()
             replies = await self._transaction(session, item, recipients)
         except HopFailure as failure:
             await self._settle(item_id, item, {r.address: failure.reply for r in recipients}, session)
@@ -245,7 +245,7 @@ class SmtpDeliveryQueue(QueueFeed):
             await self.out.scheduler.complete([item_id])
 
     # -- the connection ---------------------------------------------------------------------------------
-    async def _connect(self, item: MailItem) -> _Session:
+    async def _connect(self) -> _Session:
         """The first target that takes a session; HopFailure with the reason when none does."""
         errors = []
         for name, address, port in await self._targets():
