@@ -68,7 +68,7 @@ async def test_mx_routing_through_the_demo_zone(tmp_path):
     assert "a-only.test [127.0.0.1]" in rows(hub, "SEND", "<a@contoso.com>")[0]["custom-data"]
     _, _, groups, _ = report_parts(ndr)
     assert groups[1]["Final-Recipient"] == "rfc822;nobody@no-such-domain.test"
-    assert groups[1]["Status"] == "5.4.4"
+    assert groups[1]["Status"] == "5.4.4" and "Remote-MTA" not in groups[1]  # no next hop answered
     assert groups[1]["Diagnostic-Code"] == "smtp;550 5.4.4 SMTPSEND.DNS.NonExistentDomain; nonexistent domain"
     _, _, groups, _ = report_parts(null_mx)
     assert groups[1]["Status"] == "5.1.10"  # RFC 7505: the domain says it takes no mail
@@ -130,6 +130,7 @@ async def test_5xx_fails_those_recipients_with_an_ndr(tmp_path):
     [ghost] = groups[1:]
     assert ghost["Final-Recipient"] == "rfc822;ghost@fabrikam.test" and ghost["Action"] == "failed"
     assert ghost["Status"] == "5.1.1" and ghost["Diagnostic-Code"] == "smtp;550 5.1.1 User unknown"
+    assert ghost["Remote-MTA"] == "dns;127.0.0.1"
     assert ghost["Original-Recipient"] == "rfc822;ghost@fabrikam.test"
     assert original.get_payload()[0]["Message-ID"] == "<mixed@contoso.com>"
     assert len(rows(hub, "DSN", "<mixed@contoso.com>")) == 1

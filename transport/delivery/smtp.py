@@ -82,8 +82,9 @@ def _tls_context() -> ssl.SSLContext:
 class _Session:
     """One open SMTP connection to the next hop, and what it offers."""
 
-    def __init__(self, client: aiosmtplib.SMTP, host: str) -> None:
+    def __init__(self, client: aiosmtplib.SMTP, name: str, host: str) -> None:
         self.client = client
+        self.name = name  # the host name (or address) as routing found it: the reports' Remote-MTA
         self.host = host  # "name [ip]:port", for tracking
         self.sent = 0
 
@@ -235,10 +236,11 @@ class SmtpDeliveryQueue(QueueFeed):
                              source_context=self.next_hop, custom_data=host)
         for r in failed:
             r.status = RecipientStatus.FAILED
+        remote = session.name if session is not None else ""
         if failed:
-            await self.out.notifier.ndr(item, failed)
+            await self.out.notifier.ndr(item, failed, remote_mta=remote)
         if sent and (session is None or not session.dsn):
-            await self.out.notifier.success(item, sent, relayed=True)
+            await self.out.notifier.success(item, sent, relayed=True, remote_mta=remote)
         if deferred:
             await self.out.scheduler.defer(item_id, [r.address for r in deferred], deferred[0].response)
         else:
@@ -265,7 +267,7 @@ class SmtpDeliveryQueue(QueueFeed):
                     continue
                 if self.connector.auth is not None:
                     await client.login(self.connector.auth.username, self.connector.auth.password)
-                return _Session(client, where)
+                return _Session(client, name, where)
             except aiosmtplib.SMTPResponseException as e:
                 client.close()
                 errors.append(f"{where}: {e.code} {e.message}")
