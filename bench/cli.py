@@ -1,6 +1,6 @@
 """`python -m bench`: options, the order scenarios run in, the results file.
 
-    python -m bench                       # default: smtp comparison + scaling + pickup + spf (a few minutes)
+    python -m bench                       # default: smtp comparison + scaling + pickup + relay + spf (a few minutes)
     python -m bench --scenario memory     # 100,000 messages through (c), RSS at start / middle / end
     python -m bench --scenario large      # 10 × 30 MB at once: peak memory of (c) against (a)
     python -m bench --scenario all        # everything, memory included, plus the profile
@@ -23,8 +23,8 @@ from .measure import log
 from .report import Report
 from .scenarios import Settings, build_targets
 
-SCENARIOS = ("smtp", "scaling", "memory", "large", "pickup", "spf", "profile")
-DEFAULT = ("smtp", "scaling", "large", "pickup", "spf")
+SCENARIOS = ("smtp", "scaling", "memory", "large", "pickup", "relay", "spf", "profile")
+DEFAULT = ("smtp", "scaling", "large", "pickup", "relay", "spf")
 ALL = SCENARIOS
 
 
@@ -37,7 +37,7 @@ def build_parser() -> argparse.ArgumentParser:
                " the (c)-vs-(a) target is missed); 'all' = every scenario. Results go to stdout and to"
                " bench/results/<date>.md.")
     p.add_argument("--scenario", default="default",
-                   help="comma-separated: smtp, scaling, memory, large, pickup, spf, profile, default, all")
+                   help="comma-separated: smtp, scaling, memory, large, pickup, relay, spf, profile, default, all")
     p.add_argument("--quick", action="store_true", help="tiny counts and one round: checks that the bench works")
     p.add_argument("--rounds", type=int, help="rounds per target in the smtp scenario (default 3; quick 1)")
     p.add_argument("--sessions", type=int, default=10, help="concurrent SMTP sessions (default 10)")
@@ -124,6 +124,9 @@ async def run(args: argparse.Namespace, argv: Sequence[str]) -> int:
             await scenarios.large(settings, report, targets)
         if "pickup" in chosen:
             await scenarios.pickup(settings, report, targets)
+        if "relay" in chosen:
+            from .relay import relay
+            await relay(settings, report, targets)
         if "spf" in chosen:
             await scenarios.spf(settings, report)
         speed_missed = any(v.startswith("MISSED: full pipeline") for v in report.verdicts)

@@ -48,6 +48,7 @@ class Target:
     agents: list[dict[str, Any]] = field(default_factory=list)
     durable: bool = True
     uvloop: bool = False
+    extra: dict[str, Any] = field(default_factory=dict)  # settings added to (or replacing those of) the config
 
     @property
     def is_hub(self) -> bool:
@@ -153,6 +154,7 @@ def hub_config(target: Target, data_root: Path, pickup: bool = False) -> dict[st
         "queue": {"durable": target.durable},
         "dns": {"use_network": False, "zone_files": [str(ZONE_FILE)] if ZONE_FILE.exists() else []},
         "agents": target.agents,
+        **target.extra,
     }
     if pickup and "pickup" in TransportConfig.model_fields:
         section: dict[str, Any] = {}

@@ -79,7 +79,7 @@ class SimulatedSession:
         """Connect, EHLO (unless the session has no HELO name), MAIL FROM, RCPT TO, DATA; the reason the file
         cannot be submitted, or None.
 
-        A recipient an agent refuses is marked failed with the agent's reply (the watcher sends its NDR once
+        A recipient an agent refuses is marked failed with the agent's reply (the categorizer sends its NDR once
         the file is queued); the file fails when no recipient is left.
         """
         item, session = self.item, self.item.session

@@ -36,7 +36,7 @@ from transport.core.dsn_params import Notifier
 from transport.core.errors import BadFileError, StoreError
 from transport.core.tracking import TrackingEvent
 from transport.core.events import Action
-from transport.core.mailitem import MailItem, Recipient, RecipientStatus, SessionInfo
+from transport.core.mailitem import MailItem, SessionInfo
 from transport.core.sources import FileClaim, SubmissionPath
 
 from .badmail import free_name, move_to_badmail
@@ -111,7 +111,7 @@ class DirectoryWatcher:
     def __init__(self, submission: SubmissionPath, config: TransportConfig, directory: Path,
                  rules: DirectoryRules, notifier: Notifier | None = None) -> None:
         self.submission = submission
-        self.notifier = notifier  # NDRs for refused recipients, and for badmail when `badmail_ndr` is on
+        self.notifier = notifier  # the NDR for a file moved to badmail, when `badmail_ndr` is on
         self.directory = directory
         self.rules = rules
         self.settings = rules.settings
@@ -306,7 +306,7 @@ class DirectoryWatcher:
             self.submission.tracking.log(TrackingEvent.BADMAIL, item, self.source, recipient_status=outcome.reason,
                                   source_context=claim.name, custom_data=str(path))
             if self.settings.badmail_ndr and "@" in item.sender and item.pending():
-                await self._ndr(item, item.pending(), f"554 5.6.0 {outcome.reason}")
+                await self._badmail_ndr(item, outcome.reason)
 
     def _settle(self, claims: list[Claim],
                 outcomes: list[Outcome]) -> tuple[list[int], list[tuple[Claim, Outcome, Path]]]:
@@ -327,13 +327,13 @@ class DirectoryWatcher:
         self._sync_directory()
         return removed, bad
 
-    async def _ndr(self, item: MailItem, recipients: list[Recipient], response: str | None = None) -> None:
-        """Report recipients the file could not reach to its sender (each with `response`, or its own)."""
+    async def _badmail_ndr(self, item: MailItem, reason: str) -> None:
+        """The NDR for a file moved to badmail: every recipient it names, failed with the reason."""
         if self.notifier is None:
             return
-        for r in recipients:
-            r.response = response or r.response
-        await self.notifier.ndr(item, recipients)
+        for r in item.pending():
+            r.response = f"554 5.6.0 {reason}"
+        await self.notifier.ndr(item, item.pending())
 
     async def _submit(self, claim: Claim) -> Outcome:
         try:
@@ -375,7 +375,5 @@ class DirectoryWatcher:
             detail = f" ({event.reason})" if event.reason else ""
             return Outcome(Fate.BAD, f"{event.decided_by} rejected the message: "
                                   f"{event.response or 'disconnect'}{detail}", item)
-        failed = [r for r in item.recipients if r.status is RecipientStatus.FAILED]  # FAIL tracked by the path
-        if failed:
-            await self._ndr(item, failed)
+        # recipients failed on the way in: FAIL is tracked by the submission path, their NDR sent by the categorizer
         return Outcome(Fate.QUEUED, item=item, internal_id=receipt.internal_id or 0, kept=conversion.kept)

@@ -37,3 +37,15 @@ def test_quick_smtp_scenario_writes_the_comparison_table(tmp_path: Path) -> None
     text = files[0].read_text()
     assert "# Benchmark results" in text and "| (c) hub, all agents" in text
     assert not (tmp_path / "work").exists() or not any((tmp_path / "work").glob("smtp-*")), "server data left behind"
+
+
+def test_quick_relay_scenario_compares_a_smart_host_with_mailboxes(tmp_path: Path) -> None:
+    proc = subprocess.run(
+        [sys.executable, "-m", "bench", "--quick", "--scenario", "relay", "--results-dir", str(tmp_path),
+         "--workdir", str(tmp_path / "work")], cwd=REPO, capture_output=True, text=True, timeout=180)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    out = proc.stdout
+    assert "## Relay: a smart host against mailboxes" in out
+    assert re.search(r"\| \(b\) hub, no agents: to a mailbox \(Maildir\)\s+\| 60/60 ", out), out
+    assert re.search(r"\| \(b\) relaying to a smart host [^|]+\| 60/60 ", out), out
+    assert re.search(r"Relay to a smart host: \d+ msg/s end to end against \d+ msg/s to a mailbox", out)

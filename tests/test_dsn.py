@@ -109,7 +109,7 @@ async def test_success_notice_for_notify_success_on_mailbox_delivery(tmp_path):
 async def test_dsn_parameters_are_checked_at_mail_and_rcpt(tmp_path):
     async with running_hub(tmp_path) as hub:
         c = await RawSmtp.connect(hub.addresses[0][1])
-        await c.cmd("EHLO client.fabrikam.test")
+        assert "250-DSN" in await c.cmd("EHLO client.fabrikam.test")
         assert (await c.cmd("MAIL FROM:<bob@contoso.com> RET=SOME")).startswith("501 5.5.4 Invalid RET")
         assert (await c.cmd("MAIL FROM:<bob@contoso.com> RET=HDRS ENVID=x1")).startswith("250")
         assert (await c.cmd("RCPT TO:<alice@contoso.com> NOTIFY=NEVER,SUCCESS")).startswith("501 5.5.4 Invalid NOTIFY")

@@ -55,10 +55,12 @@ async def test_mx_routing_through_the_demo_zone(tmp_path):
         async with running_hub(tmp_path, extra) as hub:
             await send_out(hub, ["john@fabrikam.test"], "<mx@contoso.com>")
             await send_out(hub, ["someone@a-only.test"], "<a@contoso.com>")
-            await send_out(hub, ["nobody@no-such-domain.test"], "<nx@contoso.com>")
-            await wait_for(lambda: len(rows(hub, "SEND")) == 2 and rows(hub, "FAIL"))
-            [ndr] = await wait_for(lambda: messages(hub, "alice@contoso.com"))
+            await send_out(hub, ["nobody@no-such-domain.test"], "<nx@contoso.com>", subject="1")
+            await send_out(hub, ["nobody@nullmx.test"], "<null-mx@contoso.com>", subject="2")
+            await wait_for(lambda: len(rows(hub, "SEND")) == 2 and len(rows(hub, "FAIL")) == 2)
+            await wait_for(lambda: len(messages(hub, "alice@contoso.com")) == 2)
             assert await hub.idle()
+            ndr, null_mx = sorted(messages(hub, "alice@contoso.com"), key=lambda m: b"Undeliverable: 2" in m)
             assert {q: hub.scheduler.queues[q].delivery_type for q in ("fabrikam.test", "a-only.test")} == \
                 {"fabrikam.test": "DnsConnectorDelivery", "a-only.test": "DnsConnectorDelivery"}
     assert sorted(r.recipients[0] for r in sink.received) == ["john@fabrikam.test", "someone@a-only.test"]
@@ -66,8 +68,31 @@ async def test_mx_routing_through_the_demo_zone(tmp_path):
     assert "a-only.test [127.0.0.1]" in rows(hub, "SEND", "<a@contoso.com>")[0]["custom-data"]
     _, _, groups, _ = report_parts(ndr)
     assert groups[1]["Final-Recipient"] == "rfc822;nobody@no-such-domain.test"
-    assert groups[1]["Status"] == "5.4.4"
+    assert groups[1]["Status"] == "5.4.4" and "Remote-MTA" not in groups[1]  # no next hop answered
     assert groups[1]["Diagnostic-Code"] == "smtp;550 5.4.4 SMTPSEND.DNS.NonExistentDomain; nonexistent domain"
+    _, _, groups, _ = report_parts(null_mx)
+    assert groups[1]["Status"] == "5.1.10"  # RFC 7505: the domain says it takes no mail
+
+
+async def test_dsn_requests_are_passed_to_a_next_hop_that_offers_dsn(tmp_path):
+    partner = {"accepted_domains": [{"domain": "fabrikam.test", "type": "Authoritative"}],
+               "mailboxes": [{"address": "john@fabrikam.test"}], "receive": {"fqdn": "mx.fabrikam.test"}}
+    for side in ("fabrikam", "contoso"):
+        (tmp_path / side).mkdir()
+    async with running_hub(tmp_path / "fabrikam", partner) as fabrikam:
+        async with running_hub(tmp_path / "contoso", smart_host(fabrikam.addresses[0][1])) as hub:
+            await send_out(hub, ["john@fabrikam.test"], "<pass@contoso.com>",
+                           options=["NOTIFY=SUCCESS", "ORCPT=rfc822;John@fabrikam.test"])
+            await wait_for(lambda: messages(fabrikam, "john@fabrikam.test"))
+            report = await wait_for(lambda: fabrikam.store.items("queue='Unreachable'"))
+            assert await hub.idle() and await fabrikam.idle()
+            assert messages(hub, "alice@contoso.com") == []  # no "relayed" notice: the next hop reports
+            [item] = report
+            delivered = fabrikam.store.load_message(item.message)
+    assert delivered.sender == "" and [r.address for r in delivered.recipients] == ["alice@contoso.com"]
+    _, _, groups, _ = report_parts(delivered.raw)
+    assert groups[0]["Reporting-MTA"] == "dns;mx.fabrikam.test"
+    assert groups[1]["Action"] == "delivered" and groups[1]["Original-Recipient"] == "rfc822;John@fabrikam.test"
 
 
 async def test_4xx_is_retried_then_delivered_and_listed_meanwhile(tmp_path):
@@ -105,6 +130,7 @@ async def test_5xx_fails_those_recipients_with_an_ndr(tmp_path):
     [ghost] = groups[1:]
     assert ghost["Final-Recipient"] == "rfc822;ghost@fabrikam.test" and ghost["Action"] == "failed"
     assert ghost["Status"] == "5.1.1" and ghost["Diagnostic-Code"] == "smtp;550 5.1.1 User unknown"
+    assert ghost["Remote-MTA"] == "dns;127.0.0.1"
     assert ghost["Original-Recipient"] == "rfc822;ghost@fabrikam.test"
     assert original.get_payload()[0]["Message-ID"] == "<mixed@contoso.com>"
     assert len(rows(hub, "DSN", "<mixed@contoso.com>")) == 1
@@ -192,3 +218,18 @@ async def test_notify_success_to_a_server_without_dsn_gets_a_relayed_notice(tmp_
     assert groups[1]["Action"] == "relayed" and groups[1]["Status"] == "2.6.0"  # the smart host's own status
     assert groups[1]["Diagnostic-Code"] == "smtp;250 2.6.0 <sink> Queued mail for delivery"
     assert sink.received[0].rcpt_options == [[]]  # the sink offers no DSN: NOTIFY is not passed on
+
+
+async def test_a_message_over_the_connectors_size_limit_fails_without_being_sent(tmp_path):
+    sink = Sink()
+    with SinkServer(sink) as port:
+        async with running_hub(tmp_path, smart_host(port, max_message_size=200)) as hub:
+            await send_out(hub, ["john@fabrikam.test"], "<big@contoso.com>", body="x" * 500 + "\r\n")
+            [raw] = await wait_for(lambda: messages(hub, "alice@contoso.com"))
+            assert await hub.idle()
+    assert sink.received == []
+    _, _, groups, _ = report_parts(raw)
+    assert groups[1]["Status"] == "5.3.4"
+    assert groups[1]["Diagnostic-Code"] == ("smtp;550 5.3.4 ROUTING.SizeLimit; message size exceeds fixed maximum size"
+                                            " for route")
+

@@ -19,7 +19,7 @@ from queues.store import POISON, UNREACHABLE, QueueStore
 from .core.config import TransportConfig
 from .core.dsn_params import Notifier
 from .core.events import Action, CategorizedEvent, Replies, ResolvedEvent, RoutedEvent, RoutingEvent, SubmittedEvent
-from .core.mailitem import MailItem, Recipient, RecipientStatus
+from .core.mailitem import MailItem, RecipientStatus
 from .core.pipeline import AgentFailure, Pipeline
 from .core.tracking import TrackingEvent, TrackingLog
 from .routing import RoutingTable
@@ -102,10 +102,11 @@ class Categorizer:
             if r.status is RecipientStatus.READY:
                 deliveries.setdefault(r.next_hop, []).append(r.address)
         ids = await self.store.route(item, deliveries)
-        for r in unknown:
+        for r in unknown:  # those failed on the way in have their FAIL row from the submission path
             self.tracking.log(TrackingEvent.FAIL, item, "ROUTING", [r.address], r.response)
-        if unknown:
-            await self.notifier.ndr(item, unknown)
+        failed = [r for r in item.recipients if r.status is RecipientStatus.FAILED]  # here, or by a receive agent
+        if failed:
+            await self.notifier.ndr(item, failed)
         for queue, rcpts in deliveries.items():
             if queue == UNREACHABLE:
                 self.tracking.log(TrackingEvent.DEFER, item, "ROUTING", rcpts, "451 4.4.0 Unreachable: no route to next hop",

@@ -3,7 +3,7 @@
 A report has three parts: a human-readable text (Exchange's wording: "Delivery has failed to these recipients
 or groups", then the diagnostic information for administrators), the `message/delivery-status` part a program
 reads (Reporting-MTA, Original-Envelope-Id and Arrival-Date, then per recipient Original-Recipient,
-Final-Recipient, Action, Status, Diagnostic-Code and, for a delay, Will-Retry-Until), and the original: the
+Final-Recipient, Action, Status, Remote-MTA, Diagnostic-Code and, for a delay, Will-Retry-Until), and the original: the
 whole message (`message/rfc822`) in a failure report unless the sender asked RET=HDRS or it is over the size
 limit, its headers only (`text/rfc822-headers`) otherwise. The bytes are written by hand so the original is
 returned exactly as it was received.
@@ -69,6 +69,7 @@ class ReportedRecipient:
     recipient: Recipient
     action: DsnAction
     will_retry_until: float | None = None
+    remote_mta: str = ""  # the next hop whose reply settled it, when one did
 
 
 def status_of(response: str, action: DsnAction) -> str:
@@ -109,6 +110,8 @@ def _delivery_status(item: MailItem, lines: list[ReportedRecipient], reporting_m
             block.append(f"Original-Recipient: {r.params['ORCPT']}")
         block += [f"Final-Recipient: rfc822;{r.address}", f"Action: {line.action.value}",
                   f"Status: {status_of(r.response, line.action)}"]
+        if line.remote_mta:
+            block.append(f"Remote-MTA: dns;{line.remote_mta}")
         if r.response:
             block.append(f"Diagnostic-Code: smtp;{r.response}")
         if line.will_retry_until is not None:

@@ -4,8 +4,9 @@ Data flows one way: sources (the receive connector's SMTP sessions, the Pickup a
 store driver's Outboxes, agents) hand mail items to the submission path, which commits them to the Submission queue and
 feeds the categorizer; the categorizer asks the routing table for each recipient's next hop and hands the
 message to the delivery queue registered for it; delivery completes it. On start, whatever the store holds is
-fed back in, so a message acknowledged before a crash or a restart is delivered after it. Nothing but this
-module (and the command that runs it) knows all the parts.
+fed back in, so a message acknowledged before a crash or a restart is delivered after it. Reports to senders
+(NDRs, delay and success notices) are made by `notifications`, which every part that fails, delays or delivers
+a recipient is handed. Nothing but this module (and the command that runs it) knows all the parts.
 """
 
 from __future__ import annotations
@@ -210,6 +211,7 @@ class Hub:
     async def stop(self, grace: float = 10.0) -> None:
         """Stop accepting, let sessions and in-flight work finish (up to `grace` seconds), close the store."""
         deadline = time.monotonic() + grace
+        self._running = False
         await asyncio.gather(*(w.close() for w in self.watchers + self.outboxes))
         await self.connectors.close(grace)
         await self.idle(max(0.0, deadline - time.monotonic()))

@@ -40,11 +40,11 @@ class Notifications:
         self._submit = submit
         self.tracking = tracking
 
-    async def ndr(self, item: MailItem, recipients: list[Recipient]) -> int | None:
+    async def ndr(self, item: MailItem, recipients: list[Recipient], remote_mta: str = "") -> int | None:
         """A non-delivery report for recipients that failed for good (each `response` is the reply that failed
-        it, with its enhanced status code)."""
-        return await self._report(item, [ReportedRecipient(r, DsnAction.FAILED) for r in recipients
-                                          if wants(r, Notify.FAILURE)], DsnAction.FAILED)
+        it, with its enhanced status code; `remote_mta`: the next hop that gave it, if one did)."""
+        return await self._report(item, [ReportedRecipient(r, DsnAction.FAILED, remote_mta=remote_mta)
+                                         for r in recipients if wants(r, Notify.FAILURE)], DsnAction.FAILED)
 
     async def delay(self, item: MailItem, recipients: list[Recipient]) -> int | None:
         """A delay notice (each `response` is the last error) for recipients still being retried until expiry."""
@@ -54,11 +54,12 @@ class Notifications:
         return await self._report(item, [ReportedRecipient(r, DsnAction.DELAYED, until) for r in recipients
                                          if wants(r, Notify.DELAY)], DsnAction.DELAYED)
 
-    async def success(self, item: MailItem, recipients: list[Recipient], relayed: bool = False) -> int | None:
+    async def success(self, item: MailItem, recipients: list[Recipient], relayed: bool = False,
+                      remote_mta: str = "") -> int | None:
         """A delivered notice (or relayed: handed to a next hop that does not pass DSN requests on) for the
         recipients that asked NOTIFY=SUCCESS."""
         action = DsnAction.RELAYED if relayed else DsnAction.DELIVERED
-        return await self._report(item, [ReportedRecipient(r, action) for r in recipients
+        return await self._report(item, [ReportedRecipient(r, action, remote_mta=remote_mta) for r in recipients
                                          if wants(r, Notify.SUCCESS)], action)
 
     async def _report(self, item: MailItem, lines: list[ReportedRecipient], action: DsnAction) -> int | None:

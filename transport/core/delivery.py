@@ -1,6 +1,6 @@
 """A delivery queue, as the scheduler and the hub see it: one per next hop, behind one small interface.
 
-The mailbox queue (Maildir delivery) is one; SMTP send connectors and the drop directory will be others. Each
+The mailbox queue (Maildir delivery) is one; the send connectors' SMTP queues and the drop directory are others. Each
 registers with the queue scheduler under its next hop; the categorizer asks the routing table for a
 recipient's next hop, and a next hop no queue serves waits in Unreachable.
 """

@@ -78,13 +78,14 @@ def dsn_param_problem(params: dict[str, str]) -> str | None:
 class Notifier(Protocol):
     """Sends delivery status notifications through the submission path (see `transport.notifications`)."""
 
-    async def ndr(self, item: "MailItem", recipients: "list[Recipient]") -> int | None:
-        """A non-delivery report for these recipients (each carrying the reply that failed it); the report's
-        internal id, or None when none is due."""
+    async def ndr(self, item: "MailItem", recipients: "list[Recipient]", remote_mta: str = "") -> int | None:
+        """A non-delivery report for these recipients (each carrying the reply that failed it; `remote_mta`, the
+        next hop that gave the reply); the report's internal id, or None when none is due."""
 
     async def delay(self, item: "MailItem", recipients: "list[Recipient]") -> int | None:
         """A delay notice for recipients still waiting to be delivered."""
 
-    async def success(self, item: "MailItem", recipients: "list[Recipient]", relayed: bool = False) -> int | None:
+    async def success(self, item: "MailItem", recipients: "list[Recipient]", relayed: bool = False,
+                      remote_mta: str = "") -> int | None:
         """A success notice (delivered, or relayed to a server that does not pass DSN requests on) for the
         recipients that asked for one with NOTIFY=SUCCESS."""

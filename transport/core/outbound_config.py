@@ -78,7 +78,7 @@ class SendConnector(Model):
     drop_directory_quota: ByteSize | None = Field(
         None, description="DropDirectoryQuota: once the folder holds this much, messages wait in Retry (null = unlimited).")
     max_message_size: ByteSize = Field(
-        10 * 1024**2, description="MaxMessageSize: larger messages fail with 552 5.3.4 instead of being sent.")
+        10 * 1024**2, description="MaxMessageSize: larger messages fail with 550 5.3.4 (ROUTING.SizeLimit) instead of being sent.")
 
     @field_validator("drop_directory", mode="before")
     @classmethod

@@ -22,6 +22,7 @@ from __future__ import annotations
 import asyncio
 import ipaddress
 import logging
+import os
 import ssl
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
@@ -81,8 +82,9 @@ def _tls_context() -> ssl.SSLContext:
 class _Session:
     """One open SMTP connection to the next hop, and what it offers."""
 
-    def __init__(self, client: aiosmtplib.SMTP, host: str) -> None:
+    def __init__(self, client: aiosmtplib.SMTP, name: str, host: str) -> None:
         self.client = client
+        self.name = name  # the host name (or address) as routing found it: the reports' Remote-MTA
         self.host = host  # "name [ip]:port", for tracking
         self.sent = 0
 
@@ -161,7 +163,7 @@ class SmtpDeliveryQueue(QueueFeed):
             return session
         try:
             if session is None:
-                session = await self._connect(item)
+                session = await self._connect()
             replies = await self._transaction(session, item, recipients)
         except HopFailure as failure:
             await self._settle(item_id, item, {r.address: failure.reply for r in recipients}, session)
@@ -234,20 +236,22 @@ class SmtpDeliveryQueue(QueueFeed):
                              source_context=self.next_hop, custom_data=host)
         for r in failed:
             r.status = RecipientStatus.FAILED
+        remote = session.name if session is not None else ""
         if failed:
-            await self.out.notifier.ndr(item, failed)
+            await self.out.notifier.ndr(item, failed, remote_mta=remote)
         if sent and (session is None or not session.dsn):
-            await self.out.notifier.success(item, sent, relayed=True)
+            await self.out.notifier.success(item, sent, relayed=True, remote_mta=remote)
         if deferred:
             await self.out.scheduler.defer(item_id, [r.address for r in deferred], deferred[0].response)
         else:
             await self.out.scheduler.complete([item_id])
 
     # -- the connection ---------------------------------------------------------------------------------
-    async def _connect(self, item: MailItem) -> _Session:
+    async def _connect(self) -> _Session:
         """The first target that takes a session; HopFailure with the reason when none does."""
         errors = []
         for name, address, port in await self._targets():
+            where = f"[{address}]:{port}" if name == address else f"{name} [{address}]:{port}"
             client = aiosmtplib.SMTP(hostname=address, port=port, local_hostname=self.out.fqdn,
                                      timeout=self.connector.connection_timeout, start_tls=False)
             try:
@@ -259,17 +263,17 @@ class SmtpDeliveryQueue(QueueFeed):
                     await client.ehlo()
                 elif self.connector.require_tls:
                     client.close()
-                    errors.append(f"{name} [{address}]: {TLS_REQUIRED}")
+                    errors.append(f"{where}: {TLS_REQUIRED}")
                     continue
                 if self.connector.auth is not None:
                     await client.login(self.connector.auth.username, self.connector.auth.password)
-                return _Session(client, f"{name} [{address}]:{port}")
+                return _Session(client, name, where)
             except aiosmtplib.SMTPResponseException as e:
                 client.close()
-                errors.append(f"{name} [{address}]: {e.code} {e.message}")
+                errors.append(f"{where}: {e.code} {e.message}")
             except (aiosmtplib.SMTPException, OSError) as e:
                 client.close()
-                errors.append(f"{name} [{address}]: {e}")
+                errors.append(f"{where}: {_reason(e)}")
         detail = "; ".join(errors) or "no target address"
         raise HopFailure(SmtpResponse(451, "4.4.1", f"Error encountered while communicating with the target: {detail}"))
 
@@ -321,6 +325,16 @@ def _reply(code: int, message: str) -> SmtpResponse:
         return SmtpResponse.parse(f"{code} {text}")
     except ValueError:
         return SmtpResponse(code, "", text)
+
+
+def _reason(error: Exception) -> str:
+    """Why a connection failed, in a few words ("Connection refused", "timed out")."""
+    if isinstance(error, aiosmtplib.SMTPTimeoutError):
+        return "timed out"
+    for cause in (error.__cause__, error):
+        if isinstance(cause, OSError) and cause.errno:
+            return os.strerror(cause.errno)
+    return str(error)
 
 
 def _by_reply(recipients: list[Recipient]) -> dict[str, list[str]]:
