@@ -264,7 +264,7 @@ def test_cli_json_and_text():
     assert data["scl"] == 7 and data["lands"].startswith("Reject")
     assert [r["name"] for r in data["rules"]] == ["sender_id_fail", "reply_to_mismatch", "all_caps_subject"]
     text = run_cli("content-filter", "test", str(EXAMPLES / "borderline-junk.eml"), "--ip", "192.0.2.10")
-    assert text.stdout.splitlines()[0] == "SCL 5 (score 4.5)" and "lands: Junk" in text.stdout
+    assert text.stdout.splitlines()[0] == "SCL 5 (score 4.5), PCL 1" and "lands: Junk" in text.stdout
     missing = run_cli("content-filter", "test", "nonexistent.eml")
     assert missing.returncode == 1 and "nonexistent.eml" in missing.stderr
     not_mail = run_cli("content-filter", "test", str(REPO / "Makefile"))

@@ -16,8 +16,8 @@ from dataclasses import dataclass
 from pydantic import Field
 
 from agents import (ORGANIZATION_HEADER_PREFIX, AntispamAgent, Bypass, ConnectEvent, DisconnectEvent,
-                    EndOfHeadersEvent, MailFromEvent, RcptToEvent, RecipientBypassConfig, RecipientStatus,
-                    SmtpResponse, Stamp)
+                    EndOfHeadersEvent, MailFromEvent, RcptToEvent, RecipientBypassConfig, SmtpResponse,
+                    Stamp)
 from agents.senderid.origin import originating_ip, parse_internal_servers
 from transport.core.internal_servers import IPAddress, normalise
 
@@ -160,15 +160,9 @@ class ConnectionFilteringAgent(AntispamAgent):
         if response is None:
             s.on_allow_list = True
             return
-        reason = f"originating IP {ip} is on a block list"
         kept = self.bypassed(item.recipients)
-        if not kept:
-            event.reject_message(response, reason)
-            return
-        for r in item.recipients:
-            if r.address.lower() not in kept:
-                r.status, r.response = RecipientStatus.FAILED, str(response)
-        event.stamp(f"{reason}; only bypassed recipients kept")
+        self.act_per_recipient(event, f"originating IP {ip} is on a block list", response,
+                               rejected=[r.address for r in item.recipients if r.address.lower() not in kept])
 
     async def on_disconnect(self, event: DisconnectEvent) -> None:
         for key in [k for k in self._sessions if k[0] == event.session.session_id]:
