@@ -210,7 +210,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 BUILT_IN_AGENTS = ("agents.connection_filter:ConnectionFilteringAgent", "agents.sender_filter:SenderFilterAgent",
                    "agents.recipient_filter:RecipientFilterAgent", "agents.senderid:SenderIdAgent",
-                   "agents.reverse_dns:ReverseDnsAgent")
+                   "agents.reverse_dns:ReverseDnsAgent", "agents.content_filter:ContentFilterAgent")
 """The agents shipped with the hub, named as transport.yaml names them (loaded by name: the hub never imports agents)."""
 
 
