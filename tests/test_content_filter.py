@@ -67,6 +67,8 @@ def test_each_rule_fires_on_its_message_and_not_on_a_plain_one(rule, raw, stamps
 def test_near_misses_do_not_fire():
     assert fired(make_message(subject="Re: OK", extra_headers=DATE + "Reply-To: other@fabrikam.test\r\n")) == set()
     assert "good_phrase" not in fired(make_message(body="contoso quarterly reports\r\n"), good_phrases=["contoso quarterly report"])
+    assert "bad_phrase" not in fired(make_message(body="unwin a free cruise, _win a free cruise\r\n"), bad_phrases=["win a free cruise"])
+    assert "bad_phrase" in fired(make_message(body="unwin a free cruise, (Win A\r\n Free cruise)\r\n"), bad_phrases=["win a free cruise"])
     assert "display_name_impersonation" not in fired(make_message(sender='"Contoso.com" <it@contoso.com>'))
     same_site = make_message(extra_headers="Content-Type: text/html\r\n",
                              body='<a href="https://www.contoso.com/a">contoso.com</a> <a href="https://x.example">click</a>\r\n')

@@ -92,14 +92,14 @@ class ContentFilterAgent(AntispamAgent):
             return ContentBypass.RECIPIENT
         return None
 
-    def _report(self, item: MailItem, session: SessionInfo, tokens: list[str]) -> None:
+    def _report(self, item: MailItem, session: SessionInfo, tokens: list[str]) -> str:
         """Antispam-Report in Exchange's token format, at most 1024 characters; it always ends with the
         originating IP (tokens that would not fit are left out, never the IP)."""
         ip = originating_ip(session.client_ip, self.internal, item.header_values("Received")) if session.client_ip else None
         tail = f"OrigIP:{ip or 'unavailable'}"
         while tokens and len(";".join(tokens + [tail])) > REPORT_LIMIT:
             tokens = tokens[:-1]
-        item.set_header(REPORT_HEADER, ";".join(tokens + [tail]))
+        return ";".join(tokens + [tail])
 
     async def on_end_of_data(self, event: EndOfDataEvent) -> None:
         cfg: ContentFilterConfig = self.config
@@ -120,7 +120,7 @@ class ContentFilterAgent(AntispamAgent):
         if why is not None:
             self._count("Messages that Bypassed Scanning")
             item.scl = -1
-            self._report(item, session, [why.value])
+            item.set_header(REPORT_HEADER, self._report(item, session, [why.value]))
             event.stamp(f"SCL -1: not scanned ({why.value})")
             return
         if item.size > cfg.max_scan_size:
@@ -131,8 +131,6 @@ class ContentFilterAgent(AntispamAgent):
         self._count("Messages Scanned")
         self._count(f"Messages with SCL {result.scl}")
         item.scl = result.scl
-        item.set_header(PCL_HEADER, str(result.pcl))
-        item.set_header(EXPLANATION_HEADER, result.explanation())
         tokens = [f"DV:{DEFINITIONS_VERSION}"]
         if Stamp.SENDER_ID_RESULT in item.stamps:
             tokens.append(f"SID:SenderIDStatus {item.stamps[Stamp.SENDER_ID_RESULT]}")
@@ -140,7 +138,10 @@ class ContentFilterAgent(AntispamAgent):
             tokens.append("PCL:PhishingLevel SUSPICIOUS")
         if any(h.forces_scl is not None for h in result.hits):
             tokens.append("CW:CustomList")
-        self._report(item, session, tokens)
+        stamps = [(PCL_HEADER, str(result.pcl)), (EXPLANATION_HEADER, result.explanation()),
+                  (REPORT_HEADER, self._report(item, session, tokens))]
+        item.remove_headers([name for name, _ in stamps])  # one edit of the header block for the three
+        item.append_headers(stamps)
         self._act(event, result)
 
     def _act(self, event: EndOfDataEvent, result: Scan) -> None:

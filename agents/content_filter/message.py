@@ -49,6 +49,7 @@ class MessageView:
     from_address: str
     reply_to_address: str
     text: str = ""                     # subject, plain text and HTML text, as a reader sees them
+    lowered: str = ""                  # the same in lower case, for the phrase rules
     has_plain: bool = False
     has_html: bool = False
     urls: set[str] = field(default_factory=set)
@@ -84,6 +85,7 @@ class MessageView:
             view.urls.update(_URL.findall(body))
             texts.append(body)
         view.text = "\n".join(texts)
+        view.lowered = view.text.lower()
         return view
 
     @property
