@@ -1,1 +1,1 @@
-"""Example custom agents (importable as `examples.<module>:<Class>` from the repository root)."""
+"""Example custom agents and content filter rules (importable as `examples.<module>:<Class>` from the repository root)."""

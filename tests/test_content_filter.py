@@ -55,6 +55,9 @@ HTML_LINKS = "".join(f'<a href="https://spam.example/{i}">offer</a>' for i in ra
                                                 'Content-Type: application/octet-stream\r\nContent-Disposition: attachment; '
                                                 'filename="invoice.pdf.exe"\r\n\r\nMZ\r\n--b--\r\n'), {}, {}),
     ("display_name_impersonation", make_message(sender='"Contoso.com Payroll" <pay@fabrikam.test>', extra_headers=DATE), {}, {}),
+    ("link_text_mismatch", make_message(extra_headers=DATE + "Content-Type: text/html\r\n",
+                                        body='<a href="http://198.51.100.7/x">www.contoso.com</a>\r\n'), {}, {}),
+    ("dns_block_list", PLAIN, {Stamp.DNS_LIST_HITS: ["Soft List"]}, {}),
 ])
 def test_each_rule_fires_on_its_message_and_not_on_a_plain_one(rule, raw, stamps, config):
     assert rule in fired(raw, stamps, **config)
@@ -64,7 +67,12 @@ def test_each_rule_fires_on_its_message_and_not_on_a_plain_one(rule, raw, stamps
 def test_near_misses_do_not_fire():
     assert fired(make_message(subject="Re: OK", extra_headers=DATE + "Reply-To: other@fabrikam.test\r\n")) == set()
     assert "good_phrase" not in fired(make_message(body="contoso quarterly reports\r\n"), good_phrases=["contoso quarterly report"])
+    assert "bad_phrase" not in fired(make_message(body="unwin a free cruise, _win a free cruise\r\n"), bad_phrases=["win a free cruise"])
+    assert "bad_phrase" in fired(make_message(body="unwin a free cruise, (Win A\r\n Free cruise)\r\n"), bad_phrases=["win a free cruise"])
     assert "display_name_impersonation" not in fired(make_message(sender='"Contoso.com" <it@contoso.com>'))
+    same_site = make_message(extra_headers="Content-Type: text/html\r\n",
+                             body='<a href="https://www.contoso.com/a">contoso.com</a> <a href="https://x.example">click</a>\r\n')
+    assert "link_text_mismatch" not in fired(same_site)
     assert "sender_id_fail" not in fired(PLAIN, {Stamp.SENDER_ID_RESULT: "TempError"})
     assert fired(PLAIN, {Stamp.SENDER_ID_RESULT: "Fail"}, weights={"sender_id_fail": 0}) == set()
 
@@ -264,7 +272,7 @@ def test_cli_json_and_text():
     assert data["scl"] == 7 and data["lands"].startswith("Reject")
     assert [r["name"] for r in data["rules"]] == ["sender_id_fail", "reply_to_mismatch", "all_caps_subject"]
     text = run_cli("content-filter", "test", str(EXAMPLES / "borderline-junk.eml"), "--ip", "192.0.2.10")
-    assert text.stdout.splitlines()[0] == "SCL 5 (score 4.5)" and "lands: Junk" in text.stdout
+    assert text.stdout.splitlines()[0] == "SCL 5 (score 4.5), PCL 1" and "lands: Junk" in text.stdout
     missing = run_cli("content-filter", "test", "nonexistent.eml")
     assert missing.returncode == 1 and "nonexistent.eml" in missing.stderr
     not_mail = run_cli("content-filter", "test", str(REPO / "Makefile"))

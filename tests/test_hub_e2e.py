@@ -12,8 +12,9 @@ from hubtools import (
     RawSmtp, agent, data, events_for, header_value, make_message, maildir, messages, raw_session, running_hub, send,
     tracking, wait_for,
 )
-from hubtools import scheduler_ticks, write_config
+from hubtools import base_config, scheduler_ticks, write_config
 from transport.core.config import load_config
+from transport.core.errors import ConfigError
 from transport.hub import Hub
 
 
@@ -326,17 +327,47 @@ async def test_message_event_disconnect(tmp_path, event):
         assert "RECEIVE" not in events_for(tracking(hub), "<disc@fabrikam.test>")
 
 
-async def test_message_event_quarantine_goes_to_junk(tmp_path):
-    extra = {"agents": [agent("hubtools:Act", event="on_end_of_data", action="quarantine")]}
+async def test_message_event_quarantine_goes_to_the_quarantine_mailbox(tmp_path):
+    quarantine = "quarantine@contoso.com"
+    extra = {"agents": [agent("hubtools:Act", event="on_end_of_data", action="quarantine")],
+             "mailboxes": base_config(tmp_path)["mailboxes"] + [{"address": quarantine}],
+             "organization": {"quarantine_mailbox": quarantine}}
     async with running_hub(tmp_path, extra) as hub:
         c = await raw_session(hub.addresses[0][1], recipients=("alice@contoso.com", "carol@contoso.com"))
         assert (await data(c, make_message(message_id="<q@fabrikam.test>") + b".\r\n")).startswith("250 2.6.0")
         await c.close()
         assert await hub.idle(), "the hub did not settle"
-        for who in ("alice", "carol"):  # SCL 9 is above every threshold, carol's 8 too
-            [raw] = messages(hub, f"{who}@contoso.com", ".Junk")
-            assert header_value(raw, "X-MS-Exchange-Organization-SCL") == "9"
-            assert messages(hub, f"{who}@contoso.com") == []
+        for who in ("alice", "carol"):
+            assert messages(hub, f"{who}@contoso.com") == messages(hub, f"{who}@contoso.com", ".Junk") == []
+        copies = messages(hub, quarantine)
+        assert sorted(header_value(raw, "X-MS-Exchange-Organization-OriginalEnvelopeRecipients") for raw in copies) == [
+            "<alice@contoso.com>", "<carol@contoso.com>"]
+        assert {header_value(raw, "X-MS-Exchange-Organization-Original-Sender") for raw in copies} == {"<john@fabrikam.test>"}
+        assert header_value(copies[0], "X-Transport-Quarantine-Reason") == "Test Actor: test"
+        rows = [r for r in tracking(hub) if r["message-id"] == "<q@fabrikam.test>"]
+        redirects = [(r["recipient-address"], r["related-recipient-address"]) for r in rows if r["event-id"] == "REDIRECT"]
+        assert sorted(redirects) == [("alice@contoso.com", quarantine), ("carol@contoso.com", quarantine)]
+        delivered = [(r["recipient-address"], r["source-context"], r["related-recipient-address"])
+                     for r in rows if r["event-id"] == "DELIVER"]
+        assert sorted(delivered) == [("alice@contoso.com", "Quarantine", quarantine),
+                                     ("carol@contoso.com", "Quarantine", quarantine)]
+
+
+async def test_quarantine_without_a_quarantine_mailbox_delivers_as_usual(tmp_path):
+    extra = {"agents": [agent("hubtools:Act", event="on_end_of_data", action="quarantine")]}
+    async with running_hub(tmp_path, extra) as hub:
+        c = await raw_session(hub.addresses[0][1])
+        assert (await data(c, make_message(message_id="<q@fabrikam.test>") + b".\r\n")).startswith("250 2.6.0")
+        await c.close()
+        assert await hub.idle(), "the hub did not settle"
+        assert len(messages(hub, "alice@contoso.com")) == 1
+        assert "REDIRECT" not in events_for(tracking(hub), "<q@fabrikam.test>")
+
+
+def test_quarantine_mailbox_must_be_a_mailbox(tmp_path):
+    path = write_config(tmp_path, {"organization": {"quarantine_mailbox": "nobody@contoso.com"}})
+    with pytest.raises(ConfigError, match=r"organization.quarantine_mailbox: nobody@contoso.com is not one of the mailboxes"):
+        load_config(path)
 
 
 # -- routing agents -------------------------------------------------------------------------------------------

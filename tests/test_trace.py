@@ -10,7 +10,7 @@ import pytest
 import yaml
 
 from filtertools import as_client, hub_with, send_raw
-from hubtools import REPO, agent, make_message, messages, run_cli, running_hub, write_config
+from hubtools import REPO, agent, base_config, make_message, messages, run_cli, running_hub, write_config
 from transport.core.config import load_config
 from transport.core.errors import BadFileError, TransportError
 from transport.trace import Disposition, trace_message
@@ -105,7 +105,7 @@ async def test_steps_record_decisions_errors_stamps_and_dns(tmp_path):
     stamper = next(s for s in trace.steps if s.agent == "Test SCL Stamper")
     assert "X-MS-Exchange-Organization-SCL: 6" in stamper.stamps
     assert trace.scl == 6 and trace.rules == [{"name": "Test SCL Stamper", "weight": None,
-                                               "description": "set SCL 6", "forces_scl": 6}]
+                                               "description": "set SCL 6", "forces_scl": 6, "phishing": False}]
     assert trace.disposition["alice@contoso.com"]["where"] is Disposition.JUNK
     dns = {(q.name, q.rdtype): q for q in trace.dns}
     ptr = dns[("10.2.0.192.in-addr.arpa", "PTR")]
@@ -137,8 +137,8 @@ def test_cli_text_json_stdin_and_errors(tmp_path):
     piped = subprocess.run([str(TRANSPORT_BIN), "trace", "-c", str(path), "--json", "--rcpt", "bob@contoso.com"],
                            input=(EXAMPLES / "legitimate.eml").read_bytes(), capture_output=True, env=subprocess_env())
     assert piped.returncode == 0, piped.stderr
-    assert json.loads(piped.stdout)["disposition"] == {"bob@contoso.com": {"where": "Inbox", "folder": "Inbox",
-                                                                           "junk_threshold": 4}}
+    assert json.loads(piped.stdout)["disposition"] == {"bob@contoso.com": {
+        "where": "Inbox", "mailbox": "bob@contoso.com", "folder": "Inbox", "junk_threshold": 4}}
     bad = run_cli("trace", "-c", str(path), str(REPO / "Makefile"))
     assert bad.returncode == 1
     assert bad.stderr.strip().endswith("the file is not a message: it does not start with a header field (Name: value)")
@@ -152,11 +152,13 @@ def test_cli_text_json_stdin_and_errors(tmp_path):
     ("on_connect", "reject_connection", Disposition.REJECTED, "550 5.7.1 Rejected by test agent"),
 ])
 async def test_agent_actions_give_their_disposition(tmp_path, event, action, where, reply):
-    cfg = config(tmp_path, agent("hubtools:Act", 1, event=event, action=action))
+    quarantine = {"mailboxes": base_config(tmp_path)["mailboxes"] + [{"address": "quarantine@contoso.com"}],
+                  "organization": {"quarantine_mailbox": "quarantine@contoso.com"}}
+    cfg = config(tmp_path, agent("hubtools:Act", 1, event=event, action=action), **quarantine)
     trace = await trace_message(cfg, make_message(), recipients=["alice@contoso.com"])
     d = trace.disposition["alice@contoso.com"]
     assert d["where"] is where and d.get("reply") == reply
     if where is not Disposition.QUARANTINE:
         assert d["by"] == "Test Actor"
     else:
-        assert trace.scl == 9 and d["folder"] == ".Junk"
+        assert (d["mailbox"], d["folder"]) == ("quarantine@contoso.com", "Quarantine")

@@ -185,8 +185,17 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="transport", description="Exchange-style mail transport pipeline simulator")
     parser.add_argument("--version", action="version", version=f"transport {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    actions: dict[str, Any] = {}  # "content-filter test" and "content-filter train": actions of one command
     for name, (setup, func, help_) in COMMANDS.items():
-        p = sub.add_parser(name, help=help_, description=help_)
+        parent, _, action = name.partition(" ")
+        if action:
+            if parent not in actions:
+                helps = "; ".join(h for n, (_, _, h) in COMMANDS.items() if n.startswith(parent + " "))
+                actions[parent] = sub.add_parser(parent, help=helps, description=helps).add_subparsers(
+                    dest="action", metavar="ACTION", required=True)
+            p = actions[parent].add_parser(action, help=help_, description=help_)
+        else:
+            p = sub.add_parser(name, help=help_, description=help_)
         config_arg(p)
         setup(p)
         p.set_defaults(func=func)
@@ -217,13 +226,14 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 BUILT_IN_AGENTS = ("agents.connection_filter:ConnectionFilteringAgent", "agents.sender_filter:SenderFilterAgent",
                    "agents.recipient_filter:RecipientFilterAgent", "agents.senderid:SenderIdAgent",
-                   "agents.reverse_dns:ReverseDnsAgent")
+                   "agents.reverse_dns:ReverseDnsAgent", "agents.content_filter:ContentFilterAgent")
 """The agents shipped with the hub, named as transport.yaml names them (loaded by name: the hub never imports agents)."""
 
 
 def _import_command_modules() -> None:
     """Subcommands defined beside the code they drive register themselves on import."""
-    for module in ("agents.senderid.cli", "agents.connection_filter.cli", "transport.trace_cli", "transport.tracking_cli",
+    for module in ("agents.senderid.cli", "agents.connection_filter.cli", "agents.content_filter.cli", "transport.trace_cli",
+                   "transport.tracking_cli",
                    "transport.stats_cli", "queues.cli", "pickup.cli", "transport.mailbox_cli"):
         try:
             importlib.import_module(module)

@@ -40,6 +40,9 @@ __all__ = ["Submission", "SubmissionSteps", "received_header"]
 
 log = logging.getLogger("transport.submission")
 
+QUARANTINED = "550 5.2.1 Content Filter agent quarantined this message"
+"""The recipient status of a REDIRECT to the quarantine mailbox (Exchange's DSN text for a quarantine)."""
+
 
 def received_header(session: SessionInfo, fqdn: str) -> str:
     """The value of the Received header this hub adds for an SMTP hop (Exchange 2013+ layout)."""
@@ -96,16 +99,15 @@ class SubmissionSteps:
     async def message_events(self, item: MailItem) -> MessageEvent | None:
         """Fire OnEndOfHeaders, then OnEndOfData; the event whose agent ended the message, or None to submit.
 
-        The returned event's action is REJECT (with its response), DELETE or DISCONNECT. A quarantine stamps the
-        message (SCL 9, the reason) and lets it go on.
+        The returned event's action is REJECT (with its response), DELETE or DISCONNECT. A quarantine lets the
+        message go on: the agent marked the recipients whose copies mailbox delivery sends to the quarantine
+        mailbox (see `submit`).
         """
         for event_cls in (EndOfHeadersEvent, EndOfDataEvent):
             if not self.pipeline.has(event_cls.name):
                 continue
             event = await self.pipeline.run(event_cls(item.session, item))
             if event.action is Action.QUARANTINE:
-                item.scl = 9
-                item.stamps[Stamp.QUARANTINE] = event.reason
                 return None
             if event.action in (Action.REJECT, Action.DELETE, Action.DISCONNECT):
                 what = {Action.REJECT: event.reason, Action.DELETE: f"deleted {event.reason}",
@@ -242,5 +244,9 @@ class Submission(SubmissionSteps):
         if item.verdicts:  # what the receive agents did that let the message go on (stamps, errors)
             self.tracking.log(TrackingEvent.AGENTINFO, item, "AGENT", source_context=item.session.session_id, custom_data="; ".join(
                 f"{v.agent}: {v.action} at {v.event}" + (f" ({v.reason})" if v.reason else "") for v in item.verdicts))
+        quarantine = self.config.organization.quarantine_mailbox
+        for address, why in (item.stamps.get(Stamp.QUARANTINE) or {}).items() if quarantine else ():
+            self.tracking.log("REDIRECT", item, "AGENT", [address], QUARANTINED, related_recipient=quarantine,
+                              source_context=item.session.session_id, custom_data=why)
         self._categorize(item)
         return internal_id

@@ -182,6 +182,7 @@ class Trace:
     dns: list[DnsLookup]
     scl: int | None
     score: float | None
+    pcl: int | None
     rules: list[dict[str, Any]]
     disposition: dict[str, dict[str, Any]]
 
@@ -190,7 +191,7 @@ class Trace:
         return {"message_id": self.message_id, "sender": self.sender,
                 "session": {"client_ip": s.client_ip, "helo": s.helo, "connector": self.connector},
                 "steps": [st.to_json() for st in self.steps], "dns": [d.to_json() for d in self.dns],
-                "scl": self.scl, "score": self.score, "rules": self.rules,
+                "scl": self.scl, "score": self.score, "pcl": self.pcl, "rules": self.rules,
                 "disposition": {a: {k: (v.value if isinstance(v, Disposition) else v) for k, v in d.items()}
                                 for a, d in self.disposition.items()}}
 
@@ -218,17 +219,19 @@ def _pipeline(config: TransportConfig, resolver: RecordingResolver) -> Pipeline:
         raise ConfigError(f"{config.locate(*e.path)}: {e}") from None
 
 
-def _rules(item: MailItem, tracer: Tracer) -> tuple[float | None, list[dict[str, Any]]]:
-    """The rules that made the SCL: the content filter's, else the one agent step that set it."""
+def _rules(item: MailItem, tracer: Tracer) -> tuple[float | None, int | None, list[dict[str, Any]]]:
+    """The score, the PCL and the rules that made the SCL: the content filter's, else the one agent step that set
+    it."""
     scan = item.stamps.get(Stamp.SCL_RULES)
     if isinstance(scan, dict):
-        return scan.get("score"), [{"name": r["name"], "weight": r["weight"], "description": r.get("detail", ""),
-                                    "forces_scl": r.get("forces_scl")} for r in scan.get("rules", [])]
+        return scan.get("score"), scan.get("pcl"), [
+            {"name": r["name"], "weight": r["weight"], "description": r.get("detail", ""),
+             "forces_scl": r.get("forces_scl"), "phishing": r.get("phishing", False)} for r in scan.get("rules", [])]
     if tracer.scl_by is not None and item.scl is not None:
         by = tracer.scl_by
-        return None, [{"name": by.agent, "weight": None, "description": by.reason or f"set SCL {item.scl}",
-                       "forces_scl": item.scl}]
-    return None, []
+        return None, None, [{"name": by.agent, "weight": None, "description": by.reason or f"set SCL {item.scl}",
+                             "forces_scl": item.scl, "phishing": False}]
+    return None, None, []
 
 
 async def trace_message(config: TransportConfig, raw: bytes, *, client_ip: str = "127.0.0.1", helo: str = "",
@@ -268,9 +271,9 @@ async def trace_message(config: TransportConfig, raw: bytes, *, client_ip: str =
             await _categorize(config, pipeline, item, disposition)
     finally:
         await pipeline.stop()
-    score, rules = _rules(item, tracer)
+    score, pcl, rules = _rules(item, tracer)
     return Trace(item.message_id, item.sender, replace(session), rc.name, tracer.steps, resolver.lookups,
-                 item.scl, score, rules, disposition)
+                 item.scl, score, pcl, rules, disposition)
 
 
 def _refused(disposition: dict[str, dict[str, Any]], recipients: list[Recipient], reply: str,
@@ -334,11 +337,14 @@ async def _categorize(config: TransportConfig, pipeline: Pipeline, item: MailIte
         if r.status is RecipientStatus.FAILED:
             disposition[r.address] = {"where": Disposition.FAILED, "reply": r.response, "by": "categorizer"}
         elif r.next_hop == MAILBOX_QUEUE:
-            folder = mailboxes.folder_for(item, r.address)
-            where = Disposition.QUARANTINE if Stamp.QUARANTINE in item.stamps else (
-                Disposition.JUNK if folder == JUNK_FOLDER else Disposition.INBOX)
-            disposition[r.address] = {"where": where, "folder": folder or "Inbox",
-                                      "junk_threshold": mailboxes.junk_threshold(r.address)}
+            placement = mailboxes.folder_for(item, r.address)
+            where = Disposition.QUARANTINE if placement.quarantined else (
+                Disposition.JUNK if placement.folder == JUNK_FOLDER else Disposition.INBOX)
+            disposition[r.address] = {"where": where, "mailbox": placement.mailbox, "folder": placement.label,
+                                      "junk_threshold": mailboxes.thresholds.for_mailbox(
+                                          config.mailbox(r.address)).junk_threshold}
+            if placement.quarantined:
+                disposition[r.address]["reason"] = placement.reason
         elif r.next_hop == UNREACHABLE:
             disposition[r.address] = {"where": Disposition.UNREACHABLE, "next_hop": UNREACHABLE}
         else:

@@ -106,7 +106,6 @@ def _rule(r: dict[str, Any]) -> str:
 
 # -- content-filter test -----------------------------------------------------------------------------------
 def _cf_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("action", choices=["test"], help="test: score a message file and show every rule that fired")
     p.add_argument("file", help="the message (.eml); - for standard input")
     p.add_argument("--ip", default="127.0.0.1", help="the client IP it comes from (default 127.0.0.1)")
     p.add_argument("--helo", default="", help="the client's HELO name (reverse DNS compares it; default: no HELO check)")
@@ -123,7 +122,7 @@ def _has_content_filter(config: TransportConfig) -> bool:
     return False
 
 
-@command("content-filter", "score a message with the content filter's rules and show why (SCL and every rule)")
+@command("content-filter test", "score a message with the content filter's rules and show why (SCL and every rule)")
 @arguments(_cf_args)
 def cmd_content_filter(args: argparse.Namespace) -> int:
     config = load(args)
@@ -141,10 +140,11 @@ def cmd_content_filter(args: argparse.Namespace) -> int:
         lands = "Delete" if where is Disposition.DELETED else where.value
     ended = f"{first.get('by')}: {lands}" if trace.score is None and where in (Disposition.REJECTED, Disposition.DELETED) else ""
     if args.json:
-        print(json.dumps({"scl": trace.scl, "score": trace.score, "rules": trace.rules, "lands": lands,
+        print(json.dumps({"scl": trace.scl, "score": trace.score, "pcl": trace.pcl, "rules": trace.rules, "lands": lands,
                           "ended_by_other_agent": ended or None}, indent=2))
         return 0
-    print(f"SCL {trace.scl} (score {trace.score:g})" if trace.score is not None else f"SCL {trace.scl} (not scanned)")
+    print(f"SCL {trace.scl} (score {trace.score:g}), PCL {trace.pcl}" if trace.score is not None
+          else f"SCL {trace.scl} (not scanned)")
     print("\n".join(f"  {_rule(r)}" for r in trace.rules) or "  no rule fired")
     print(f"lands: {lands}")
     if ended:

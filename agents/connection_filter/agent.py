@@ -5,7 +5,9 @@ and IP Block lists and the session is flagged; a blocked client is refused at MA
 RCPT TO; its code answers MAIL); at each RCPT (not for allow-listed clients or bypassed recipients) the allow list
 providers and then the block list providers are asked, once per session, and a block hit refuses that and every
 later RCPT; at end of headers a session from an internal server is judged by the originating IP instead. An allow
-hit gives the message SCL -1 (IPOnAllowList), which the other agents read through the common gate.
+hit gives the message SCL -1 (IPOnAllowList), which the other agents read through the common gate. Beyond Exchange,
+a block list provider with `action: StampStatus` refuses nothing: its hit is stamped on the message at end of
+headers (`Stamp.DNS_LIST_HITS`) for the content filter's dns_block_list rule to weigh.
 """
 
 from __future__ import annotations
@@ -16,13 +18,13 @@ from dataclasses import dataclass
 from pydantic import Field
 
 from agents import (ORGANIZATION_HEADER_PREFIX, AntispamAgent, Bypass, ConnectEvent, DisconnectEvent,
-                    EndOfHeadersEvent, MailFromEvent, RcptToEvent, RecipientBypassConfig, RecipientStatus,
-                    SmtpResponse, Stamp)
+                    EndOfHeadersEvent, MailFromEvent, RcptToEvent, RecipientBypassConfig, SmtpResponse,
+                    Stamp)
 from agents.senderid.origin import originating_ip, parse_internal_servers
 from transport.core.internal_servers import IPAddress, normalise
 
 from .ip_list import IPListEntry, first_hit
-from .providers import ListProvider, ProviderResult, look_up_all
+from .providers import ListProvider, ProviderAction, ProviderResult, look_up_all
 
 __all__ = ["ConnectionFilteringAgent", "ConnectionFilterConfig", "COUNTERS"]
 
@@ -45,6 +47,7 @@ class ConnectionFilterConfig(RecipientBypassConfig):
 class _ProviderVerdict:
     allowed: bool
     blocked: ListProvider | None
+    stamped: tuple[str, ...] = ()  # the StampStatus providers listing the IP, by name
 
 
 class ConnectionFilteringAgent(AntispamAgent):
@@ -78,8 +81,10 @@ class ConnectionFilteringAgent(AntispamAgent):
         allow_names = {id(p) for p in cfg.allow_list_providers}
         if any(r.listed for r in results if id(r.provider) in allow_names):
             return _ProviderVerdict(True, None)
-        hit: ProviderResult | None = next((r for r in results if r.listed and id(r.provider) not in allow_names), None)
-        return _ProviderVerdict(False, hit.provider if hit else None)
+        hits = [r for r in results if r.listed and id(r.provider) not in allow_names]
+        blocking: ProviderResult | None = next((r for r in hits if r.provider.action is ProviderAction.REJECT), None)
+        stamped = tuple(r.provider.name for r in hits if r.provider.action is ProviderAction.STAMP_STATUS)
+        return _ProviderVerdict(False, blocking.provider if blocking else None, stamped)
 
     # -- events -------------------------------------------------------------------------------------
     async def on_connect(self, event: ConnectEvent) -> None:
@@ -128,6 +133,10 @@ class ConnectionFilteringAgent(AntispamAgent):
             await self._originating(event)
             if event.acted:
                 return
+        verdict = self._sessions.get((s.session_id, s.client_ip))
+        if verdict is not None and verdict.stamped and not s.on_allow_list:
+            item.stamps[Stamp.DNS_LIST_HITS] = list(verdict.stamped)
+            event.stamp(f"{s.client_ip} is listed by {', '.join(verdict.stamped)} (StampStatus)")
         if s.on_allow_list:
             item.scl = -1
             item.stamps[Stamp.ANTISPAM_BYPASS] = Bypass.IP_ON_ALLOW_LIST.value
@@ -156,19 +165,15 @@ class ConnectionFilteringAgent(AntispamAgent):
                 self._count("Messages with Originating IP on IP Block List Providers")
                 response = SmtpResponse(550, "5.7.1", verdict.blocked.rejection(ip))
             else:
+                if verdict.stamped:
+                    item.stamps[Stamp.DNS_LIST_HITS] = list(verdict.stamped)
                 return
         if response is None:
             s.on_allow_list = True
             return
-        reason = f"originating IP {ip} is on a block list"
         kept = self.bypassed(item.recipients)
-        if not kept:
-            event.reject_message(response, reason)
-            return
-        for r in item.recipients:
-            if r.address.lower() not in kept:
-                r.status, r.response = RecipientStatus.FAILED, str(response)
-        event.stamp(f"{reason}; only bypassed recipients kept")
+        self.act_per_recipient(event, f"originating IP {ip} is on a block list", response,
+                               rejected=[r.address for r in item.recipients if r.address.lower() not in kept])
 
     async def on_disconnect(self, event: DisconnectEvent) -> None:
         for key in [k for k in self._sessions if k[0] == event.session.session_id]:

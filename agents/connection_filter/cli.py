@@ -18,7 +18,7 @@ from transport.core.errors import ConfigError
 
 from .agent import ConnectionFilterConfig, ConnectionFilteringAgent
 from .ip_list import first_hit
-from .providers import look_up_all
+from .providers import ProviderAction, look_up_all
 
 _CLASS = f"{ConnectionFilteringAgent.__module__.rsplit('.', 1)[0]}:{ConnectionFilteringAgent.__name__}"
 
@@ -64,8 +64,9 @@ def cmd_connection_filter(args: argparse.Namespace) -> int:
     allow, block = first_hit(cfg.ip_allow_list, ip), first_hit(cfg.ip_block_list, ip)
     rows = [{"provider": r.provider.name, "kind": kinds[id(r.provider)], "lookup_domain": r.provider.lookup_domain,
              "query": r.name, "outcome": r.outcome, "answers": list(r.answers), "match": r.provider.match.value,
-             "listed": r.listed,
-             "rejection": r.provider.rejection(ip) if r.listed and kinds[id(r.provider)] == "block" else ""}
+             "listed": r.listed, "action": r.provider.action.value if kinds[id(r.provider)] == "block" else None,
+             "rejection": r.provider.rejection(ip) if r.listed and kinds[id(r.provider)] == "block"
+             and r.provider.action is ProviderAction.REJECT else ""}
             for r in results]
     data = {"ip": str(ip), "ip_allow_list": allow.ip_range if allow else None,
             "ip_block_list": block.ip_range if block and not allow else None, "providers": rows}
@@ -81,4 +82,6 @@ def cmd_connection_filter(args: argparse.Namespace) -> int:
         print(f"  {row['query']} A: {row['outcome']}{answers}  ({row['match']})")
         if row["rejection"]:
             print(f"  reply at RCPT: 550 5.7.1 {row['rejection']}")
+        elif row["listed"] and row["action"] == ProviderAction.STAMP_STATUS.value:
+            print("  StampStatus: no rejection; the content filter's dns_block_list rule adds its weight")
     return 0

@@ -20,9 +20,17 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 from transport.core.dns import DnsError, Resolver
 from transport.core.internal_servers import IPAddress
 
-__all__ = ["ListProvider", "ProviderMatch", "ProviderResult", "query_name", "look_up_all"]
+__all__ = ["ListProvider", "ProviderAction", "ProviderMatch", "ProviderResult", "query_name", "look_up_all"]
 
 DEFAULT_PROVIDER_REJECTION = "Recipient not authorized, your IP has been found on a block list"
+
+
+class ProviderAction(str, enum.Enum):
+    """What a block list provider's hit does: Exchange's (refuse the recipients), or, beyond Exchange, what the
+    sender filter's StampStatus does for a blocked sender: stamp the message and let the content filter weigh it."""
+
+    REJECT = "Reject"
+    STAMP_STATUS = "StampStatus"
 
 
 class ProviderMatch(str, enum.Enum):
@@ -46,6 +54,9 @@ class ListProvider(BaseModel):
     ip_addresses_match: list[str] = Field(default_factory=list, description="IPAddressesMatch: listed only for these exact answers (127.0.0.2, …).")
     rejection_response: str = Field(
         DEFAULT_PROVIDER_REJECTION, description="RejectionResponse (block lists): {0} is the IP, {1} the provider name, {2} the lookup domain.")
+    action: ProviderAction = Field(
+        ProviderAction.REJECT, description="Block lists: Reject (Exchange: the recipients are refused) or StampStatus "
+        "(beyond Exchange: a soft list; the message is stamped and the content filter's dns_block_list rule adds weight).")
 
     @field_validator("lookup_domain")
     @classmethod

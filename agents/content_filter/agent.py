@@ -4,29 +4,36 @@ Order of work, as Exchange does it: a valid SCL already on the message (set by a
 trusted source the header firewall let through) is kept; sessions holding the bypass right and internal servers
 get SCL -1, as do bypassed senders, sender domains and messages whose recipients are all bypassed; messages over
 `max_scan_size` are not scanned. Everything else is scored by the rules (:mod:`.rules`), and the SCL meets
-Exchange's actions: delete at or above scl_delete_threshold, reject at or above scl_reject_threshold, otherwise
-the SCL goes on the message and mailbox delivery files it in Junk when it is above SCLJunkThreshold.
+Exchange's actions per recipient (`transport.core.scl`: the filter's thresholds, each overridden by the
+recipient's mailbox): delete, reject, quarantine, or delivery, which files it in Junk when the SCL is above
+SCLJunkThreshold. Bypassed recipients always get the message.
 """
 
 from __future__ import annotations
 
 import enum
+import sqlite3
 
 from agents import (ORGANIZATION_HEADER_PREFIX, AgentContext, AntispamAgent, Bypass, EndOfDataEvent, MailItem,
-                    RecipientStatus, SessionInfo, SmtpResponse, Stamp)
+                    SessionInfo, SmtpResponse, Stamp)
 from agents.senderid import originating_ip, parse_internal_servers
+from transport.core.scl import SclAction
 
+from .bayes import Classifier
 from .config import ContentFilterConfig
 from .message import MessageView, first_address
 from .rules import Site, build_rules
 from .scan import EXPLANATION_HEADER, Scan, scan
 
-__all__ = ["ContentFilterAgent", "ContentAction", "ContentBypass", "COUNTERS", "REPORT_HEADER"]
+__all__ = ["ContentFilterAgent", "ContentBypass", "COUNTERS", "REPORT_HEADER", "PCL_HEADER"]
 
 COUNTERS = "MSExchange Content Filter Agent"
 REPORT_HEADER = ORGANIZATION_HEADER_PREFIX + "Antispam-Report"
+PCL_HEADER = ORGANIZATION_HEADER_PREFIX + "PCL"
 DEFINITIONS_VERSION = "1.0"
 """The DV token: the version of our rule set, where Exchange names its filter definitions."""
+REPORT_LIMIT = 1024
+"""Exchange's longest Antispam-Report."""
 
 
 class ContentBypass(str, enum.Enum):
@@ -37,14 +44,6 @@ class ContentBypass(str, enum.Enum):
     RECIPIENT = "ContentFilterConfigBypassedRecipient"
 
 
-class ContentAction(str, enum.Enum):
-    """What the thresholds make of an SCL."""
-
-    DELETE = "Delete"
-    REJECT = "Reject"
-    ACCEPT = "Accept"   # delivered: Inbox, or Junk when the SCL is above the mailbox's SCLJunkThreshold
-
-
 class ContentFilterAgent(AntispamAgent):
     name = "Content Filter Agent"
     description = "Scores every message with named rules into an SCL, then deletes, rejects or lets it go to Inbox or Junk."
@@ -52,10 +51,23 @@ class ContentFilterAgent(AntispamAgent):
 
     def __init__(self, config: ContentFilterConfig, context: AgentContext) -> None:
         super().__init__(config, context)
-        site = Site(context.server_fqdn, tuple(d.domain for d in context.config.accepted_domains))
+        site = Site(context.server_fqdn, tuple(d.domain for d in context.config.accepted_domains),
+                    self._classifier() if config.bayes_enabled else None)
         self.rules = build_rules(config, site)
         self.internal = parse_internal_servers(context.config.internal_smtp_servers)
         self.rejection = SmtpResponse(550, "5.7.1", config.rejection_response)
+        self.thresholds = config.thresholds(context.config)
+
+    def _classifier(self) -> Classifier | None:
+        """The trained classifier from the data root; a file that is not one is logged and the rule stays off."""
+        path = self.context.config.data_root / self.config.bayes_database
+        try:
+            classifier = Classifier(path)
+        except sqlite3.DatabaseError as e:
+            self.log.error("cannot read the Bayes database %s (%s): the bayes rule is off", path, e)
+            return None
+        self.log.info("Bayes classifier: %d ham and %d spam messages learnt (%s)", classifier.ham, classifier.spam, path)
+        return classifier
 
     def _count(self, name: str) -> None:
         self.context.counters.increment(COUNTERS, name)
@@ -64,14 +76,9 @@ class ContentFilterAgent(AntispamAgent):
         """Score a message (the caller keeps messages over max_scan_size away)."""
         return scan(self.rules, MessageView.of(item, item.content()))
 
-    def action(self, scl: int) -> ContentAction:
-        """Exchange's order: delete, then reject, each at or above its threshold when enabled."""
-        cfg: ContentFilterConfig = self.config
-        if cfg.scl_delete_enabled and scl >= cfg.scl_delete_threshold:
-            return ContentAction.DELETE
-        if cfg.scl_reject_enabled and scl >= cfg.scl_reject_threshold:
-            return ContentAction.REJECT
-        return ContentAction.ACCEPT
+    def action(self, scl: int, address: str) -> SclAction:
+        """What the SCL does to the copy for `address`: the filter's thresholds, overridden by its mailbox's."""
+        return self.thresholds.for_mailbox(self.context.config.mailbox(address)).action(scl)
 
     def _bypass(self, item: MailItem, session: SessionInfo) -> ContentBypass | None:
         cfg: ContentFilterConfig = self.config
@@ -85,11 +92,14 @@ class ContentFilterAgent(AntispamAgent):
             return ContentBypass.RECIPIENT
         return None
 
-    def _report(self, item: MailItem, session: SessionInfo, tokens: list[str]) -> None:
-        """Antispam-Report in Exchange's token format; it always ends with the originating IP (its length is
-        bounded: a handful of fixed tokens and one IP, far below Exchange's 1024 characters)."""
+    def _report(self, item: MailItem, session: SessionInfo, tokens: list[str]) -> str:
+        """Antispam-Report in Exchange's token format, at most 1024 characters; it always ends with the
+        originating IP (tokens that would not fit are left out, never the IP)."""
         ip = originating_ip(session.client_ip, self.internal, item.header_values("Received")) if session.client_ip else None
-        item.set_header(REPORT_HEADER, ";".join(tokens + [f"OrigIP:{ip or 'unavailable'}"]))
+        tail = f"OrigIP:{ip or 'unavailable'}"
+        while tokens and len(";".join(tokens + [tail])) > REPORT_LIMIT:
+            tokens = tokens[:-1]
+        return ";".join(tokens + [tail])
 
     async def on_end_of_data(self, event: EndOfDataEvent) -> None:
         cfg: ContentFilterConfig = self.config
@@ -110,7 +120,7 @@ class ContentFilterAgent(AntispamAgent):
         if why is not None:
             self._count("Messages that Bypassed Scanning")
             item.scl = -1
-            self._report(item, session, [why.value])
+            item.set_header(REPORT_HEADER, self._report(item, session, [why.value]))
             event.stamp(f"SCL -1: not scanned ({why.value})")
             return
         if item.size > cfg.max_scan_size:
@@ -122,37 +132,39 @@ class ContentFilterAgent(AntispamAgent):
         self._count(f"Messages with SCL {result.scl}")
         item.scl = result.scl
         item.stamps[Stamp.SCL_RULES] = result.as_dict()
-        item.set_header(EXPLANATION_HEADER, result.explanation())
         tokens = [f"DV:{DEFINITIONS_VERSION}"]
         if Stamp.SENDER_ID_RESULT in item.stamps:
             tokens.append(f"SID:SenderIDStatus {item.stamps[Stamp.SENDER_ID_RESULT]}")
+        if result.suspicious:
+            tokens.append("PCL:PhishingLevel SUSPICIOUS")
         if any(h.forces_scl is not None for h in result.hits):
             tokens.append("CW:CustomList")
-        self._report(item, session, tokens)
-        reason = result.explanation()
-        action = self.action(result.scl)
-        if action is ContentAction.ACCEPT:
-            event.stamp(reason)
-            return
-        self._count("Messages Deleted" if action is ContentAction.DELETE else "Messages Rejected")
-        self._act(event, reason, delete=action is ContentAction.DELETE)
+        stamps = [(PCL_HEADER, str(result.pcl)), (EXPLANATION_HEADER, result.explanation()),
+                  (REPORT_HEADER, self._report(item, session, tokens))]
+        item.remove_headers([name for name, _ in stamps])  # one edit of the header block for the three
+        item.append_headers(stamps)
+        self._act(event, result)
 
-    def _act(self, event: EndOfDataEvent, reason: str, delete: bool) -> None:
-        """Delete or reject; recipients on bypassed_recipients still get the message, the others do not."""
-        item = event.mail_item
+    def _act(self, event: EndOfDataEvent, result: Scan) -> None:
+        """Each recipient's action; bypassed recipients get the message whatever the others' fate."""
+        item, reason = event.mail_item, result.explanation()
         kept = self.bypassed(item.recipients)
-        if not kept and delete:
-            event.delete_message(reason)
-            return
-        if not kept:
-            event.reject_message(self.rejection, reason)
-            return
+        actions: dict[SclAction, list[str]] = {}
         for r in item.recipients:
-            if r.address.lower() not in kept:
-                r.status, r.response = RecipientStatus.FAILED, "" if delete else str(self.rejection)
-        if delete:
-            item.recipients = [r for r in item.recipients if r.address.lower() in kept]
-        event.stamp(f"{reason}; {'deleted' if delete else 'rejected'} but for bypassed recipients")
+            action = SclAction.INBOX if r.address.lower() in kept else self.action(result.scl, r.address)
+            actions.setdefault(action, []).append(r.address)
+        for action, counter in ((SclAction.DELETE, "Messages Deleted"), (SclAction.REJECT, "Messages Rejected"),
+                                (SclAction.QUARANTINE, "Messages Quarantined")):
+            if action in actions:
+                self._count(counter)
+        if SclAction.QUARANTINE in actions:
+            item.quarantine(actions[SclAction.QUARANTINE], f"{event.agent}: {reason}")
+        rejected, deleted = actions.get(SclAction.REJECT, []), actions.get(SclAction.DELETE, [])
+        if rejected or deleted:
+            self.act_per_recipient(event, reason, self.rejection, rejected=rejected, deleted=deleted)
+        else:
+            event.stamp(reason + (f"; {len(actions[SclAction.QUARANTINE])} recipient(s) quarantined"
+                                  if SclAction.QUARANTINE in actions else ""))
 
 
 def _in_domains(domain: str, listed: list[str]) -> bool:

@@ -22,6 +22,7 @@ __all__ = ["MessageView", "first_address"]
 
 _TAG = re.compile(r"<[^>]*>")
 _URL = re.compile(r"https?://[^\s\"'<>()]+", re.IGNORECASE)
+_ANCHOR = re.compile(r"""<a\s[^>]*?href\s*=\s*["']?([^"'\s>]+)[^>]*>(.*?)</a\s*>""", re.IGNORECASE | re.DOTALL)
 
 
 def first_address(item: MailItem, name: str) -> tuple[str, str]:
@@ -48,9 +49,11 @@ class MessageView:
     from_address: str
     reply_to_address: str
     text: str = ""                     # subject, plain text and HTML text, as a reader sees them
+    lowered: str = ""                  # the same in lower case, for the phrase rules
     has_plain: bool = False
     has_html: bool = False
     urls: set[str] = field(default_factory=set)
+    links: list[tuple[str, str]] = field(default_factory=list)  # (href, the text a reader sees) of each HTML link
     attachments: list[str] = field(default_factory=list)
 
     @classmethod
@@ -74,12 +77,15 @@ class MessageView:
                 view.has_html = True
                 raw = _text(part)
                 view.urls.update(_URL.findall(raw))  # href targets count, not only the visible text
+                view.links += [(href, " ".join(html.unescape(_TAG.sub(" ", text)).split()))
+                               for href, text in _ANCHOR.findall(raw)]
                 body = html.unescape(_TAG.sub(" ", raw))
             else:
                 continue
             view.urls.update(_URL.findall(body))
             texts.append(body)
         view.text = "\n".join(texts)
+        view.lowered = view.text.lower()
         return view
 
     @property

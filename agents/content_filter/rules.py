@@ -1,9 +1,11 @@
 """The content filter's rules: each a small object with a `name`, a `description`, a `weight` and `check()`.
 
-`check(view)` returns a short detail when the rule fires and None when it does not. A message's score is the sum
-of the weights of the rules that fired; the phrase rules (`forces_scl`) decide the SCL outright, as Exchange's
-custom good and bad words do. Weights come from the agent's configuration (`weights:`, one setting per rule in
-`SCORED_RULES`, described by the rule's own description).
+`check(view)` returns a short detail when the rule fires and None when it does not (a rule whose weight depends
+on the message, like the Bayes classifier's, overrides `weigh`). A message's score is the sum of the weights of
+the rules that fired; the phrase rules (`forces_scl`) decide the SCL outright, as Exchange's custom good and bad
+words do; the `phishing` rules also make the PCL. Weights come from the agent's configuration (`weights:`, one
+setting per rule in `SCORED_RULES`, described by the rule's own description); custom rules are classes named by
+dotted path under `rules:`, each with its weight and its own `Options`.
 """
 
 from __future__ import annotations
@@ -13,10 +15,12 @@ from pathlib import PurePosixPath
 from dataclasses import dataclass
 from typing import Any, ClassVar, Protocol
 
-from agents import ReverseDns, Stamp
+from urllib.parse import urlsplit
 
+from agents import AgentConfig, ReverseDns, Stamp
+
+from .bayes import Classifier, tokens
 from .message import MessageView
-
 
 
 class Settings(Protocol):
@@ -27,8 +31,11 @@ class Settings(Protocol):
     many_urls_threshold: int
     suspicious_attachment_extensions: list[str]
     weights: Any  # one float per rule in SCORED_RULES, by rule name
+    bayes_enabled: bool
+    bayes_min_messages: int
+    rules: list[Any]  # custom rules: entries with `rule` (the class), `weight` and `options`
 
-__all__ = ["Rule", "Settings", "Site", "SCORED_RULES", "GoodPhrase", "BadPhrase", "build_rules"]
+__all__ = ["Rule", "Settings", "Site", "SCORED_RULES", "GoodPhrase", "BadPhrase", "BayesProbability", "build_rules"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -37,22 +44,32 @@ class Site:
 
     server_fqdn: str
     accepted_domains: tuple[str, ...]
+    classifier: Classifier | None = None  # the trained Bayes classifier, when bayes_enabled
 
 
 class Rule:
-    """One named test of a message. Subclasses set the class attributes and `check`."""
+    """One named test of a message. Subclasses set the class attributes and `check`; a custom rule may declare
+    its own settings as `Options` (validated from its entry's `config:`, then `self.options`)."""
 
     name: ClassVar[str]
     description: ClassVar[str]
     default_weight: ClassVar[float] = 0.0
     forces_scl: ClassVar[int | None] = None  # set by the phrase rules: the SCL when they fire
+    phishing: ClassVar[bool] = False         # the rule's weight also counts towards the PCL
+    Options: ClassVar[type[AgentConfig]] = AgentConfig
 
-    def __init__(self, weight: float, config: Settings, site: Site) -> None:
+    def __init__(self, weight: float, config: Settings, site: Site, options: AgentConfig | None = None) -> None:
         self.weight = weight
         self.config = config
+        self.options = options if options is not None else self.Options()
 
     def check(self, view: MessageView) -> str | None:
         raise NotImplementedError
+
+    def weigh(self, view: MessageView) -> tuple[float, str] | None:
+        """(weight, detail) when the rule fires: its configured weight and what `check` saw."""
+        detail = self.check(view)
+        return None if detail is None else (self.weight, detail)
 
 
 class _Phrases(Rule):
@@ -62,12 +79,21 @@ class _Phrases(Rule):
 
     def __init__(self, weight: float, config: Settings, site: Site) -> None:
         super().__init__(weight, config, site)
-        words = [r"\s+".join(map(re.escape, p.split())) for p in getattr(config, self.phrases) if p.strip()]
-        self.pattern = re.compile(r"(?<!\w)(?:" + "|".join(words) + r")(?!\w)", re.IGNORECASE) if words else None
+        words = [r"\s+".join(map(re.escape, p.lower().split())) for p in getattr(config, self.phrases) if p.strip()]
+        # Matched against the lower-cased text, without IGNORECASE or a look-behind, so the regex engine can jump
+        # to each phrase's first letters (twenty times faster on a 4 KB body); the word start is checked here.
+        self.pattern = re.compile(r"(?:" + "|".join(words) + r")(?!\w)") if words else None
 
     def check(self, view: MessageView) -> str | None:
-        found = self.pattern.search(view.text) if self.pattern else None
-        return f'"{" ".join(found.group().split())}"' if found else None
+        if self.pattern is None:
+            return None
+        text, lowered = view.text, view.lowered
+        for found in self.pattern.finditer(lowered):
+            start, end = found.span()
+            if start == 0 or not (lowered[start - 1].isalnum() or lowered[start - 1] == "_"):
+                seen = text[start:end] if len(text) == len(lowered) else found.group()
+                return f'"{" ".join(seen.split())}"'
+        return None
 
 
 class GoodPhrase(_Phrases):
@@ -188,7 +214,7 @@ class SuspiciousAttachment(Rule):
 
 
 class DisplayNameImpersonation(Rule):
-    name, default_weight = "display_name_impersonation", 3.0
+    name, default_weight, phishing = "display_name_impersonation", 3.0, True
     description = "The From display name names one of our accepted domains, but the address is outside them."
 
     def __init__(self, weight: float, config: Settings, site: Site) -> None:
@@ -203,19 +229,71 @@ class DisplayNameImpersonation(Rule):
         return f'display name says {named}, address is @{domain}' if named else None
 
 
+_HOST_TEXT = re.compile(r"^(?:https?://)?((?:[a-z0-9-]+\.)+[a-z]{2,})(?:[/:?#]\S*)?$", re.IGNORECASE)
+
+
+def _related(a: str, b: str) -> bool:
+    return a == b or a.endswith("." + b) or b.endswith("." + a)
+
+
+class LinkTextMismatch(Rule):
+    name, default_weight, phishing = "link_text_mismatch", 3.0, True
+    description = "A link whose visible text is a web address in another domain than the one it really opens."
+
+    def check(self, view: MessageView) -> str | None:
+        for href, text in view.links:
+            shown = _HOST_TEXT.match(text)
+            target = (urlsplit(href).hostname or "").lower() if href.lower().startswith(("http:", "https:")) else ""
+            if shown and target and not _related(shown.group(1).lower(), target):
+                return f"link shows {shown.group(1).lower()}, opens {target}"
+        return None
+
+
+class DnsListStamped(Rule):
+    name, default_weight = "dns_block_list", 2.5
+    description = ("A connection filter block list provider with `action: StampStatus` lists the client IP "
+                   "(it adds weight here instead of refusing the recipients).")
+
+    def check(self, view: MessageView) -> str | None:
+        hits = view.item.stamps.get(Stamp.DNS_LIST_HITS)
+        return f"listed by {', '.join(hits)}" if hits else None
+
+
+class BayesProbability(Rule):
+    name, default_weight = "bayes", 4.0
+    description = ("The trained naive Bayes classifier (`bayes_enabled`): adds weight × (2p − 1) for its spam "
+                   "probability p, so likely ham lowers the score and likely spam raises it.")
+
+    def __init__(self, weight: float, config: Settings, site: Site, options: AgentConfig | None = None) -> None:
+        super().__init__(weight, config, site, options)
+        self.classifier = site.classifier
+        self.minimum = config.bayes_min_messages
+
+    def weigh(self, view: MessageView) -> tuple[float, str] | None:
+        c = self.classifier
+        if c is None or c.ham < self.minimum or c.spam < self.minimum:
+            return None  # not trained enough to say anything
+        p, clues = c.spam_probability(tokens(view))
+        if not clues:
+            return None
+        return round(self.weight * (2 * p - 1), 2), f"spam probability {p:.2f} from {clues} tokens"
+
+
 SCORED_RULES: tuple[type[Rule], ...] = (
-    SenderIdFail, SenderIdSoftFail, SenderIdPass, SenderBlocked, ReverseDnsUnverified, MissingDate,
+    SenderIdFail, SenderIdSoftFail, SenderIdPass, SenderBlocked, ReverseDnsUnverified, DnsListStamped, MissingDate,
     MissingMessageId, ReplyToMismatch, AllCapsSubject, HtmlOnly, ManyUrls, SuspiciousAttachment,
-    DisplayNameImpersonation,
+    DisplayNameImpersonation, LinkTextMismatch, BayesProbability,
 )
 """The weighted rules, in the order the explanation lists them."""
 
 
 def build_rules(config: Settings, site: Site) -> list[Rule]:
-    """The phrase rules, then every scored rule whose weight is not 0 (a weight of 0 turns a rule off)."""
+    """The phrase rules, then every scored rule whose weight is not 0 (a weight of 0 turns a rule off; the Bayes
+    rule also needs `bayes_enabled`), then the custom rules."""
     rules: list[Rule] = [GoodPhrase(0.0, config, site), BadPhrase(0.0, config, site)]
     for cls in SCORED_RULES:
         weight = getattr(config.weights, cls.name)
-        if weight:
+        if weight and (cls is not BayesProbability or config.bayes_enabled):
             rules.append(cls(weight, config, site))
+    rules += [entry.rule(entry.weight, config, site, entry.options) for entry in config.rules if entry.weight]
     return rules

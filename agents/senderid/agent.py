@@ -18,8 +18,8 @@ from collections import OrderedDict
 
 from pydantic import Field, field_validator
 
-from agents import (ORGANIZATION_HEADER_PREFIX, AntispamAgent, EndOfHeadersEvent, RecipientStatus,
-                    RecipientBypassConfig, SmtpResponse, Stamp)
+from agents import (ORGANIZATION_HEADER_PREFIX, AntispamAgent, EndOfHeadersEvent, RecipientBypassConfig,
+                    SmtpResponse, Stamp)
 
 from .origin import originating_ip, parse_internal_servers
 from .pra import find_pra
@@ -151,17 +151,9 @@ class SenderIdAgent(AntispamAgent):
 
     def _act(self, event: EndOfHeadersEvent, action: SenderIdAction, response: SmtpResponse,
              bypassed: set[str], reason: str) -> None:
-        """Reject or delete; recipients on the bypass list keep the message and the others are dropped."""
-        item = event.mail_item
-        if bypassed:
-            for r in item.recipients:
-                if r.address.lower() not in bypassed:
-                    r.status = RecipientStatus.FAILED
-                    r.response = str(response) if action is SenderIdAction.REJECT else ""
-            if action is SenderIdAction.DELETE:
-                item.recipients = [r for r in item.recipients if r.address.lower() in bypassed]
-            event.stamp(f"{reason}; only bypassed recipients kept")
-        elif action is SenderIdAction.REJECT:
-            event.reject_message(response, reason)
+        """Reject or delete; recipients on the bypass list keep the message."""
+        others = [r.address for r in event.mail_item.recipients if r.address.lower() not in bypassed]
+        if action is SenderIdAction.REJECT:
+            self.act_per_recipient(event, reason, response, rejected=others)
         else:
-            event.delete_message(reason)
+            self.act_per_recipient(event, reason, response, deleted=others)

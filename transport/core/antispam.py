@@ -7,7 +7,8 @@ organisation's sessions are those holding ms-Exch-Bypass-Anti-Spam (authenticate
 granting ExchangeServers). An IP Allow list hit (the connection filter sets ``session.on_allow_list``) skips the
 agents that honour it, as Exchange's Sender ID and content filter do; Exchange's sender and recipient filters do
 not look at it, so they say so with ``honours_allow_list = False``. Per-agent ``bypassed_recipients`` are answered
-here too, so every agent reads one list the same way.
+here too, so every agent reads one list the same way, and so is acting on some recipients only
+(`act_per_recipient`): the one way a reject or delete spares bypassed recipients.
 """
 
 from __future__ import annotations
@@ -19,7 +20,8 @@ from typing import ClassVar
 from pydantic import Field, field_validator
 
 from .agent import AgentConfig, SmtpReceiveAgent
-from .mailitem import Recipient, SessionInfo
+from .events import MessageEvent, SmtpResponse
+from .mailitem import Recipient, RecipientStatus, SessionInfo
 
 __all__ = ["AntispamAgent", "AntispamConfig", "Bypass", "RecipientBypassConfig"]
 
@@ -74,3 +76,29 @@ class AntispamAgent(SmtpReceiveAgent):
         """The addresses among `recipients` on this agent's bypassed_recipients list (lower-cased)."""
         listed = getattr(self.config, "bypassed_recipients", ())
         return {r.address.lower() for r in recipients} & set(listed) if listed else set()
+
+    @staticmethod
+    def act_per_recipient(event: MessageEvent, reason: str, response: SmtpResponse,
+                          rejected: Iterable[str] = (), deleted: Iterable[str] = ()) -> None:
+        """Reject some recipients (with `response`) and silently delete others, as Exchange's agents do.
+
+        Every recipient rejected: the message is rejected with `response`; every one deleted: it is deleted (the
+        client gets the fake 250). Otherwise the client gets 250, the rejected recipients fail with `response`
+        (a FAIL row and, once outbound mail exists, an NDR), the deleted ones are dropped, and the others (bypassed
+        recipients, mailboxes with higher thresholds) still get the message.
+        """
+        item = event.mail_item
+        rejected, deleted = {a.lower() for a in rejected}, {a.lower() for a in deleted}
+        everyone = {r.address.lower() for r in item.recipients}
+        if everyone and everyone <= rejected:
+            event.reject_message(response, reason)
+            return
+        if everyone and everyone <= deleted:
+            event.delete_message(reason)
+            return
+        for r in item.recipients:
+            if r.address.lower() in rejected:
+                r.status, r.response = RecipientStatus.FAILED, str(response)
+        item.recipients = [r for r in item.recipients if r.address.lower() not in deleted]
+        parts = [f"{len(s & everyone)} recipient(s) {what}" for s, what in ((rejected, "rejected"), (deleted, "deleted")) if s & everyone]
+        event.stamp(f"{reason}; {', '.join(parts)}, {len(everyone - rejected - deleted)} kept")

@@ -23,7 +23,8 @@ COMMANDS: dict[str, tuple[Callable[[argparse.ArgumentParser], None], Callable[[a
 
 def command(name: str, help: str) -> Callable:
     """Register a subcommand: the decorated function gets (args) and returns an exit code; `.arguments`
-    is set with a second decorator-style call so each command keeps its options next to its code."""
+    is set with a second decorator-style call so each command keeps its options next to its code. A name of two
+    words ("content-filter train") is an action of the first word's command, so its actions can live apart."""
     def wrap(func: Callable[[argparse.Namespace], int]) -> Callable[[argparse.Namespace], int]:
         COMMANDS[name] = (getattr(func, "arguments", lambda p: None), func, help)
         return func

@@ -20,6 +20,7 @@ from .dns import DnsSettings
 from .errors import ConfigError
 from .internal_servers import parse_internal_servers
 from .outbound_config import DsnSettings, SendConnector
+from .scl import SclThresholds
 
 __all__ = ["ConfigError", "ConfigFile", "TransportConfig", "load_config", "read_config_file", "validate_config", "ByteSize"]
 
@@ -51,6 +52,15 @@ class Mailbox(Model):
         default_factory=list, description="Send As (Add-ADPermission -ExtendedRights Send-As): the mailboxes that may send with this mailbox in From.")
     send_on_behalf: list[str] = Field(
         default_factory=list, description="GrantSendOnBehalfTo: the mailboxes that may send for this one (From stays, Sender: names the sending mailbox).")
+    # Set-Mailbox's other SCL settings: each overrides the content filter's (None = the filter's own)
+    scl_junk_enabled: bool | None = Field(None, description="Per-mailbox SCLJunkEnabled: false keeps this mailbox's mail out of Junk.")
+    scl_delete_enabled: bool | None = Field(None, description="Per-mailbox SCLDeleteEnabled (None = the content filter's).")
+    scl_delete_threshold: int | None = Field(None, ge=0, le=9, description="Per-mailbox SCLDeleteThreshold (None = the content filter's).")
+    scl_reject_enabled: bool | None = Field(None, description="Per-mailbox SCLRejectEnabled (None = the content filter's).")
+    scl_reject_threshold: int | None = Field(None, ge=0, le=9, description="Per-mailbox SCLRejectThreshold (None = the content filter's).")
+    scl_quarantine_enabled: bool | None = Field(None, description="Per-mailbox SCLQuarantineEnabled (None = the content filter's).")
+    scl_quarantine_threshold: int | None = Field(
+        None, ge=0, le=9, description="Per-mailbox SCLQuarantineThreshold (None = the content filter's).")
 
     @field_validator("address")
     @classmethod
@@ -66,6 +76,14 @@ class Organization(Model):
     name: str = Field("Contoso", description="Organisation name, shown in banners and reports.")
     scl_junk_threshold: int = Field(
         4, ge=0, le=9, description="SCLJunkThreshold (Set-OrganizationConfig): SCL above this moves mail to Junk.")
+    quarantine_mailbox: str | None = Field(
+        None, description="QuarantineMailbox (Set-ContentFilterConfig): the mailbox that receives quarantined messages "
+        "with their original envelope; one of `mailboxes` (None = nothing is quarantined).")
+
+    @field_validator("quarantine_mailbox")
+    @classmethod
+    def _quarantine_lower(cls, v: str | None) -> str | None:
+        return v.strip().lower() if v else None
 
 
 class TlsSettings(Model):
@@ -452,6 +470,21 @@ class TransportConfig(Model):
                             type=problem, loc=("mailboxes", i, key, j), input=address)])
         return self
 
+    @model_validator(mode="after")
+    def _quarantine_mailbox(self) -> "TransportConfig":
+        """organization.quarantine_mailbox must be one of the mailboxes: quarantined mail needs a real home."""
+        name = self.organization.quarantine_mailbox
+        if name is not None and self.mailbox(name) is None:
+            problem = PydanticCustomError("quarantine_mailbox", "{address} is not one of the mailboxes", {"address": name})
+            raise ValidationError.from_exception_data("TransportConfig", [InitErrorDetails(
+                type=problem, loc=("organization", "quarantine_mailbox"), input=name)])
+        return self
+
+    def scl_thresholds(self, **content_filter: bool | int) -> SclThresholds:
+        """The organisation's SCL thresholds (junk, quarantine mailbox) with the content filter's actions."""
+        org = self.organization
+        return SclThresholds(junk_threshold=org.scl_junk_threshold, quarantine_mailbox=org.quarantine_mailbox,
+                             **content_filter)  # type: ignore[arg-type]
     @model_validator(mode="after")
     def _mailboxes_once(self) -> "TransportConfig":
         """A mailbox listed twice (addresses compare case-insensitively) is an error at its second entry."""

@@ -9,6 +9,7 @@ the pipeline go on; the first hook that acts ends the event.
 from __future__ import annotations
 
 import enum
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import ClassVar
 
@@ -213,10 +214,12 @@ class MessageEvent(ReceiveEvent):
         """Silently delete: the client is told the message was queued, and nothing is delivered."""
         self._act(Action.DELETE, None, reason)
 
-    def quarantine(self, reason: str = "") -> None:
-        """Accept, but keep it from the recipients' inboxes: the submission path stamps SCL 9 and the reason,
-        so each copy lands in the recipient's Junk folder (Exchange's quarantine mailbox comes with the
-        content filter)."""
+    def quarantine(self, reason: str = "", recipients: Iterable[str] | None = None) -> None:
+        """Accept, but deliver these recipients' copies (all of them by default) to the organisation's quarantine
+        mailbox instead, with the original envelope recorded (Exchange's Quarantine(recipients, reason)); with
+        no quarantine mailbox configured they are delivered as usual."""
+        addresses = [r.address for r in self.mail_item.recipients] if recipients is None else list(recipients)
+        self.mail_item.quarantine(addresses, f"{self.agent}: {reason}" if self.agent else reason)
         self._act(Action.QUARANTINE, None, reason)
 
     def stamp(self, reason: str) -> None:

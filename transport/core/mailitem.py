@@ -96,7 +96,8 @@ class Stamp(str, enum.Enum):
 
     PRD = "PRD"                            # Sender ID's purported responsible domain
     SENDER_ID_RESULT = "SenderIdResult"    # Pass, Neutral, SoftFail, Fail, None, TempError, PermError
-    QUARANTINE = "Quarantine"              # why an agent quarantined the message
+    QUARANTINE = "Quarantine"              # the quarantined recipients: {address: why}
+    DNS_LIST_HITS = "DnsListHits"           # StampStatus list providers that list the client IP, by name
     ORIGINAL_CLIENT_IP = "OriginalClientIp"
     SENDER_BLOCKED = "SenderBlocked"        # Sender filter StampStatus: Microsoft.Exchange.SenderBlocked
     REVERSE_DNS = "ReverseDns"              # the reverse DNS agent's ReverseDns result, for the content filter
@@ -248,6 +249,16 @@ class MailItem:
     # -- recipients -----------------------------------------------------------------------------------
     def pending(self) -> list[Recipient]:
         return [r for r in self.recipients if r.status in (RecipientStatus.READY, RecipientStatus.DEFERRED)]
+
+    def quarantine(self, addresses: Iterable[str], reason: str) -> None:
+        """Send these recipients' copies to the quarantine mailbox instead (kept as `stamps[Stamp.QUARANTINE]`)."""
+        marked = self.stamps.setdefault(Stamp.QUARANTINE, {})
+        marked.update({a.lower(): reason for a in addresses})
+
+    def quarantine_reason(self, address: str) -> str | None:
+        """Why this recipient was quarantined, or None when it was not."""
+        marked = self.stamps.get(Stamp.QUARANTINE)
+        return marked.get(address.lower()) if marked else None
 
     def record(self, verdict: Verdict) -> None:
         self.verdicts.append(verdict)

@@ -25,7 +25,7 @@ from .events import EVENTS, ROUTING_EVENTS, Event, MessageEvent, ReceiveEvent, R
 from .mailitem import MailItem, Stamp, Verdict
 from .tracking import TrackingEvent, TrackingLog
 
-__all__ = ["AgentFailure", "LoadedAgent", "Pipeline", "PipelineObserver", "load_agent", "load_pipeline"]
+__all__ = ["AgentFailure", "LoadedAgent", "Pipeline", "PipelineObserver", "import_object", "load_agent", "load_pipeline"]
 
 log = logging.getLogger("transport.core.pipeline")
 
@@ -50,19 +50,25 @@ class LoadedAgent:
     errors: int = 0
 
 
+def import_object(spec: str) -> Any:
+    """What `package.module:Name` (a dotted attribute path after the colon) names; AgentLoadError says why not."""
+    module_name, _, attr = spec.partition(":")
+    try:
+        module = importlib.import_module(module_name)
+    except ImportError as e:
+        raise AgentLoadError(f"cannot import {module_name!r}: {e}") from None
+    obj: Any = module
+    for part in attr.split("."):
+        obj = getattr(obj, part, None)
+        if obj is None:
+            raise AgentLoadError(f"{module_name!r} has no {attr!r}")
+    return obj
+
+
 def resolve_class(spec: str) -> type[Agent]:
     """`package.module:Class`, or the name of an entry point in the `transport.agents` group."""
     if ":" in spec:
-        module_name, _, attr = spec.partition(":")
-        try:
-            module = importlib.import_module(module_name)
-        except ImportError as e:
-            raise AgentLoadError(f"cannot import {module_name!r}: {e}") from None
-        obj: Any = module
-        for part in attr.split("."):
-            obj = getattr(obj, part, None)
-            if obj is None:
-                raise AgentLoadError(f"{module_name!r} has no {attr!r}")
+        obj = import_object(spec)
     else:
         found = [ep for ep in entry_points(group="transport.agents") if ep.name == spec]
         if not found:
@@ -80,12 +86,12 @@ def load_agent(index: int, entry: AgentEntry, context: AgentContext) -> LoadedAg
     except AgentLoadError as e:
         raise AgentLoadError(f"agents.{index}.class: {e}", ("agents", index, "class")) from None
     try:
-        cfg = cls.Config.model_validate(entry.config)
+        cfg = cls.Config.model_validate(entry.config, context={"transport": context.config})  # settings may check the rest
     except ValidationError as e:
         err = e.errors()[0]
         loc = tuple(err["loc"])
         key = ".".join(str(p) for p in ("agents", index, "config") + loc)
-        msg = "unknown setting" if err["type"] == "extra_forbidden" else err["msg"]
+        msg = "unknown setting" if err["type"] == "extra_forbidden" else err["msg"].removeprefix("Value error, ")
         raise AgentLoadError(f"{key}: {msg}", ("agents", index, "config") + loc) from None
     name = entry.name or cls.name or cls.__name__
     agent = cls(cfg, context)

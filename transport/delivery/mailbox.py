@@ -1,8 +1,10 @@
-"""Mailbox delivery: Maildir folders under `<data root>/mailboxes/<address>/`, Inbox or Junk by SCL.
+"""Mailbox delivery: Maildir folders under `<data root>/mailboxes/<address>/`, Inbox or Junk by SCL, or the
+quarantine mailbox.
 
-Junk is the Maildir++ folder `.Junk`; a message goes there when its SCL is above the mailbox's
-SCLJunkThreshold (the organisation's unless the mailbox overrides it), as Exchange moves mail when
-SCL > threshold. Files are written to `tmp/`, fsynced, then renamed into `new/`; the `new/` folders touched by
+`MailboxStore.folder_for` is the one place that says where a recipient's copy goes: the quarantine mailbox
+when an agent quarantined that recipient (the copy then names the original sender and recipient in its own
+headers), else the Maildir++ folder `.Junk` when the SCL is above the mailbox's SCLJunkThreshold (the
+organisation's unless the mailbox overrides it; `transport.core.scl` decides), else the Inbox. Files are written to `tmp/`, fsynced, then renamed into `new/`; the `new/` folders touched by
 a batch are fsynced once per batch, so a delivery is on disk before its queue item is completed.
 
 Exactly once: a copy's file name is made from the message (its arrival time and internal id), so the same
@@ -16,6 +18,7 @@ categorizer skip the look-up, so the hot path pays nothing for it.
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import logging
 import os
 import shutil
@@ -27,9 +30,10 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from ..core.config import TransportConfig
-from ..core.headers import date_now
+from ..core.headers import ORGANIZATION_HEADER_PREFIX, date_now
 from ..core.mailitem import MailItem
 from ..core.tracking import TrackingEvent
+from ..core.scl import SclThresholds
 from ..spool import give_back_memory
 
 if TYPE_CHECKING:
@@ -38,8 +42,8 @@ if TYPE_CHECKING:
     from ..core.dsn_params import Notifier
     from ..core.tracking import TrackingLog
 
-__all__ = ["MailboxStore", "MailboxQueue", "Delivery", "JUNK_FOLDER", "SENT_ITEMS_FOLDER", "OUTBOX_FOLDER",
-           "MAILBOX_QUEUE"]
+__all__ = ["MailboxStore", "MailboxQueue", "Delivery", "Placement", "JUNK_FOLDER", "SENT_ITEMS_FOLDER", "OUTBOX_FOLDER",
+           "QUARANTINE", "MAILBOX_QUEUE"]
 
 log = logging.getLogger("transport.delivery.mailbox")
 
@@ -54,6 +58,27 @@ OUTBOX_FOLDER = ".Outbox"
 """What a user puts here is submitted by the store driver (see `transport.store_driver`)."""
 MAILBOX_QUEUE = "mailbox"
 """The next hop of every recipient with a mailbox here (Exchange's "Mailbox Database" delivery queue)."""
+QUARANTINE = "Quarantine"
+"""The tracking log's source-context of a copy written to the quarantine mailbox."""
+ORIGINAL_SENDER_HEADER = ORGANIZATION_HEADER_PREFIX + "Original-Sender"
+ORIGINAL_RECIPIENTS_HEADER = ORGANIZATION_HEADER_PREFIX + "OriginalEnvelopeRecipients"
+QUARANTINE_REASON_HEADER = "X-Transport-Quarantine-Reason"
+
+
+@dataclass(frozen=True, slots=True)
+class Placement:
+    """Where one recipient's copy goes: whose Maildir, which folder ("" is the Inbox), and whether it is the
+    quarantine mailbox's copy of mail for that recipient (then `reason` says why)."""
+
+    mailbox: str
+    folder: str = ""
+    quarantined: bool = False
+    reason: str = ""
+
+    @property
+    def label(self) -> str:
+        """Inbox, .Junk or Quarantine: the tracking log's source-context."""
+        return QUARANTINE if self.quarantined else self.folder or "Inbox"
 
 
 @dataclass(slots=True)
@@ -62,6 +87,7 @@ class Delivery:
 
     recipient: str
     folder: str = ""
+    mailbox: str = ""  # whose Maildir holds it (the quarantine mailbox's, for a quarantined recipient)
     path: str = ""
     error: str = ""
     earlier: bool = False  # the copy was already there (written before a crash); nothing was written now
@@ -75,6 +101,7 @@ class MailboxStore:
         self.config = config
         self._host = socket.gethostname().replace("/", "_").replace(":", "_")
         self._created: set[str] = set()
+        self.thresholds: SclThresholds = config.scl_thresholds()  # the organisation's: junk, quarantine mailbox
 
     def maildir(self, address: str) -> Path:
         return self.root / address.lower()
@@ -93,21 +120,32 @@ class MailboxStore:
         self._created.add(address)
         return base
 
-    def junk_threshold(self, address: str) -> int:
-        mb = self.config.mailbox(address)
-        if mb is not None and mb.scl_junk_threshold is not None:
-            return mb.scl_junk_threshold
-        return self.config.organization.scl_junk_threshold
+    def folder_for(self, item: MailItem, address: str) -> Placement:
+        """Where the copy for `address` goes: the quarantine mailbox, its Junk folder or its Inbox."""
+        reason = item.quarantine_reason(address)
+        if reason is not None and self.thresholds.quarantine_mailbox:
+            return Placement(self.thresholds.quarantine_mailbox, "", True, reason)
+        thresholds = self.thresholds.for_mailbox(self.config.mailbox(address))
+        return Placement(address, JUNK_FOLDER if thresholds.moves_to_junk(item.scl) else "")
 
-    def folder_for(self, item: MailItem, address: str) -> str:
-        if item.scl is not None and item.scl > self.junk_threshold(address):
-            return JUNK_FOLDER
-        return ""
-
-    def name(self, item: MailItem) -> str:
-        """The file name of the message's copy in any mailbox (Maildir's time.MusecP… shape, unique per message)."""
+    def name(self, item: MailItem, quarantined_for: str = "") -> str:
+        """The file name of the message's copy in a mailbox (Maildir's time.MusecP… shape, unique per message;
+        a quarantine copy also carries a digest of the recipient it was for, so each has its own)."""
         at = item.received_at
-        return f"{int(at)}.M{int(at * 1e6) % 1000000}I{item.internal_id}.{self._host}"
+        extra = "Q" + hashlib.sha1(quarantined_for.encode()).hexdigest()[:10] if quarantined_for else ""
+        return f"{int(at)}.M{int(at * 1e6) % 1000000}I{item.internal_id}{extra}.{self._host}"
+
+    @staticmethod
+    def _trace(item: MailItem, address: str, placement: Placement, fqdn: str, date: str) -> bytes:
+        """The lines a copy gets on top: Return-Path and our Received line, and for a quarantine copy the
+        original envelope (sender and recipient) and the reason."""
+        lines = [f"Return-Path: <{item.sender}>",
+                 f"Received: from {fqdn} by {fqdn} with mailbox delivery id {item.internal_id}"
+                 f" for <{placement.mailbox}>; {date}"]
+        if placement.quarantined:
+            lines += [f"{ORIGINAL_SENDER_HEADER}: <{item.sender}>", f"{ORIGINAL_RECIPIENTS_HEADER}: <{address}>",
+                      f"{QUARANTINE_REASON_HEADER}: {' '.join(placement.reason.split())}"]
+        return ("\r\n".join(lines) + "\r\n").encode("utf-8", "surrogateescape")
 
     def _earlier(self, address: str, name: str, listings: dict[Path, set[str]]) -> tuple[str, Path] | None:
         """Where a copy of that name already is in the mailbox (folder, path), if anywhere."""
@@ -138,23 +176,21 @@ class MailboxStore:
         out = []
         for item, recipients, recovered in batch:
             results = []
-            name = self.name(item)
             for address in recipients:
-                d = Delivery(address)
-                earlier = self._earlier(address, name, listings) if recovered else None
+                placement = self.folder_for(item, address)
+                name = self.name(item, address if placement.quarantined else "")
+                d = Delivery(address, mailbox=placement.mailbox)
+                earlier = self._earlier(placement.mailbox, name, listings) if recovered else None
                 if earlier is not None:
-                    d.folder, d.path, d.earlier = earlier[0], str(earlier[1]), True
+                    d.folder, d.path, d.earlier = QUARANTINE if placement.quarantined else earlier[0], str(earlier[1]), True
                     results.append(d)
                     continue
                 try:
-                    folder = self.folder_for(item, address)
-                    base = self.create(address) / folder if folder else self.create(address)
-                    trace = (f"Return-Path: <{item.sender}>\r\n"
-                             f"Received: from {fqdn} by {fqdn} with mailbox delivery id {item.internal_id}"
-                             f" for <{address}>; {date}\r\n").encode("utf-8", "surrogateescape")
+                    base = self.create(placement.mailbox)
+                    base = base / placement.folder if placement.folder else base
                     tmp = base / "tmp" / name
                     with open(tmp, "wb") as f:
-                        f.write(trace)
+                        f.write(self._trace(item, address, placement, fqdn, date))
                         f.write(item.raw)
                         if item.spool is not None:
                             with open(item.spool.path, "rb") as body:
@@ -164,10 +200,10 @@ class MailboxStore:
                     final = base / "new" / name
                     os.rename(tmp, final)
                     touched.add(base / "new")
-                    d.folder, d.path = folder or "Inbox", str(final)
+                    d.folder, d.path = placement.label, str(final)
                 except OSError as e:
                     d.error = f"{e.strerror or e}"
-                    self._created.discard(address)  # make the folders again on the next attempt
+                    self._created.discard(placement.mailbox)  # make the folders again on the next attempt
                 results.append(d)
             out.append(results)
         for folder in touched:
@@ -248,7 +284,7 @@ class MailboxQueue:
                 if d.error or (d.earlier and (item.internal_id, d.recipient) in self.tracked):
                     continue
                 self.tracking.log(TrackingEvent.DELIVER, item, "STOREDRIVER", [d.recipient], "250 2.0.0 Delivered",
-                                  source_context=d.folder,
+                                  source_context=d.folder, related_recipient=d.mailbox if d.mailbox != d.recipient else "",
                                   custom_data="copy written before a restart" if d.earlier else "")
             if failed:
                 error = "432 4.2.0 STOREDRV.Deliver; mailbox unavailable: " + "; ".join(d.error for d in deliveries if d.error)
