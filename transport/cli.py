@@ -192,7 +192,7 @@ def build_parser() -> argparse.ArgumentParser:
             if parent not in actions:
                 helps = "; ".join(h for n, (_, _, h) in COMMANDS.items() if n.startswith(parent + " "))
                 actions[parent] = sub.add_parser(parent, help=helps, description=helps).add_subparsers(
-                    dest="action", metavar="ACTION", required=True)
+                    dest="action", required=True)
             p = actions[parent].add_parser(action, help=help_, description=help_)
         else:
             p = sub.add_parser(name, help=help_, description=help_)
