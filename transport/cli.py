@@ -72,15 +72,34 @@ async def _serve(config: TransportConfig) -> int:
         await hub.stop(grace=0)
         raise ConfigError(f"{config.locate('receive', 'bindings')}: receive.bindings: cannot listen on "
                           f"{', '.join(config.receive.bindings)}: {e.strerror or e}") from None
+    dashboard = await _start_dashboard(config, hub)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
     print(f"transport hub ready: SMTP on {', '.join(f'{h}:{p}' for h, p in hub.addresses)}; "
-          f"data under {config.data_root}", flush=True)
+          f"{f'dashboard on {dashboard.url}; ' if dashboard else ''}data under {config.data_root}", flush=True)
     await stop.wait()
+    if dashboard is not None:
+        dashboard.stop()
     await hub.stop()
     return 0
+
+
+async def _start_dashboard(config: TransportConfig, hub: Any) -> Any:
+    """The web dashboard in its own thread, when `dashboard.enabled`; a binding it cannot take stops the hub."""
+    if not config.dashboard.enabled:
+        return None
+    from .dashboard import Dashboard
+
+    dashboard = Dashboard(config, hub.pipeline.table)
+    try:
+        dashboard.start()
+    except OSError as e:
+        await hub.stop(grace=0)
+        raise ConfigError(f"{config.locate('dashboard', 'binding')}: dashboard.binding: cannot listen on "
+                          f"{config.dashboard.binding}: {e.strerror or e}") from None
+    return dashboard
 
 
 # -- check-config ---------------------------------------------------------------------------------------
