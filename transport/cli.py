@@ -235,7 +235,8 @@ BUILT_IN_AGENTS = ("agents.connection_filter:ConnectionFilteringAgent", "agents.
 
 def _import_command_modules() -> None:
     """Subcommands defined beside the code they drive register themselves on import."""
-    for module in ("agents.senderid.cli", "agents.connection_filter.cli", "agents.content_filter.cli", "queues.cli", "pickup.cli"):
+    for module in ("agents.senderid.cli", "agents.connection_filter.cli", "agents.content_filter.cli", "queues.cli", "pickup.cli",
+                   "transport.mailbox_cli"):
         try:
             importlib.import_module(module)
         except ModuleNotFoundError as e:

@@ -36,7 +36,8 @@ if TYPE_CHECKING:
 
     from ..core.tracking import TrackingLog
 
-__all__ = ["MailboxStore", "MailboxQueue", "Delivery", "JUNK_FOLDER", "MAILBOX_QUEUE"]
+__all__ = ["MailboxStore", "MailboxQueue", "Delivery", "JUNK_FOLDER", "SENT_ITEMS_FOLDER", "OUTBOX_FOLDER",
+           "MAILBOX_QUEUE"]
 
 log = logging.getLogger("transport.delivery.mailbox")
 
@@ -45,6 +46,10 @@ Entry = tuple[int, MailItem, list[str], bool]
 store (and so may have been delivered before a crash)."""
 
 JUNK_FOLDER = ".Junk"
+SENT_ITEMS_FOLDER = ".Sent Items"
+"""Where the store driver keeps the copy of what a user sent (Maildir++ folder)."""
+OUTBOX_FOLDER = ".Outbox"
+"""What a user puts here is submitted by the store driver (see `transport.store_driver`)."""
 MAILBOX_QUEUE = "mailbox"
 """The next hop of every recipient with a mailbox here (Exchange's "Mailbox Database" delivery queue)."""
 
@@ -73,14 +78,16 @@ class MailboxStore:
         return self.root / address.lower()
 
     def create(self, address: str) -> Path:
-        """Make the mailbox's Maildir (Inbox) and its Junk folder if missing (checked once per process)."""
+        """Make the mailbox's Maildir (Inbox) and its Junk, Sent Items and Outbox folders if missing (checked
+        once per process)."""
         base = self.maildir(address)
         if address in self._created:
             return base
-        for folder in (base, base / JUNK_FOLDER):
+        for folder in (base, base / JUNK_FOLDER, base / SENT_ITEMS_FOLDER, base / OUTBOX_FOLDER):
             for sub in ("cur", "new", "tmp"):
                 (folder / sub).mkdir(parents=True, exist_ok=True)
-        (base / JUNK_FOLDER / "maildirfolder").touch(exist_ok=True)
+            if folder != base:
+                (folder / "maildirfolder").touch(exist_ok=True)
         self._created.add(address)
         return base
 
