@@ -25,9 +25,10 @@ from aiohttp import web
 from queues import cli as queue_commands
 from transport.core.config import TransportConfig
 from transport.core.errors import TransportError
+from transport.mailbox_listing import MailboxFolder
 
 from . import charts
-from .views import MAILBOX_FOLDERS, TRACK_FILTERS, Views
+from .views import TRACK_FILTERS, Views
 
 __all__ = ["Dashboard", "build_app"]
 
@@ -61,7 +62,7 @@ def build_app(config: TransportConfig, pipeline: Callable[[], list[dict[str, Any
     env = jinja2.Environment(loader=jinja2.FileSystemLoader(HERE / "templates"), autoescape=True, extensions=["jinja2.ext.do"],
                              undefined=jinja2.StrictUndefined, trim_blocks=True, lstrip_blocks=True)
     env.globals.update(nav=NAV, server=config.receive.fqdn, organization=config.organization.name,
-                       refresh=settings.refresh_interval, charts=charts, folders=list(MAILBOX_FOLDERS),
+                       refresh=settings.refresh_interval, charts=charts, folders=[f.value for f in MailboxFolder],
                        actions_enabled=bool(settings.token), quote=lambda s: quote(str(s), safe=""))
 
     def page(template: str, request: web.Request, **data: Any) -> web.Response:

@@ -8,9 +8,6 @@ they are.
 
 from __future__ import annotations
 
-import email.parser
-import email.policy
-import email.utils
 from pathlib import Path
 from typing import Any, Callable, Mapping
 
@@ -18,11 +15,13 @@ from queues import cli as queue_commands
 from transport.core.config import TransportConfig
 from transport.core.counters import load_snapshot
 from transport.core.errors import TransportError
+from transport.core.headers import decode_value, header_end, parse_headers
 from transport.core.tracking import read_tracking_log
+from transport.mailbox_listing import HEADER_READ, MailboxFolder, list_folder
 
 from .history import TrackingHistory
 
-__all__ = ["Views", "TRACK_FILTERS", "MAILBOX_FOLDERS", "track_search"]
+__all__ = ["Views", "TRACK_FILTERS", "track_search"]
 
 TRACK_FILTERS = ("sender", "recipient", "message_id", "internal_id", "event", "subject", "start", "end")
 """The filters of `/track` (and of Get-MessageTrackingLog: -Sender, -Recipients, -MessageId, -InternalMessageId,
@@ -30,10 +29,6 @@ TRACK_FILTERS = ("sender", "recipient", "message_id", "internal_id", "event", "s
 
 RESULT_SIZE = 1000
 """Get-MessageTrackingLog's default -ResultSize: the newest rows that match, at most this many."""
-
-MAILBOX_FOLDERS = {"Inbox": "", "Junk": ".Junk", "Sent Items": ".Sent Items", "Outbox": ".Outbox",
-                   "Quarantine": ".Quarantine"}
-"""Folder names as Outlook shows them → the Maildir++ folder under the mailbox (Inbox is the Maildir itself)."""
 
 STAMPED_PREFIXES = ("x-ms-exchange-organization-", "x-transport-", "received-spf", "authentication-results")
 
@@ -69,66 +64,27 @@ def track_search(folder: Path, query: Mapping[str, str]) -> list[dict[str, str]]
     return out[-RESULT_SIZE:]
 
 
-def _header_block(path: Path, limit: int = 256 * 1024) -> bytes:
-    """The header block of a message file (up to the first empty line, at most `limit` bytes)."""
-    with open(path, "rb") as f:
-        head = f.read(limit)
-    for sep in (b"\r\n\r\n", b"\n\n"):
-        at = head.find(sep)
-        if at >= 0:
-            return head[: at + len(sep)]
-    return head
-
-
 def _headers(path: Path) -> list[tuple[str, str]]:
-    parsed = email.parser.BytesHeaderParser(policy=email.policy.compat32).parsebytes(_header_block(path))
-    return [(k, " ".join(str(v).split())) for k, v in parsed.items()]
+    """Every header field of a message file, in order, each value unfolded and decoded."""
+    with open(path, "rb") as f:
+        head = f.read(HEADER_READ)
+    return [(h.name, " ".join(decode_value(h.value).split())) for h in parse_headers(head[:header_end(head)])]
 
 
-def message_summary(path: Path, folder: str) -> dict[str, Any]:
-    """One message of a mailbox folder as the folder view lists it."""
-    headers = {k.lower(): v for k, v in reversed(_headers(path))}  # the first of a repeated field wins
-    date = headers.get("date", "")
+def _folder(name: str) -> MailboxFolder:
     try:
-        when = email.utils.parsedate_to_datetime(date).strftime("%Y-%m-%d %H:%M:%S") if date else ""
-    except (TypeError, ValueError):
-        when = date
-    return {"folder": folder, "key": path.name, "date": when, "from": headers.get("from", ""),
-            "subject": headers.get("subject", ""), "scl": headers.get("x-ms-exchange-organization-scl", ""),
-            "sender_id": headers.get("x-ms-exchange-organization-senderidresult", ""),
-            "size": path.stat().st_size, "read": path.parent.name == "cur"}
+        return MailboxFolder(name)
+    except ValueError:
+        raise TransportError(f"no folder {name!r} (folders: {', '.join(f.value for f in MailboxFolder)})") from None
 
 
-def list_folder(root: Path, address: str, folder: str) -> list[dict[str, Any]]:
-    """The messages of one folder of a mailbox (Maildir new/ and cur/), newest first."""
-    if folder not in MAILBOX_FOLDERS:
-        raise TransportError(f"no folder {folder!r} (folders: {', '.join(MAILBOX_FOLDERS)})")
-    base = _mailbox_dir(root, address) / MAILBOX_FOLDERS[folder]
-    files = [p for sub in ("new", "cur") if (base / sub).is_dir() for p in (base / sub).iterdir() if p.is_file()]
-    rows = []
-    for path in files:
-        try:
-            rows.append(message_summary(path, folder))
-        except OSError:
-            continue  # moved or deleted while we looked
-    return sorted(rows, key=lambda r: (r["date"], r["key"]), reverse=True)
-
-
-def _mailbox_dir(root: Path, address: str) -> Path:
-    base = root / address.lower()
-    if "/" in address or address.startswith(".") or not base.is_dir():
-        raise TransportError(f"no mailbox {address!r}")
-    return base
-
-
-def _message_file(root: Path, address: str, folder: str, key: str) -> Path:
-    if folder not in MAILBOX_FOLDERS or "/" in key or key.startswith("."):
-        raise TransportError(f"no message {key!r} in {folder!r}")
-    base = _mailbox_dir(root, address) / MAILBOX_FOLDERS[folder]
-    for sub in ("new", "cur"):
-        if (base / sub / key).is_file():
-            return base / sub / key
-    raise TransportError(f"no message {key!r} in {address}'s {folder}")
+def _message_file(root: Path, address: str, folder: MailboxFolder, key: str) -> Path:
+    base = root / address.strip().lower() / folder.maildir
+    if "/" not in key and not key.startswith("."):
+        for sub in ("new", "cur"):
+            if (base / sub / key).is_file():
+                return base / sub / key
+    raise TransportError(f"no message {key!r} in {address}'s {folder.value}")
 
 
 class Views:
@@ -157,28 +113,35 @@ with its live call counts)."""
 
     # -- mailboxes ---------------------------------------------------------------------------------
     def mailboxes(self) -> list[dict[str, Any]]:
-        """Every mailbox of the directory with its message count per folder."""
+        """Every mailbox of the directory with the number of messages in each folder."""
         out = []
         for mailbox in self.config.mailboxes:
             counts = {}
-            for name, sub in MAILBOX_FOLDERS.items():
-                base = self.mailbox_root / mailbox.address.lower() / sub
-                counts[name] = sum(1 for s in ("new", "cur") if (base / s).is_dir() for _ in (base / s).iterdir())
+            for folder in MailboxFolder:
+                try:
+                    counts[folder.value] = len(list_folder(self.mailbox_root, mailbox.address, folder))
+                except TransportError:  # not created yet (the hub makes it at start)
+                    counts[folder.value] = 0
             out.append({"address": mailbox.address, "display_name": mailbox.display_name, "folders": counts})
         return out
 
     def mailbox(self, address: str, folder: str) -> list[dict[str, Any]]:
-        return list_folder(self.mailbox_root, address, folder)
+        """`transport mailbox list ADDRESS --folder FOLDER --json`, newest first."""
+        return [m.to_json() for m in reversed(list_folder(self.mailbox_root, address, _folder(folder)))]
 
     def message(self, address: str, folder: str, key: str) -> dict[str, Any]:
-        """A delivered message's headers, each marked when the hub (or its agents) stamped it."""
-        path = _message_file(self.mailbox_root, address, folder, key)
+        """A delivered message's summary and headers, each header marked when the hub (or its agents) stamped it."""
+        where = _folder(folder)
+        path = _message_file(self.mailbox_root, address, where, key)
+        summary = next((m for m in list_folder(self.mailbox_root, address, where) if m.file == key), None)
+        if summary is None:
+            raise TransportError(f"no message {key!r} in {address}'s {where.value}")
         fqdn = self.config.receive.fqdn.lower()
         headers = [{"name": k, "value": v,
                     "stamped": k.lower().startswith(STAMPED_PREFIXES)
                     or (k.lower() == "received" and f"by {fqdn}" in v.lower())}
                    for k, v in _headers(path)]
-        return message_summary(path, folder) | {"address": address, "headers": headers}
+        return summary.to_json() | {"address": address, "folder": where.value, "headers": headers}
 
     # -- overview ----------------------------------------------------------------------------------
     def counters(self) -> dict[str, dict[str, int]]:
