@@ -178,9 +178,12 @@ def test_transport_run_serves_the_dashboard_and_refuses_a_taken_binding(tmp_path
         hub.signal(signal.SIGTERM)
         assert hub.wait() == 0
         hub.stop()
-    with socket.socket() as taken:
-        taken.bind(("127.0.0.1", port))
+    with socket.socket() as taken:  # another program holds the dashboard's port
+        taken.bind(("127.0.0.1", 0))
         taken.listen()
+        busy = taken.getsockname()[1]
+        config = write_config(tmp_path, {"receive": {"bindings": [f"127.0.0.1:{free_port()}"]},
+                                         "dashboard": {"enabled": True, "binding": f"127.0.0.1:{busy}"}})
         result = run_cli("run", "-c", str(config))
     assert result.returncode == 1
-    assert f"dashboard.binding: cannot listen on 127.0.0.1:{port}" in result.stderr and "Traceback" not in result.stderr
+    assert f"dashboard.binding: cannot listen on 127.0.0.1:{busy}" in result.stderr and "Traceback" not in result.stderr
