@@ -69,24 +69,31 @@ def simulated_session(item: MailItem, name: str, is_internal: Callable[[str], bo
 class SimulatedSession:
     """Plays a mail item's envelope to the receive agents as the commands of one SMTP session."""
 
-    def __init__(self, pipeline: Pipeline, item: MailItem) -> None:
+    def __init__(self, pipeline: Pipeline, item: MailItem,
+                 refuse_recipient: Callable[[Recipient], SmtpResponse | None] | None = None) -> None:
         self.pipeline = pipeline
         self.item = item
+        self.refuse_recipient = refuse_recipient  # a check before the RCPT event (`transport trace`: relaying)
 
     async def commands(self) -> str | None:
-        """Connect, EHLO, MAIL FROM, RCPT TO, DATA; the reason the file cannot be submitted, or None.
+        """Connect, EHLO (unless the session has no HELO name), MAIL FROM, RCPT TO, DATA; the reason the file
+        cannot be submitted, or None.
 
         A recipient an agent refuses is marked failed with the agent's reply (the NDR comes with the DSN
         work); the file fails when no recipient is left.
         """
         item, session = self.item, self.item.session
         refused = (await self._run(ev.ConnectEvent(session), "connect")
-                   or await self._run(ev.EhloEvent(session, session.helo), "EHLO")
+                   or (session.helo and await self._run(ev.EhloEvent(session, session.helo), "EHLO"))
                    or await self._run(ev.MailFromEvent(session, item.sender, item.mail_params), "MAIL FROM"))
         if refused:
             return refused
         accepted: list[Recipient] = []
         for recipient in item.pending():
+            denied = self.refuse_recipient(recipient) if self.refuse_recipient is not None else None
+            if denied is not None:
+                recipient.status, recipient.response = RecipientStatus.FAILED, str(denied)
+                continue
             event = ev.RcptToEvent(session, item.sender, recipient, accepted)
             refused = await self._run(event, "RCPT TO")
             if refused is None:

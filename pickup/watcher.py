@@ -31,6 +31,7 @@ from pathlib import Path
 
 from transport.core.config import TransportConfig
 from transport.core.errors import BadFileError, StoreError
+from transport.core.tracking import TrackingEvent
 from transport.core.events import Action
 from transport.core.mailitem import MailItem, RecipientStatus, SessionInfo
 from transport.core.sources import FileClaim, SubmissionPath
@@ -297,7 +298,7 @@ class DirectoryWatcher:
             log.warning("%s directory: %s moved to %s: %s", self.rules.received_by, claim.name, path, outcome.reason)
             item = outcome.item or MailItem(sender="", recipients=[], raw=claim.raw, source=self.rules.source,
                                             session=SessionInfo(session_id=claim.name))
-            self.submission.tracking.log("BADMAIL", item, self.source, recipient_status=outcome.reason,
+            self.submission.tracking.log(TrackingEvent.BADMAIL, item, self.source, recipient_status=outcome.reason,
                                   source_context=claim.name, custom_data=str(path))
 
     def _settle(self, claims: list[Claim],
@@ -361,6 +362,6 @@ class DirectoryWatcher:
                                   f"{event.response or 'disconnect'}{detail}", item)
         for r in item.recipients:
             if r.status is RecipientStatus.FAILED:
-                self.submission.tracking.log("FAIL", item, self.source, [r.address], r.response,
+                self.submission.tracking.log(TrackingEvent.FAIL, item, self.source, [r.address], r.response,
                                              source_context=claim.name)
         return Outcome(Fate.QUEUED, item=item, internal_id=receipt.internal_id or 0)

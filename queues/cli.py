@@ -13,7 +13,7 @@ from typing import Any
 
 from transport.core.commands import arguments, command, print_table
 from transport.core.config import TransportConfig, load_config
-from transport.core.tracking import TrackingLog
+from transport.core.tracking import TrackingEvent, tracking_log
 
 from . import admin
 from .store import QueueStatus
@@ -152,10 +152,9 @@ def remove_message(config: TransportConfig, identity: str, with_ndr: bool) -> di
     if gone and item.spool is not None:
         item.spool.path.unlink(missing_ok=True)  # the commit is done: the body may go
     queue = ", ".join(queues)
-    tracking = TrackingLog(config.data_root / "logs" / "MessageTracking", config.receive.fqdn,
-                           config.tracking.enabled, config.tracking.max_age_days)
+    tracking = tracking_log(config)
     status = "550 5.7.1 Message deleted by administrator" if with_ndr else ""
-    tracking.log("FAIL" if with_ndr else "DROP", item, "ADMIN", recipients, status, source_context=queue,
+    tracking.log(TrackingEvent.FAIL if with_ndr else TrackingEvent.DROP, item, "ADMIN", recipients, status, source_context=queue,
                  custom_data="Remove-Message" + (" -WithNDR" if with_ndr else ""))
     tracking.close()
     return {"identity": identity, "removed": True, "with_ndr": with_ndr, "queue": queue}

@@ -15,6 +15,7 @@ import time
 from typing import TYPE_CHECKING, Callable
 
 from transport.core.delivery import DeliveryQueue
+from transport.core.tracking import TrackingEvent
 
 from .store import SUBMISSION, QueueStatus, QueueStore, StoredItem
 
@@ -173,7 +174,7 @@ class QueueScheduler:
         for stored in rows:
             item = self.store.load_message(stored.message)
             if item is not None:
-                self.tracking.log("FAIL", item, "QUEUE", stored.recipients, EXPIRED, source_context=stored.queue)
+                self.tracking.log(TrackingEvent.FAIL, item, "QUEUE", stored.recipients, EXPIRED, source_context=stored.queue)
         if rows:
             await self.store.complete([s.id for s in rows])
 
@@ -181,6 +182,6 @@ class QueueScheduler:
         for stored in self.store.delayed(now - self.settings.delay_notification_timeout):
             item = self.store.load_message(stored.message)
             if item is not None:
-                self.tracking.log("DSN", item, "DSN", stored.recipients, DELAYED,
+                self.tracking.log(TrackingEvent.DSN, item, "DSN", stored.recipients, DELAYED,
                                   custom_data=f"delay notification; last error: {stored.last_error}")
             await self.store.update_item(stored.id, delay_notified=1)

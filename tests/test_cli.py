@@ -104,7 +104,7 @@ def test_pipeline_prints_agents_in_priority_order(tmp_path):
     result = run_cli("pipeline", "-c", str(cfg))
     assert result.returncode == 0, result.stderr
     lines = result.stdout.splitlines()
-    assert lines[0].split() == ["event", "agent", "priority", "kind", "on_error"]
+    assert lines[0].split() == ["event", "agent", "priority", "kind", "on_error", "calls", "errors"]
     rows = [line.split() for line in lines[2:]]
     assert [(r[0], r[1], r[2]) for r in rows] == [
         ("OnRcptCommand", "Blocker", "20"),
@@ -115,7 +115,7 @@ def test_pipeline_prints_agents_in_priority_order(tmp_path):
         ("OnRoutedMessage", "Router", "30"),
         ("OnCategorizedMessage", "Router", "30"),
     ]
-    assert rows[1][3:] == ["SmtpReceiveAgent", "fail_closed"]
+    assert rows[1][3:] == ["SmtpReceiveAgent", "fail_closed", "0", "0"]  # no hub has run: no calls
 
 
 def test_pipeline_json(tmp_path):

@@ -106,6 +106,7 @@ async def test_the_shipped_configuration(tmp_path):
         rc["tls"] = {"enabled": False}
         rc["tarpit_interval"] = 0
     data["queue"] = {"durable": False}
+    data["metrics"]["binding"] = "127.0.0.1:0"  # the shipped port may be taken (a `make run` hub)
     cfg = tmp_path / "transport.yaml"
     cfg.write_text(yaml.safe_dump(data))
     from transport.hub import Hub

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from typing import Container
 
 from queues.scheduler import QueueScheduler
 from queues.store import POISON, UNREACHABLE, QueueStore
@@ -19,10 +20,10 @@ from .core.config import TransportConfig
 from .core.events import Action, CategorizedEvent, Replies, ResolvedEvent, RoutedEvent, RoutingEvent, SubmittedEvent
 from .core.mailitem import MailItem, RecipientStatus
 from .core.pipeline import AgentFailure, Pipeline
-from .core.tracking import TrackingLog
+from .core.tracking import TrackingEvent, TrackingLog
 from .routing import RoutingTable
 
-__all__ = ["Categorizer"]
+__all__ = ["Categorizer", "resolve", "route"]
 
 log = logging.getLogger("transport.categorizer")
 
@@ -81,14 +82,14 @@ class Categorizer:
                 self._busy = 0
 
     async def _categorize(self, item: MailItem) -> None:
-        self.tracking.log("SUBMIT", item, "QUEUE", source_context="Submission")
+        self.tracking.log(TrackingEvent.SUBMIT, item, "QUEUE", source_context="Submission")
         try:
             if await self._event(SubmittedEvent(item)):
                 return
-            self._resolve(item)
+            resolve(item, self.routes)
             if await self._event(ResolvedEvent(item)):
                 return
-            self._route(item)
+            route(item, self.routes, self.queues.queues)
             if await self._event(RoutedEvent(item)) or await self._event(CategorizedEvent(item)):
                 return
         except AgentFailure as failure:
@@ -101,10 +102,10 @@ class Categorizer:
         ids = await self.store.route(item, deliveries)
         failed = [r for r in item.recipients if r.status is RecipientStatus.FAILED]
         for r in failed:
-            self.tracking.log("FAIL", item, "ROUTING", [r.address], r.response)
+            self.tracking.log(TrackingEvent.FAIL, item, "ROUTING", [r.address], r.response)
         for queue, rcpts in deliveries.items():
             if queue == UNREACHABLE:
-                self.tracking.log("DEFER", item, "ROUTING", rcpts, "451 4.4.0 Unreachable: no route to next hop",
+                self.tracking.log(TrackingEvent.DEFER, item, "ROUTING", rcpts, "451 4.4.0 Unreachable: no route to next hop",
                                   source_context="Unreachable")
             self.queues.dispatch(queue, ids[queue], item, rcpts)
 
@@ -114,12 +115,12 @@ class Categorizer:
             return False
         await self.pipeline.run(event)
         if event.action is Action.DELETE:
-            self.tracking.log("AGENTINFO", event.mail_item, "AGENT", custom_data=f"{event.decided_by}: deleted")
+            self.tracking.log(TrackingEvent.AGENTINFO, event.mail_item, "AGENT", custom_data=f"{event.decided_by}: deleted")
             await self.store.route(event.mail_item, {})
             return True
         if event.action is Action.DEFER:
             item = event.mail_item
-            self.tracking.log("DEFER", item, "AGENT", recipient_status=str(event.response or ""),
+            self.tracking.log(TrackingEvent.DEFER, item, "AGENT", recipient_status=str(event.response or ""),
                               custom_data=f"{event.decided_by}: deferred {event.defer_seconds:g}s")
             await self.store.defer_submission(item.internal_id, time.time() + event.defer_seconds,
                                               str(event.response or "deferred by agent"))
@@ -130,19 +131,21 @@ class Categorizer:
         log.error("message %s crashed the categorizer: %s", item.internal_id, why)
         poisoned = await self.store.crash(item.internal_id, self.config.queue.poison_threshold)
         if poisoned:
-            self.tracking.log("POISONMESSAGE", item, "POISONMESSAGE", custom_data=why, source_context=POISON)
+            self.tracking.log(TrackingEvent.POISONMESSAGE, item, "POISONMESSAGE", custom_data=why, source_context=POISON)
 
-    def _resolve(self, item: MailItem) -> None:
-        """Recipients in an authoritative domain must be mailboxes; the others are routed on."""
-        for r in item.pending():
-            if self.routes.is_unknown(r):
-                r.status = RecipientStatus.FAILED
-                r.response = str(Replies.RECIPIENT_NOT_FOUND)
 
-    def _route(self, item: MailItem) -> None:
-        """Each recipient's next hop from the routing table (unless an agent overrode it); a next hop no
-        delivery queue serves waits in Unreachable."""
-        for r in item.pending():
-            hop = r.next_hop or self.routes.next_hop(r)
-            r.next_hop = hop if hop in self.queues.queues else UNREACHABLE
+def resolve(item: MailItem, routes: RoutingTable) -> None:
+    """Recipients in an authoritative domain must be mailboxes; the others are routed on."""
+    for r in item.pending():
+        if routes.is_unknown(r):
+            r.status = RecipientStatus.FAILED
+            r.response = str(Replies.RECIPIENT_NOT_FOUND)
+
+
+def route(item: MailItem, routes: RoutingTable, served: Container[str] | None = None) -> None:
+    """Each recipient's next hop from the routing table (unless an agent overrode it); a next hop no delivery
+    queue serves (not in `served`; None: every next hop the table gives is served) waits in Unreachable."""
+    for r in item.pending():
+        hop = r.next_hop or routes.next_hop(r)
+        r.next_hop = hop if served is None or hop in served else UNREACHABLE
 

@@ -77,8 +77,9 @@ async def _serve(config: TransportConfig) -> int:
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
+    metrics = f"; metrics on http://{hub.metrics_address[0]}:{hub.metrics_address[1]}/metrics" if hub.metrics_address else ""
     print(f"transport hub ready: SMTP on {', '.join(f'{h}:{p}' for h, p in hub.addresses)}; "
-          f"{f'dashboard on {dashboard.url}; ' if dashboard else ''}data under {config.data_root}", flush=True)
+          f"{f'dashboard on {dashboard.url}; ' if dashboard else ''}data under {config.data_root}{metrics}", flush=True)
     await stop.wait()
     if dashboard is not None:
         dashboard.stop()
@@ -159,13 +160,19 @@ def _print_defaults(model: type, prefix: str) -> None:
 @command("pipeline", "list the events with their agents in order (like Get-TransportPipeline)")
 @arguments(lambda p: p.add_argument("--json", action="store_true", help="print JSON"))
 def cmd_pipeline(args: argparse.Namespace) -> int:
-    rows = _load_pipeline(load(args)).table()
+    from .core.counters import load_snapshot
+
+    config = load(args)
+    rows = _load_pipeline(config).table()
+    saved = load_snapshot(config.data_root / "logs" / "counters.json").get("agents", {})
+    for row in rows:  # the running hub's calls and errors, as it last saved them (every 2 s)
+        row.update(saved.get(row["agent"], {}))
     if args.json:
         print(json.dumps(rows, indent=2))
     elif not rows:
         print("No transport agents are enabled.")
     else:
-        print_table(rows, ["event", "agent", "priority", "kind", "on_error"])
+        print_table(rows, ["event", "agent", "priority", "kind", "on_error", "calls", "errors"])
     return 0
 
 
@@ -235,8 +242,8 @@ BUILT_IN_AGENTS = ("agents.connection_filter:ConnectionFilteringAgent", "agents.
 
 def _import_command_modules() -> None:
     """Subcommands defined beside the code they drive register themselves on import."""
-    for module in ("agents.senderid.cli", "agents.connection_filter.cli", "agents.content_filter.cli", "queues.cli", "pickup.cli",
-                   "transport.mailbox_cli"):
+    for module in ("agents.senderid.cli", "agents.connection_filter.cli", "transport.trace_cli", "transport.tracking_cli",
+                   "transport.stats_cli", "queues.cli", "pickup.cli", "transport.mailbox_cli"):
         try:
             importlib.import_module(module)
         except ModuleNotFoundError as e:

@@ -24,13 +24,15 @@ from replay.rules import ReplayRules
 from .categorizer import Categorizer
 from .connection_limits import raise_open_file_limit
 from .core.agent import AgentContext
+from .core.agent_log import agent_log
 from .core.config import TransportConfig
 from .core.counters import Counters
 from .core.dns import DnsResolver
 from .core.pipeline import load_pipeline
-from .core.tracking import TrackingLog, recorded
+from .core.tracking import TrackingEvent, recorded, tracking_log
 from .data_root_lock import DataRootLock
 from .delivery.mailbox import MailboxQueue, MailboxStore
+from .metrics import MetricsEndpoint
 from .receive_connector import ReceiveConnectors
 from .routing import RoutingTable
 from .submission import Submission
@@ -48,11 +50,10 @@ class Hub:
         root = config.data_root
         self.counters = Counters()
         self.dns = dns or DnsResolver(config.dns)
-        self.tracking = TrackingLog(root / "logs" / "MessageTracking", config.receive.fqdn,
-                                    config.tracking.enabled, config.tracking.max_age_days)
+        self.tracking = tracking_log(config)
         self.store = QueueStore(root / "queue" / "mail.que", config.queue.durable, config.queue.batch_size)
         context = AgentContext(config, self.dns, self.counters, logging.getLogger("transport.agents"))
-        self.pipeline = load_pipeline(config.agents, context, self.tracking)
+        self.pipeline = load_pipeline(config.agents, context, self.tracking, agent_log(config))
         self.scheduler = QueueScheduler(self.store, config.queue, self.tracking,
                                         resubmit=lambda item: self.categorizer.push(item),
                                         forget_submissions=lambda: self.categorizer.drain())
@@ -69,6 +70,11 @@ class Hub:
         self.receive = self.connectors.connectors[0]  # the first connector (Default Frontend in the demo)
         self.watchers: list[DirectoryWatcher] = []
         self.lock = DataRootLock(root)
+        self.metrics = MetricsEndpoint(config.metrics, self.counters, self.pipeline, root / "queue" / "mail.que") \
+            if config.metrics.enabled else None
+        if self.metrics is not None:
+            self.tracking.listeners.append(self.metrics.record)
+        self.metrics_address: tuple[str, int] | None = None
         self._tasks: list[asyncio.Task] = []
         self.started = time.time()
 
@@ -87,6 +93,9 @@ class Hub:
             self.mailboxes.create(mb.address)
         self.started = time.time()
         self.lock.acquire()
+        if self.metrics is not None:
+            self.metrics_address = self.metrics.listen()
+            log.info("metrics on http://%s:%d/metrics", *self.metrics_address)
         raise_open_file_limit()  # before the receive connectors count their descriptor budget
         self.store.open()
         await self._recover()
@@ -119,7 +128,7 @@ class Hub:
         for message_id in await self.store.recover(self.config.queue.poison_threshold):
             item = self.store.load_message(message_id)
             if item is not None:
-                self.tracking.log("POISONMESSAGE", item, "POISONMESSAGE", source_context="Poison")
+                self.tracking.log(TrackingEvent.POISONMESSAGE, item, "POISONMESSAGE", source_context="Poison")
         await self.store.resubmit_unreachable()
         submission = self.store.ready(SUBMISSION)
         oldest = self.store.oldest_arrival()
@@ -131,7 +140,7 @@ class Hub:
             if item is None:
                 continue
             if item.internal_id not in received:  # committed, then the process died before its row was written
-                self.tracking.log("RECEIVE", item, item.source.value,
+                self.tracking.log(TrackingEvent.RECEIVE, item, item.source.value,
                                   connector_id=item.session.connector or self.config.receive.name,
                                   source_context=item.session.session_id, custom_data="written at start-up")
             self.categorizer.push(item)
@@ -156,7 +165,7 @@ class Hub:
             tick += 1
             self.submission.check_disk()
             if tick % 4 == 0:
-                self.counters.save(self.counters_path, self.started)
+                self.counters.save(self.counters_path, self.started, self.pipeline.counts())
 
     async def idle(self, timeout: float = 10.0) -> bool:
         """Wait until nothing is left to categorize or deliver in memory (tests and shutdown)."""
@@ -177,8 +186,11 @@ class Hub:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
         await self.pipeline.stop()
+        self.pipeline.close()
         await self.store.close()
         self.tracking.close()
-        self.counters.save(self.counters_path, self.started)
+        self.counters.save(self.counters_path, self.started, self.pipeline.counts())
+        if self.metrics is not None:
+            self.metrics.close()
         self.lock.release()
         log.info("stopped")

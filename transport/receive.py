@@ -28,6 +28,7 @@ from .core.mailitem import AuthAs, MailItem, Recipient, SessionInfo, Source, Spo
 from .core.pipeline import Pipeline
 from .connection_limits import RATE_EXCEEDED, TOO_MANY_CONNECTIONS, ConnectionLimits
 from .core.sources import SubmissionPath
+from .permissions import relay_refusal, submit_refusal
 from .smtp_syntax import MAIL_PARAMS, RCPT_PARAMS, esmtp_params, parse_xclient, split_path
 from .spool import SPOOL_THRESHOLD, give_back_memory, read_data
 
@@ -401,7 +402,7 @@ class ReceiveProtocol(SMTP):
             await self.reply(RATE_EXCEEDED)
             self._close()
             return
-        refused = self._permission_refusal()
+        refused = submit_refusal(self.settings, self.info)
         if refused is not None:
             await self.reply(refused)
             return
@@ -429,24 +430,13 @@ class ReceiveProtocol(SMTP):
             await self.reply(Replies.TOO_MANY_RECIPIENTS)
             return
         recipient = Recipient(address, params)
-        if not (self.info.authenticated or self.info.antispam_bypass) \
-                and self.connector.config.accepted_domain(recipient.domain) is None:
-            await self.reply(Replies.RELAY_DENIED)
+        if (denied := relay_refusal(self.connector.config, self.info, recipient)) is not None:
+            await self.reply(denied)
             return
         if await self._command_event(ev.RcptToEvent(self.info, self.mail_from, recipient, self.rcpts)):
             return
         self.rcpts.append(recipient)
         await self.reply(Replies.OK_RECIPIENT)
-
-    def _permission_refusal(self) -> SmtpResponse | None:
-        """The connector's RequireTLS and PermissionGroups at MAIL FROM: the reply refusing it, or None."""
-        rc = self.settings
-        if rc.require_tls and not self.info.tls:
-            return Replies.STARTTLS_FIRST
-        if not (self.info.authenticated or self.info.antispam_bypass
-                or rc.grants(PermissionGroup.ANONYMOUS_USERS) or rc.grants(PermissionGroup.PARTNERS)):
-            return Replies.NOT_AUTHENTICATED
-        return None
 
     # -- XCLIENT (Postfix's extension) ---------------------------------------------------------------
     @property

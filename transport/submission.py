@@ -30,9 +30,9 @@ from .core.internal_servers import is_internal, parse_internal_servers
 from .core.mailitem import AuthAs, MailItem, ReverseDns, SessionInfo, Source, Stamp, new_message_id
 from .core.pipeline import Pipeline
 from .core.sources import FileClaim, Receipt
-from .core.tracking import TrackingLog
+from .core.tracking import TrackingEvent, TrackingLog
 
-__all__ = ["Submission", "received_header"]
+__all__ = ["Submission", "SubmissionSteps", "received_header"]
 
 log = logging.getLogger("transport.submission")
 
@@ -50,27 +50,84 @@ def _authserv_id(value: str) -> str:
     return value.split(";", 1)[0].strip().split()[0].lower() if value.strip() else ""
 
 
-class Submission:
+class SubmissionSteps:
+    """The steps before the queue: the header firewall and trace stamps, then the message events. `transport
+    trace` runs these alone (its tracking log is switched off), so it judges a message as the hub would."""
+
+    def __init__(self, config: TransportConfig, pipeline: Pipeline, tracking: TrackingLog) -> None:
+        self.config = config
+        self.pipeline = pipeline
+        self.tracking = tracking
+        self._internal = parse_internal_servers(config.internal_smtp_servers)
+
+    def is_internal(self, ip: str) -> bool:
+        return is_internal(ip, self._internal)
+
+    def stamp(self, item: MailItem, received: str | None = None) -> None:
+        """Trace and organisation headers every received message gets, and the header firewall.
+
+        A session without the right (Ms-Exch-Accept-Headers-Organization/-Forest: authenticated users, internal
+        servers, ExchangeServers connectors) loses X-MS-Exchange-Organization-* and X-MS-Exchange-Forest-* headers
+        and any Authentication-Results naming our own authserv-id, before any agent reads them: no sender can
+        preset its SCL or its Sender ID result.
+        """
+        s = item.session
+        fqdn = self.config.receive.fqdn
+        if not (s.authenticated or s.internal or s.antispam_bypass):
+            item.remove_headers([ORGANIZATION_HEADER_PREFIX, FOREST_HEADER_PREFIX], prefix=True)
+            item.remove_fields(lambda h: h.key == "authentication-results" and _authserv_id(h.value) == fqdn.lower())
+        item.prepend_headers([("Received", received or received_header(s, fqdn))])
+        stamps = [
+            (ORGANIZATION_HEADER_PREFIX + "AuthAs", s.auth_as.value),
+            (ORGANIZATION_HEADER_PREFIX + "AuthSource", fqdn),
+            (ORGANIZATION_HEADER_PREFIX + "OriginalArrivalTime",
+             datetime.now(timezone.utc).strftime("%d %b %Y %H:%M:%S.%f")[:-2] + " (UTC)"),
+        ]
+        if s.authenticated:
+            stamps.append(("X-Originating-IP", f"[{s.client_ip}]"))
+        if not item.message_id:
+            stamps.append(("Message-ID", new_message_id(fqdn)))
+        item.append_headers(stamps)
+
+    async def message_events(self, item: MailItem) -> MessageEvent | None:
+        """Fire OnEndOfHeaders, then OnEndOfData; the event whose agent ended the message, or None to submit.
+
+        The returned event's action is REJECT (with its response), DELETE or DISCONNECT. A quarantine stamps the
+        message (SCL 9, the reason) and lets it go on.
+        """
+        for event_cls in (EndOfHeadersEvent, EndOfDataEvent):
+            if not self.pipeline.has(event_cls.name):
+                continue
+            event = await self.pipeline.run(event_cls(item.session, item))
+            if event.action is Action.QUARANTINE:
+                item.scl = 9
+                item.stamps[Stamp.QUARANTINE] = event.reason
+                return None
+            if event.action in (Action.REJECT, Action.DELETE, Action.DISCONNECT):
+                what = {Action.REJECT: event.reason, Action.DELETE: f"deleted {event.reason}",
+                        Action.DISCONNECT: "disconnect"}[event.action]
+                self.tracking.log(TrackingEvent.AGENTINFO, item, "AGENT", recipient_status=str(event.response or ""),
+                                  source_context=item.session.session_id,
+                                  custom_data=f"{event.decided_by}: {what}".rstrip())
+                return event
+        return None
+
+
+class Submission(SubmissionSteps):
     """Built once by the hub; every source holds it (see `transport.core.sources.SubmissionPath`)."""
 
     def __init__(self, config: TransportConfig, pipeline: Pipeline, store: QueueStore, tracking: TrackingLog,
                  categorize: Callable[[MailItem], None], backlog: Callable[[], int]) -> None:
-        self.config = config
-        self.pipeline = pipeline
+        super().__init__(config, pipeline, tracking)
         self.store = store
         self.claims = store
         self.spool_folder = store.spool_folder
-        self.tracking = tracking
         self._categorize = categorize
         self._backlog = backlog
-        self._internal = parse_internal_servers(config.internal_smtp_servers)
         self._pressure = False
         self._disk_low = False
 
     # -- facts sources ask ----------------------------------------------------------------------------
-    def is_internal(self, ip: str) -> bool:
-        return is_internal(ip, self._internal)
-
     @property
     def back_pressure(self) -> bool:
         """On when the Submission queue passes max_submission_queue_length or free disk under the data root is
@@ -124,62 +181,13 @@ class Submission:
         assert receipt.internal_id is not None
         return receipt.internal_id
 
-    def stamp(self, item: MailItem, received: str | None = None) -> None:
-        """Trace and organisation headers every received message gets, and the header firewall.
-
-        A session without the right (Ms-Exch-Accept-Headers-Organization/-Forest: authenticated users, internal
-        servers, ExchangeServers connectors) loses X-MS-Exchange-Organization-* and X-MS-Exchange-Forest-* headers
-        and any Authentication-Results naming our own authserv-id, before any agent reads them: no sender can
-        preset its SCL or its Sender ID result.
-        """
-        s = item.session
-        fqdn = self.config.receive.fqdn
-        if not (s.authenticated or s.internal or s.antispam_bypass):
-            item.remove_headers([ORGANIZATION_HEADER_PREFIX, FOREST_HEADER_PREFIX], prefix=True)
-            item.remove_fields(lambda h: h.key == "authentication-results" and _authserv_id(h.value) == fqdn.lower())
-        item.prepend_headers([("Received", received or received_header(s, fqdn))])
-        stamps = [
-            (ORGANIZATION_HEADER_PREFIX + "AuthAs", s.auth_as.value),
-            (ORGANIZATION_HEADER_PREFIX + "AuthSource", fqdn),
-            (ORGANIZATION_HEADER_PREFIX + "OriginalArrivalTime",
-             datetime.now(timezone.utc).strftime("%d %b %Y %H:%M:%S.%f")[:-2] + " (UTC)"),
-        ]
-        if s.authenticated:
-            stamps.append(("X-Originating-IP", f"[{s.client_ip}]"))
-        if not item.message_id:
-            stamps.append(("Message-ID", new_message_id(fqdn)))
-        item.append_headers(stamps)
-
-    async def message_events(self, item: MailItem) -> MessageEvent | None:
-        """Fire OnEndOfHeaders, then OnEndOfData; the event whose agent ended the message, or None to submit.
-
-        The returned event's action is REJECT (with its response), DELETE or DISCONNECT. A quarantine stamps the
-        message (SCL 9, the reason) and lets it go on.
-        """
-        for event_cls in (EndOfHeadersEvent, EndOfDataEvent):
-            if not self.pipeline.has(event_cls.name):
-                continue
-            event = await self.pipeline.run(event_cls(item.session, item))
-            if event.action is Action.QUARANTINE:
-                item.scl = 9
-                item.stamps[Stamp.QUARANTINE] = event.reason
-                return None
-            if event.action in (Action.REJECT, Action.DELETE, Action.DISCONNECT):
-                what = {Action.REJECT: event.reason, Action.DELETE: f"deleted {event.reason}",
-                        Action.DISCONNECT: "disconnect"}[event.action]
-                self.tracking.log("AGENTINFO", item, "AGENT", recipient_status=str(event.response or ""),
-                                  source_context=item.session.session_id,
-                                  custom_data=f"{event.decided_by}: {what}".rstrip())
-                return event
-        return None
-
     async def submit(self, item: MailItem, claim: FileClaim | None = None) -> int:
         """Durably queue a message in the Submission queue; returns its internal id once committed."""
         internal_id = await self.store.enqueue(item, claim=claim)
-        self.tracking.log("RECEIVE", item, item.source.value, connector_id=item.session.connector or self.config.receive.name,
+        self.tracking.log(TrackingEvent.RECEIVE, item, item.source.value, connector_id=item.session.connector or self.config.receive.name,
                           source_context=item.session.session_id)
         if item.verdicts:  # what the receive agents did that let the message go on (stamps, errors)
-            self.tracking.log("AGENTINFO", item, "AGENT", source_context=item.session.session_id, custom_data="; ".join(
+            self.tracking.log(TrackingEvent.AGENTINFO, item, "AGENT", source_context=item.session.session_id, custom_data="; ".join(
                 f"{v.agent}: {v.action} at {v.event}" + (f" ({v.reason})" if v.reason else "") for v in item.verdicts))
         self._categorize(item)
         return internal_id

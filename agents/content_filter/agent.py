@@ -121,6 +121,7 @@ class ContentFilterAgent(AntispamAgent):
         self._count("Messages Scanned")
         self._count(f"Messages with SCL {result.scl}")
         item.scl = result.scl
+        item.stamps[Stamp.SCL_RULES] = result.as_dict()
         item.set_header(EXPLANATION_HEADER, result.explanation())
         tokens = [f"DV:{DEFINITIONS_VERSION}"]
         if Stamp.SENDER_ID_RESULT in item.stamps:

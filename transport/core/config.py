@@ -118,6 +118,11 @@ class PermissionGroup(str, enum.Enum):
     PARTNERS = "Partners"                 # partner domains (no domain security yet: treated as AnonymousUsers)
 
 
+class ProtocolLoggingLevel(str, enum.Enum):
+    NONE = "None"
+    VERBOSE = "Verbose"
+
+
 class ReceiveConnector(Model):
     """Set-ReceiveConnector settings for one SMTP listener."""
 
@@ -154,6 +159,9 @@ class ReceiveConnector(Model):
     xclient_trusted: list[str] = Field(
         default_factory=list, description="Clients (IPs/CIDRs) that may use XCLIENT to set the IP and HELO the hub "
         "believes; XCLIENT is refused (550 5.7.0) for everyone else.")
+    protocol_logging_level: ProtocolLoggingLevel = Field(
+        ProtocolLoggingLevel.NONE, description="ProtocolLoggingLevel: Verbose writes every command and reply of this "
+        "connector's sessions to logs/ProtocolLog/SmtpReceive/RECVyyyymmdd-N.log.")
 
     @field_validator("bindings")
     @classmethod
@@ -218,6 +226,34 @@ class QueueSettings(Model):
 class TrackingSettings(Model):
     enabled: bool = Field(True, description="MessageTrackingLogEnabled.")
     max_age_days: int = Field(30, ge=1, description="MessageTrackingLogMaxAge in days; older daily files are removed.")
+    max_file_size: ByteSize = Field(10 * 1024**2, description="MessageTrackingLogMaxFileSize: then the day's next file (MSGTRKyyyymmdd-2.log, …).")
+    max_directory_size: ByteSize = Field(1000 * 1024**2, description="MessageTrackingLogMaxDirectorySize: the oldest files go beyond it.")
+
+
+# -- what the hub shows of itself: agent log, protocol logs, metrics endpoint (issue 17) -----------------
+class AgentLogSettings(Model):
+    """The anti-spam agent log (Set-TransportService AgentLog*): one row per agent verdict or agent error."""
+
+    enabled: bool = Field(True, description="AgentLogEnabled: logs/AgentLog/AGENTLOGyyyymmdd-N.log.")
+    max_age_days: int = Field(7, ge=1, description="AgentLogMaxAge in days.")
+    max_file_size: ByteSize = Field(10 * 1024**2, description="AgentLogMaxFileSize: then the day's next file.")
+    max_directory_size: ByteSize = Field(250 * 1024**2, description="AgentLogMaxDirectorySize: the oldest files go beyond it.")
+
+
+class ProtocolLogSettings(Model):
+    """Where the connectors' protocol logs go (Set-TransportService ReceiveProtocolLog*); each receive connector
+    turns its own on with `protocol_logging_level: Verbose`."""
+
+    max_age_days: int = Field(30, ge=1, description="ReceiveProtocolLogMaxAge in days.")
+    max_file_size: ByteSize = Field(10 * 1024**2, description="ReceiveProtocolLogMaxFileSize: then the day's next file.")
+    max_directory_size: ByteSize = Field(250 * 1024**2, description="ReceiveProtocolLogMaxDirectorySize: the oldest files go beyond it.")
+
+
+class MetricsSettings(Model):
+    """The Prometheus endpoint: every counter set, messages received/delivered/failed, queue lengths, latency."""
+
+    enabled: bool = Field(False, description="Serve GET /metrics in Prometheus text format (off by default; the shipped transport.yaml turns it on).")
+    binding: str = Field("127.0.0.1:9525", description="host:port of the metrics endpoint (keep it on loopback: it has no authentication).")
 
 
 def _directory_off(value: Any) -> Any:
@@ -312,6 +348,9 @@ class TransportConfig(Model):
         description="The SMTP receive connectors (one mapping, or a list); the first names the server (fqdn).")
     queue: QueueSettings = Field(default_factory=QueueSettings, description="Queue database.")
     tracking: TrackingSettings = Field(default_factory=TrackingSettings, description="Message tracking log.")
+    agent_log: AgentLogSettings = Field(default_factory=AgentLogSettings, description="The agent log.")
+    protocol_log: ProtocolLogSettings = Field(default_factory=ProtocolLogSettings, description="The receive connectors' protocol logs.")
+    metrics: MetricsSettings = Field(default_factory=MetricsSettings, description="The Prometheus metrics endpoint.")
     dns: DnsSettings = Field(default_factory=DnsSettings, description="DNS servers and local zone files.")
     agents: list[AgentEntry] = Field(default_factory=list, description="Transport agents, in any order (priority orders them).")
     _source: tuple[str, dict[tuple, int]] = PrivateAttr(default=("transport.yaml", {}))

@@ -1,7 +1,8 @@
 """Performance counters, grouped in sets named as Exchange names them ("MSExchange Sender Id Agent").
 
 The running hub writes a snapshot to `<data root>/logs/counters.json` every couple of seconds and at shutdown,
-so `transport counters` (like Get-Counter) can read them from another process.
+so `transport counters` (like Get-Counter) can read them from another process; the snapshot also holds each
+agent's hook calls and errors, which `transport pipeline` shows.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ class Counters:
         self._sets: dict[str, defaultdict[str, int]] = defaultdict(lambda: defaultdict(int))
         self._changes = 0
         self._saved = -1
+        self._saved_agents: dict[str, dict[str, int]] | None = None
 
     def increment(self, counter_set: str, name: str, by: int = 1) -> None:
         self._sets[counter_set][name] += by
@@ -33,16 +35,17 @@ class Counters:
     def snapshot(self) -> dict[str, dict[str, int]]:
         return {s: dict(sorted(c.items())) for s, c in sorted(self._sets.items())}
 
-    def save(self, path: Path, started: float) -> None:
-        """Write the snapshot atomically (write aside, rename) when anything changed since the last save."""
-        if self._changes == self._saved:
+    def save(self, path: Path, started: float, agents: dict[str, dict[str, int]] | None = None) -> None:
+        """Write the snapshot atomically (write aside, rename) when anything changed since the last save.
+        `agents` is each agent's {"calls": n, "errors": n}."""
+        if self._changes == self._saved and agents == self._saved_agents:
             return
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.with_suffix(".tmp")
-        tmp.write_text(json.dumps({"started": started, "written": time.time(), "counters": self.snapshot()},
-                                  indent=1), encoding="utf-8")
+        tmp.write_text(json.dumps({"started": started, "written": time.time(), "counters": self.snapshot(),
+                                   "agents": agents or {}}, indent=1), encoding="utf-8")
         os.replace(tmp, path)
-        self._saved = self._changes
+        self._saved, self._saved_agents = self._changes, agents
 
 
 def load_snapshot(path: Path) -> dict:

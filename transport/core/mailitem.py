@@ -100,6 +100,7 @@ class Stamp(str, enum.Enum):
     SENDER_BLOCKED = "SenderBlocked"        # Sender filter StampStatus: Microsoft.Exchange.SenderBlocked
     REVERSE_DNS = "ReverseDns"              # the reverse DNS agent's ReverseDns result, for the content filter
     ANTISPAM_BYPASS = "AntispamBypass"      # why anti-spam was skipped (IPOnAllowList, …), the Antispam-Report word
+    SCL_RULES = "SclRules"                  # the content filter's scan: {scl, score, rules: [{name, weight, …}]}
 
 
 class ReverseDns(str, enum.Enum):

@@ -13,18 +13,19 @@ import importlib
 import logging
 from dataclasses import dataclass
 from importlib.metadata import entry_points
-from typing import Any, Awaitable, Callable
+from typing import Any, Awaitable, Callable, Protocol
 
 from pydantic import ValidationError
 
+from .agent_log import AgentLog
 from .agent import Agent, AgentContext, RoutingAgent, SmtpReceiveAgent
 from .config import AgentEntry, ErrorPolicy
 from .errors import AgentLoadError
 from .events import EVENTS, ROUTING_EVENTS, Event, MessageEvent, ReceiveEvent, Replies, RoutingEvent
 from .mailitem import MailItem, Verdict
-from .tracking import TrackingLog
+from .tracking import TrackingEvent, TrackingLog
 
-__all__ = ["AgentFailure", "LoadedAgent", "Pipeline", "load_agent", "load_pipeline"]
+__all__ = ["AgentFailure", "LoadedAgent", "Pipeline", "PipelineObserver", "load_agent", "load_pipeline"]
 
 log = logging.getLogger("transport.core.pipeline")
 
@@ -92,13 +93,23 @@ def load_agent(index: int, entry: AgentEntry, context: AgentContext) -> LoadedAg
     return LoadedAgent(agent, name, entry.priority, entry.on_error, index, kind)
 
 
+class PipelineObserver(Protocol):
+    """Sees every hook call (`transport trace` records each agent's decision, stamps and DNS queries)."""
+
+    def before(self, agent: LoadedAgent, event: Event) -> None: ...
+
+    def after(self, agent: LoadedAgent, event: Event, error: Exception | None) -> None: ...
+
+
 class Pipeline:
-    """Hooks per event, in order; `run` calls them until one acts."""
+    """Hooks per event, in order; `run` calls them until one acts. Verdicts and errors go to the agent log."""
 
     def __init__(self, agents: list[LoadedAgent], tracking: TrackingLog | None = None,
-                 connector_agents: dict[str, frozenset[str]] | None = None) -> None:
+                 connector_agents: dict[str, frozenset[str]] | None = None, agent_log: AgentLog | None = None) -> None:
         self.agents = sorted(agents, key=lambda a: (a.priority, a.position))
         self.tracking = tracking
+        self.agent_log = agent_log
+        self.observer: PipelineObserver | None = None
         self.connector_agents = connector_agents or {}  # connector → the agents that run on it (absent: all)
         self._hooks: dict[str, list[tuple[LoadedAgent, Callable[[Any], Awaitable[None]]]]] = {}
         for la in self.agents:
@@ -118,16 +129,28 @@ class Pipeline:
         A receive event runs only the agents enabled on the session's receive connector (its `agents:` list),
         as Exchange 2003 enabled each filter per SMTP virtual server."""
         only = self.connector_agents.get(event.session.connector) if isinstance(event, ReceiveEvent) else None
+        item: MailItem | None = getattr(event, "mail_item", None)
+        observer, agent_log = self.observer, self.agent_log
         for la, hook in self._hooks.get(event.name, ()):
             if only is not None and la.name not in only:
                 continue
             event.agent = la.name
             la.calls += 1
+            mark = len(item.verdicts) if item is not None else 0
+            if observer is not None:
+                observer.before(la, event)
+            error = None
             try:
                 await hook(event)
-            except Exception as error:  # an agent must never take the hub down
+            except Exception as e:  # an agent must never take the hub down
                 la.errors += 1
-                self._failed(la, event, error)
+                error = e
+                self._failed(la, event, e)
+            if observer is not None:
+                observer.after(la, event, error)
+            if agent_log is not None and (error is not None or event.acted
+                                          or (item is not None and len(item.verdicts) > mark)):
+                agent_log.record(la.name, event, item.verdicts[mark:] if item is not None else [], error)
             if event.acted:
                 break
         return event
@@ -143,7 +166,7 @@ class Pipeline:
             session = event.session
             sender = getattr(event, "sender", "")
             recipient = getattr(event, "recipient", None)
-            self.tracking.log("AGENTINFO", MailItem(sender=sender, recipients=[], raw=b"", session=session), "AGENT",
+            self.tracking.log(TrackingEvent.AGENTINFO, MailItem(sender=sender, recipients=[], raw=b"", session=session), "AGENT",
                               [recipient.address] if recipient is not None else [],
                               source_context=session.session_id, connector_id=session.connector,
                               custom_data=f"{la.name}: Error at {event.name} ({summary}); {la.on_error.value}")
@@ -169,6 +192,14 @@ class Pipeline:
             except Exception:
                 log.exception("agent %r failed to stop", la.name)
 
+    def counts(self) -> dict[str, dict[str, int]]:
+        """Each agent's hook calls and errors so far."""
+        return {la.name: {"calls": la.calls, "errors": la.errors} for la in self.agents}
+
+    def close(self) -> None:
+        if self.agent_log is not None:
+            self.agent_log.close()
+
     def table(self) -> list[dict[str, Any]]:
         """Events in pipeline order with their agents, like Get-TransportPipeline."""
         rows = []
@@ -179,9 +210,10 @@ class Pipeline:
         return rows
 
 
-def load_pipeline(entries: list[AgentEntry], context: AgentContext, tracking: TrackingLog | None = None) -> Pipeline:
+def load_pipeline(entries: list[AgentEntry], context: AgentContext, tracking: TrackingLog | None = None,
+                  agent_log: AgentLog | None = None) -> Pipeline:
     """Instantiate the enabled agents; raise AgentLoadError naming the entry at fault. Errors of agents at session
-    events are written to `tracking`, when given."""
+    events are written to `tracking`, verdicts and errors to `agent_log`, when given."""
     scopes = {c.name: frozenset(c.agents) for c in context.config.receive_connectors if c.agents is not None}
-    return Pipeline([load_agent(i, e, context) for i, e in enumerate(entries) if e.enabled], tracking, scopes)
+    return Pipeline([load_agent(i, e, context) for i, e in enumerate(entries) if e.enabled], tracking, scopes, agent_log)
 

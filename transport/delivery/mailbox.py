@@ -29,6 +29,7 @@ from typing import TYPE_CHECKING
 from ..core.config import TransportConfig
 from ..core.headers import date_now
 from ..core.mailitem import MailItem
+from ..core.tracking import TrackingEvent
 from ..spool import give_back_memory
 
 if TYPE_CHECKING:
@@ -244,12 +245,12 @@ class MailboxQueue:
             for d in deliveries:
                 if d.error or (d.earlier and (item.internal_id, d.recipient) in self.tracked):
                     continue
-                self.tracking.log("DELIVER", item, "STOREDRIVER", [d.recipient], "250 2.0.0 Delivered",
+                self.tracking.log(TrackingEvent.DELIVER, item, "STOREDRIVER", [d.recipient], "250 2.0.0 Delivered",
                                   source_context=d.folder,
                                   custom_data="copy written before a restart" if d.earlier else "")
             if failed:
                 error = "432 4.2.0 STOREDRV.Deliver; mailbox unavailable: " + "; ".join(d.error for d in deliveries if d.error)
-                self.tracking.log("DEFER", item, "STOREDRIVER", failed, error)
+                self.tracking.log(TrackingEvent.DEFER, item, "STOREDRIVER", failed, error)
                 await self.scheduler.defer(item_id, failed, error)
             else:
                 done.append(item_id)
