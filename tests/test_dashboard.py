@@ -4,6 +4,7 @@ bad input is a sentence, and `transport run` serves it beside the hub (on a thre
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import signal
 import socket
@@ -11,13 +12,13 @@ import urllib.error
 import urllib.parse
 import urllib.request
 from pathlib import Path
-from typing import Any
+from typing import Any, AsyncIterator
 
 import pytest
 
 from hubtools import (HubProcess, free_port, make_message, messages, run_cli, running_hub, scheduler_ticks, send,
                       tracking, wait_for, write_config)
-from transport.dashboard import Dashboard
+from transport.dashboard import build_app, listen
 
 TOKEN = "s3cret-lab-token"
 DASHBOARD = {"dashboard": {"enabled": True, "binding": "127.0.0.1:0", "token": TOKEN}}
@@ -50,15 +51,20 @@ def cli_json(config: Path, *args: str) -> Any:
     return json.loads(result.stdout)
 
 
+@contextlib.asynccontextmanager
+async def dashboard_of(hub: Any) -> AsyncIterator[str]:
+    """The hub's dashboard on a free port (in the test's process: `transport run` gives it a process of its own)."""
+    runner, (host, port) = await listen(build_app(hub.config, hub.pipeline.table), "127.0.0.1", 0)
+    try:
+        yield f"http://{host}:{port}"
+    finally:
+        await runner.cleanup()
+
+
 @pytest.fixture
 async def hub_and_dashboard(tmp_path):
-    async with running_hub(tmp_path, DASHBOARD) as hub:
-        dashboard = Dashboard(hub.config, hub.pipeline.table)
-        dashboard.start()
-        try:
-            yield hub, dashboard.url.rstrip("/"), tmp_path / "transport.yaml"
-        finally:
-            dashboard.stop()
+    async with running_hub(tmp_path, DASHBOARD) as hub, dashboard_of(hub) as base:
+        yield hub, base, tmp_path / "transport.yaml"
 
 
 async def test_queues_json_is_what_queue_list_prints(hub_and_dashboard):
@@ -91,16 +97,11 @@ async def test_actions_need_the_token(hub_and_dashboard):
 
 
 async def test_a_dashboard_without_a_token_only_reads(tmp_path):
-    async with running_hub(tmp_path, {"dashboard": {"enabled": True, "binding": "127.0.0.1:0"}}) as hub:
-        dashboard = Dashboard(hub.config, hub.pipeline.table)
-        dashboard.start()
-        try:
-            base = dashboard.url.rstrip("/")
-            status, body = await call(base, "/api/queues/mailbox/suspend", method="POST", headers={"X-Transport-Token": ""})
-            assert status == 403 and "only reads" in body["error"]
-            assert (await call(base, "/api/queues"))[0] == 200
-        finally:
-            dashboard.stop()
+    async with running_hub(tmp_path, {"dashboard": {"enabled": True, "binding": "127.0.0.1:0"}}) as hub, \
+            dashboard_of(hub) as base:
+        status, body = await call(base, "/api/queues/mailbox/suspend", method="POST", headers={"X-Transport-Token": ""})
+        assert status == 403 and "only reads" in body["error"]
+        assert (await call(base, "/api/queues"))[0] == 200
 
 
 async def test_message_actions_and_tracking(hub_and_dashboard):
@@ -123,10 +124,10 @@ async def test_message_actions_and_tracking(hub_and_dashboard):
     status, body = await call(base, f"/api/messages/{number}/remove", method="POST", headers=auth)
     assert status == 200 and body["removed"] is True and body["with_ndr"] is False
     assert hub.store.items() == []
-    status, rows = await call(base, "/api/track?message_id=d1@t")
+    status, rows = await call(base, "/api/track?message_id=d1@t")  # the angle brackets are added
     assert [r["event-id"] for r in rows] == ["RECEIVE", "SUBMIT", "DROP"]
     assert rows == [r for r in tracking(hub) if r["message-id"] == "<d1@t>"]
-    status, rows = await call(base, "/api/track?event=DROP&sender=JOHN@")
+    status, rows = await call(base, "/api/track?event=DROP&sender=JOHN@fabrikam.test")
     assert [r["message-id"] for r in rows] == ["<d1@t>"]
 
 

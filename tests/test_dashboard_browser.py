@@ -147,3 +147,20 @@ def test_a_message_sent_over_smtp_appears_in_track_with_its_deliver_row(hub, bro
     assert "DELIVER" in deliver.text and "250 2.0.0 Delivered" in deliver.text
     deliver.find_element(By.TAG_NAME, "summary").click()
     assert "STOREDRIVER" in deliver.find_element(By.CSS_SELECTOR, "table.fields").text
+
+
+def test_a_trace_of_the_spoofed_example_shows_its_scl_and_disposition(hub, browser):
+    url, _, _ = hub
+    browser.get(url + "/trace")
+    ip = browser.find_element(By.NAME, "client_ip")
+    ip.clear()
+    ip.send_keys("203.0.113.7")
+    browser.find_element(By.NAME, "file").send_keys(str(REPO / "examples" / "eml" / "spoof-contoso.eml"))
+    browser.find_element(By.CSS_SELECTOR, "#trace-form button").click()
+    verdict = until(browser, lambda d: d.find_element(By.ID, "verdict"))
+    assert browser.find_element(By.ID, "scl").text == "7"
+    assert "alice@contoso.com: Rejected 550 5.7.1 Message rejected due to content restrictions" in verdict.text
+    rules = browser.find_element(By.ID, "rules").text
+    assert "sender_id_fail" in rules and "reply_to_mismatch" in rules and "all_caps_subject" in rules
+    assert "Content Filter Agent" in browser.find_element(By.ID, "steps").text
+    assert "contoso.com" in browser.find_element(By.ID, "dns").text

@@ -16,7 +16,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from transport.core.tracking import FIELDS
+from transport.core.logfile import log_files
+from transport.core.tracking import FIELDS, PREFIX
 
 __all__ = ["TrackingHistory", "CHARTED_EVENTS"]
 
@@ -45,7 +46,7 @@ class TrackingHistory:
         """Read what was appended since the last call (a file that shrank, or is new, is read from its start)."""
         if not self.folder.is_dir():
             return
-        for path in sorted(self.folder.glob("MSGTRK*.log")):
+        for path in log_files(self.folder, PREFIX):
             state = self._files.setdefault(path, _File())
             try:
                 size = path.stat().st_size

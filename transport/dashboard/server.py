@@ -1,5 +1,5 @@
-"""The dashboard's web server: aiohttp in a thread of its own, with its own event loop, so no page ever runs on
-the hub's loop or slows a receive session.
+"""The dashboard's web server: aiohttp, in a process of its own (`transport.dashboard.process` starts it), so no
+page is ever built on the hub's event loop, nor holds the hub's interpreter lock, while a session waits.
 
 Pages are Jinja2 templates; every page's data is also JSON under `/api/…`. Requests that change state (queue and
 message actions) need `dashboard.token`, as a `token` form field or an `X-Transport-Token` header; without it they
@@ -14,7 +14,8 @@ import asyncio
 import hmac
 import json
 import logging
-import threading
+import os
+import signal
 from pathlib import Path
 from typing import Any, Awaitable, Callable
 from urllib.parse import quote, urlencode
@@ -30,7 +31,7 @@ from transport.mailbox_listing import MailboxFolder
 from . import charts
 from .views import TRACK_FILTERS, Views
 
-__all__ = ["Dashboard", "build_app"]
+__all__ = ["build_app", "listen", "serve"]
 
 log = logging.getLogger("transport.dashboard")
 
@@ -43,7 +44,6 @@ NAV = [("/", "Overview"), ("/queues", "Queues"), ("/track", "Message tracking"),
        ("/mailboxes", "Mailboxes")]
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
-TraceFunction = Callable[[TransportConfig, bytes, dict[str, Any]], Awaitable[dict[str, Any]]]
 
 
 class Forbidden(web.HTTPForbidden):
@@ -54,8 +54,7 @@ class Forbidden(web.HTTPForbidden):
             super().__init__(text=f"403 Forbidden: {why}\n")
 
 
-def build_app(config: TransportConfig, pipeline: Callable[[], list[dict[str, Any]]],
-              trace: TraceFunction | None = None) -> web.Application:
+def build_app(config: TransportConfig, pipeline: Callable[[], list[dict[str, Any]]]) -> web.Application:
     """The dashboard as an aiohttp application (the server thread runs it; tests may too)."""
     views = Views(config, pipeline)
     settings = config.dashboard
@@ -196,30 +195,24 @@ def build_app(config: TransportConfig, pipeline: Callable[[], list[dict[str, Any
 
     # -- trace -------------------------------------------------------------------------------------
     async def trace_form(request: web.Request) -> web.Response:
-        return page("trace.html", request, title="Trace", form=_trace_defaults(config), result=None,
-                    available=trace is not None)
+        return page("trace.html", request, title="Trace", form=_trace_defaults(config), result=None)
 
-    async def run_trace(request: web.Request) -> dict[str, Any] | None:
-        if trace is None:
-            raise TransportError("tracing needs transport.trace, which this installation does not have")
+    async def run_trace(request: web.Request) -> dict[str, Any]:
         form = await request.post()
         fields = _trace_defaults(config) | {k: str(v) for k, v in form.items() if isinstance(v, str)}
         upload = form.get("file")
         raw = upload.file.read() if isinstance(upload, web.FileField) and upload.filename else fields.get("message", "").encode()
         if not raw.strip():
             raise TransportError("give the message: paste it or upload an .eml file")
-        return fields | {"result": await trace(config, raw.replace(b"\r\n", b"\n").replace(b"\n", b"\r\n"), fields)}
+        return fields | {"result": await views.trace(raw.replace(b"\r\n", b"\n").replace(b"\n", b"\r\n"), fields)}
 
     async def trace_page(request: web.Request) -> web.Response:
         done = await run_trace(request)
-        assert done is not None
         result = done.pop("result")
-        return page("trace.html", request, title="Trace", form=done, result=result, available=True)
+        return page("trace.html", request, title="Trace", form=done, result=result)
 
     async def api_trace(request: web.Request) -> web.Response:
-        done = await run_trace(request)
-        assert done is not None
-        return as_json(done["result"])
+        return as_json((await run_trace(request))["result"])
 
     app = web.Application(middlewares=[errors], client_max_size=config.receive.max_message_size + 1024 * 1024)
     app.add_routes([
@@ -246,58 +239,37 @@ def _trace_defaults(config: TransportConfig) -> dict[str, str]:
             "connector": config.receive.name, "message": ""}
 
 
-class Dashboard:
-    """The dashboard server in its own thread and event loop: `start()` returns once it listens (or raises the
-    OSError of its binding), `stop()` ends it."""
+async def listen(app: web.Application, host: str, port: int) -> tuple[web.AppRunner, tuple[str, int]]:
+    """Serve the application on host:port (0 = any free port); returns the runner and the address it got.
+    Raises the OSError of a binding it cannot take."""
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    site = web.TCPSite(runner, host, port)
+    try:
+        await site.start()
+    except OSError:
+        await runner.cleanup()
+        raise
+    sockets = getattr(site._server, "sockets", None) or []
+    return runner, (sockets[0].getsockname()[:2] if sockets else (host, port))
 
-    def __init__(self, config: TransportConfig, pipeline: Callable[[], list[dict[str, Any]]],
-                 trace: TraceFunction | None = None) -> None:
-        self.config = config
-        self.app = build_app(config, pipeline, trace)
-        self.address: tuple[str, int] = config.dashboard.host_port
-        self._loop: asyncio.AbstractEventLoop | None = None
-        self._thread: threading.Thread | None = None
-        self._ready = threading.Event()
-        self._failed: BaseException | None = None
 
-    def start(self) -> tuple[str, int]:
-        self._thread = threading.Thread(target=self._serve, name="dashboard", daemon=True)
-        self._thread.start()
-        self._ready.wait()
-        if self._failed is not None:
-            raise self._failed
-        return self.address
-
-    def _serve(self) -> None:
-        loop = self._loop = asyncio.new_event_loop()
-        runner = web.AppRunner(self.app, access_log=None)
+async def serve(config: TransportConfig, pipeline: list[dict[str, Any]], parent: int) -> int:
+    """The dashboard process: listen, say `listening on HOST:PORT` (or `cannot listen: …`) on stdout, then serve
+    until SIGTERM or until the hub that started it (`parent`) is gone, however it ended."""
+    host, port = config.dashboard.host_port
+    try:
+        runner, (host, port) = await listen(build_app(config, lambda: pipeline), host, port)
+    except OSError as e:
+        print(f"cannot listen: {e.strerror or e}", flush=True)
+        return 1
+    print(f"listening on {host}:{port}", flush=True)
+    stop = asyncio.Event()
+    asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, stop.set)
+    while not stop.is_set() and os.getppid() == parent:
         try:
-            loop.run_until_complete(runner.setup())
-            host, port = self.config.dashboard.host_port
-            site = web.TCPSite(runner, host, port)
-            loop.run_until_complete(site.start())
-            sockets = getattr(site._server, "sockets", None) or []
-            if sockets:
-                self.address = sockets[0].getsockname()[:2]
-        except BaseException as e:  # the binding failed: start() raises it in the caller's thread
-            self._failed = e
-            loop.run_until_complete(runner.cleanup())
-            loop.close()
-            self._ready.set()
-            return
-        self._ready.set()
-        try:
-            loop.run_forever()
-        finally:
-            loop.run_until_complete(runner.cleanup())
-            loop.close()
-
-    def stop(self) -> None:
-        if self._loop is not None and self._thread is not None and self._thread.is_alive():
-            self._loop.call_soon_threadsafe(self._loop.stop)
-            self._thread.join(10)
-
-    @property
-    def url(self) -> str:
-        host, port = self.address
-        return f"http://{host}:{port}/"
+            await asyncio.wait_for(stop.wait(), 1.0)
+        except asyncio.TimeoutError:
+            pass
+    await runner.cleanup()
+    return 0

@@ -1,7 +1,8 @@
 """The dashboard's data: every page's objects, the same the command line's `--json` prints.
 
 Queues come from `queues.cli` (the functions `transport queue …` and `transport message …` call), counters from
-the snapshot `transport counters` reads, tracking rows from the tracking files, mailboxes from their Maildirs.
+the snapshot `transport counters` reads, tracking rows from `transport.tracking_search` (`transport track`),
+mailboxes from `transport.mailbox_listing` (`transport mailbox list`), traces from `transport.trace`.
 Nothing here holds a lock of the hub's: the queue database is read in its own short transactions, files as
 they are.
 """
@@ -16,52 +17,35 @@ from transport.core.config import TransportConfig
 from transport.core.counters import load_snapshot
 from transport.core.errors import TransportError
 from transport.core.headers import decode_value, header_end, parse_headers
-from transport.core.tracking import read_tracking_log
 from transport.mailbox_listing import HEADER_READ, MailboxFolder, list_folder
+from transport.trace import trace_message
+from transport.tracking_cli import _event as parse_event, _time as parse_time
+from transport.tracking_search import TrackingQuery, search
 
 from .history import TrackingHistory
 
-__all__ = ["Views", "TRACK_FILTERS", "track_search"]
+__all__ = ["Views", "TRACK_FILTERS", "tracking_query"]
 
 TRACK_FILTERS = ("sender", "recipient", "message_id", "internal_id", "event", "subject", "start", "end")
 """The filters of `/track` (and of Get-MessageTrackingLog: -Sender, -Recipients, -MessageId, -InternalMessageId,
 -EventId, -MessageSubject, -Start, -End)."""
 
-RESULT_SIZE = 1000
-"""Get-MessageTrackingLog's default -ResultSize: the newest rows that match, at most this many."""
-
 STAMPED_PREFIXES = ("x-ms-exchange-organization-", "x-transport-", "received-spf", "authentication-results")
+"""Header fields the hub and its agents write (a sender's own are stripped by the header firewall)."""
 
 
-def _normal_id(value: str) -> str:
-    return value.strip().strip("<>").lower()
-
-
-def track_search(folder: Path, query: Mapping[str, str]) -> list[dict[str, str]]:
-    """Message tracking search (Get-MessageTrackingLog): rows matching every filter given, oldest first, at most
-    RESULT_SIZE (the newest). Addresses and subjects match as case-insensitive substrings, the message id and
-    internal id exactly, start/end as ISO times (`2026-12-02T10:00`, inclusive)."""
-    q = {k: str(v).strip() for k, v in query.items() if k in TRACK_FILTERS and str(v).strip()}
-    start, end = q.get("start", "").replace(" ", "T"), q.get("end", "").replace(" ", "T")
-    if q.get("internal_id") and not q["internal_id"].isdigit():
-        raise TransportError(f"internal_id {q['internal_id']!r} is not a number (the InternalId of the 250 reply)")
-    out = []
-    for row in read_tracking_log(folder, start[:10].replace("-", "")):
-        when = row.get("date-time", "")
-        if (start and when < start) or (end and when[:len(end)] > end):
-            continue
-        if "message_id" in q and _normal_id(row.get("message-id", "")) != _normal_id(q["message_id"]):
-            continue
-        if "internal_id" in q and row.get("internal-message-id", "") != q["internal_id"]:
-            continue
-        if "event" in q and row.get("event-id", "").upper() != q["event"].upper():
-            continue
-        if any(k in q and q[k].lower() not in row.get(field, "").lower()
-               for k, field in (("sender", "sender-address"), ("recipient", "recipient-address"),
-                                ("subject", "message-subject"))):
-            continue
-        out.append(row)
-    return out[-RESULT_SIZE:]
+def tracking_query(params: Mapping[str, str]) -> TrackingQuery:
+    """`/track`'s form fields as the query `transport track` makes of its options (empty fields are left out; a
+    message id without its angle brackets gets them)."""
+    q = {k: str(params.get(k, "")).strip() for k in TRACK_FILTERS}
+    if q["internal_id"] and not q["internal_id"].isdigit():
+        raise TransportError(f"internal id {q['internal_id']!r} is not a number (the InternalId of the 250 reply)")
+    message_id = q["message_id"]
+    if message_id and not message_id.startswith("<"):
+        message_id = f"<{message_id}>"
+    return TrackingQuery(q["sender"] or None, q["recipient"] or None, message_id or None,
+                         int(q["internal_id"]) if q["internal_id"] else None, parse_event(q["event"] or None),
+                         q["subject"] or None, parse_time(q["start"] or None, "start"), parse_time(q["end"] or None, "end"))
 
 
 def _headers(path: Path) -> list[tuple[str, str]]:
@@ -88,8 +72,7 @@ def _message_file(root: Path, address: str, folder: MailboxFolder, key: str) -> 
 
 
 class Views:
-    """Builds every page's data from one configuration and the running hub's pipeline table (Get-TransportPipeline,
-with its live call counts)."""
+    """Builds every page's data from one configuration and the hub's pipeline table (Get-TransportPipeline)."""
 
     def __init__(self, config: TransportConfig, pipeline: Callable[[], list[dict[str, Any]]]) -> None:
         self.config = config
@@ -108,8 +91,9 @@ with its live call counts)."""
         return queue_commands.list_messages(self.config, queue)
 
     # -- tracking ----------------------------------------------------------------------------------
-    def track(self, query: Mapping[str, str]) -> list[dict[str, str]]:
-        return track_search(self.tracking_folder, query)
+    def track(self, params: Mapping[str, str]) -> list[dict[str, str]]:
+        """`transport track … --json`: the rows matching the filters given, oldest first."""
+        return search(self.tracking_folder, tracking_query(params))
 
     # -- mailboxes ---------------------------------------------------------------------------------
     def mailboxes(self) -> list[dict[str, Any]]:
@@ -148,6 +132,16 @@ with its live call counts)."""
         """`transport counters --json`."""
         return load_snapshot(self.config.data_root / "logs" / "counters.json")["counters"]
 
+    # -- trace -------------------------------------------------------------------------------------
+    async def trace(self, raw: bytes, fields: Mapping[str, str]) -> dict[str, Any]:
+        """`transport trace … --json` of a pasted or uploaded message with the form's session."""
+        recipients = [r.strip() for r in fields.get("recipients", "").replace(";", ",").split(",") if r.strip()]
+        trace = await trace_message(self.config, raw, client_ip=fields.get("client_ip") or "127.0.0.1",
+                                    helo=fields.get("helo", ""), mail_from=fields.get("mail_from") or None,
+                                    recipients=recipients, connector=fields.get("connector") or None)
+        return trace.to_json()
+
+    # -- overview ----------------------------------------------------------------------------------
     def overview(self) -> dict[str, Any]:
         self.history.refresh()
         try:
