@@ -17,8 +17,8 @@ from typing import Any, AsyncIterator
 import pytest
 
 from hubtools import (HubProcess, free_port, make_message, messages, run_cli, running_hub, scheduler_ticks, send,
-                      tracking, wait_for, write_config)
-from transport.dashboard import build_app, listen
+                      tracking, wait_file, wait_for, write_config)
+from transport.dashboard.server import build_app, listen
 
 TOKEN = "s3cret-lab-token"
 DASHBOARD = {"dashboard": {"enabled": True, "binding": "127.0.0.1:0", "token": TOKEN}}
@@ -166,19 +166,45 @@ async def test_bad_input_is_a_sentence(hub_and_dashboard):
     assert status == 200 and overview["configuration"]["receive_connectors"][0]["name"] == "Default Frontend"
 
 
-def test_transport_run_serves_the_dashboard_and_refuses_a_taken_binding(tmp_path):
+def _children(pid: int) -> list[int]:
+    found = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rpartition(")")[2].split()
+        except OSError:
+            continue
+        if int(fields[1]) == pid:
+            found.append(int(stat.parent.name))
+    return found
+
+
+def _ended(pid: int) -> bool:
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()[0] == "Z"  # exited, not yet reaped
+    except OSError:
+        return True
+
+
+def test_transport_run_serves_the_dashboard_in_a_process_that_ends_with_the_hub(tmp_path):
     port = free_port()
     config = write_config(tmp_path, {"receive": {"bindings": [f"127.0.0.1:{free_port()}"]},
                                      "dashboard": {"enabled": True, "binding": f"127.0.0.1:{port}", "token": TOKEN}})
-    hub = HubProcess(config).start()
-    try:
-        assert f"dashboard on http://127.0.0.1:{port}/" in hub.ready_line
-        status, body, _ = request(f"http://127.0.0.1:{port}", "/api/queues")
-        assert status == 200 and json.loads(body)[0]["identity"] == "hub.contoso.com\\Submission"
-    finally:
-        hub.signal(signal.SIGTERM)
-        assert hub.wait() == 0
-        hub.stop()
+    for ending in (signal.SIGKILL, signal.SIGTERM):
+        hub = HubProcess(config).start()
+        try:
+            assert f"dashboard on http://127.0.0.1:{port}/" in hub.ready_line
+            status, body, _ = request(f"http://127.0.0.1:{port}", "/api/queues")
+            assert status == 200 and json.loads(body)[0]["identity"] == "hub.contoso.com\\Submission"
+            dashboard = _children(hub.proc.pid)
+            assert len(dashboard) == 1
+            hub.signal(ending)
+            assert hub.wait() == (0 if ending == signal.SIGTERM else -signal.SIGKILL)
+            wait_file(lambda: _ended(dashboard[0]))  # gone with the hub, however it ended
+        finally:
+            hub.stop()
+
+
+def test_a_dashboard_binding_that_is_taken_stops_transport_run(tmp_path):
     with socket.socket() as taken:  # another program holds the dashboard's port
         taken.bind(("127.0.0.1", 0))
         taken.listen()

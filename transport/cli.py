@@ -91,7 +91,7 @@ async def _start_dashboard(config: TransportConfig, config_path: str, hub: Any) 
     """The web dashboard in a process of its own, when `dashboard.enabled`; a binding it cannot take stops the hub."""
     if not config.dashboard.enabled:
         return None
-    from .dashboard import DashboardProcess
+    from .dashboard.process import DashboardProcess
 
     dashboard = DashboardProcess(config, config_path, hub.pipeline.table())
     try:
