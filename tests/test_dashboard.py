@@ -214,3 +214,17 @@ def test_a_dashboard_binding_that_is_taken_stops_transport_run(tmp_path):
         result = run_cli("run", "-c", str(config))
     assert result.returncode == 1
     assert f"dashboard.binding: cannot listen on 127.0.0.1:{busy}" in result.stderr and "Traceback" not in result.stderr
+
+
+async def test_unreachable_offers_only_retry_with_resubmit(hub_and_dashboard):
+    hub, base, config = hub_and_dashboard
+    await send(hub.addresses[0][1], "alice@contoso.com", ["x@fabrikam.test"], make_message(message_id="<u1@t>"),
+               login=("alice@contoso.com", "Passw0rd!"))
+    await wait_for(lambda: hub.store.items("queue='Unreachable'"))
+    status, page = await call(base, "/queues")
+    row = page[page.index('data-queue="Unreachable"'):].split("</tr>")[0]
+    assert status == 200 and "/queues/Unreachable/resubmit" in row and "/queues/Unreachable/retry" not in row
+    status, body = await call(base, "/api/queues/Unreachable/retry", method="POST", headers={"X-Transport-Token": TOKEN})
+    assert status == 400 and "--resubmit" in body["error"]
+    status, body = await call(base, "/api/queues/Unreachable/resubmit", method="POST", headers={"X-Transport-Token": TOKEN})
+    assert (status, body) == (200, {"queue": "Unreachable", "messages": 1, "resubmit": True})

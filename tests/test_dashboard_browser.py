@@ -111,7 +111,7 @@ def test_suspending_a_queue_from_the_page_shows_in_queue_list(hub, browser):
     box.clear()
     box.send_keys(TOKEN)
     click(browser, '#queues tr[data-queue="mailbox"] button[value="suspend"]')
-    assert "hub.contoso.com\\mailbox: Suspended" in until(browser, lambda d: d.find_element(By.ID, "done")).text
+    assert until(browser, lambda d: "hub.contoso.com\\mailbox: Suspended" in d.find_element(By.ID, "done").text)
     assert queue_status(config, "mailbox") == "Suspended"
     # the page refreshes itself: resumed from the command line, the row says so without a reload
     assert run_cli("queue", "resume", "mailbox", "-c", str(config)).returncode == 0
@@ -124,7 +124,7 @@ def test_an_action_without_the_token_is_refused(hub, browser):
     browser.find_element(By.ID, "token").clear()
     browser.execute_script("sessionStorage.clear()")
     click(browser, '#queues tr[data-queue="mailbox"] button[value="suspend"]')
-    assert "403 Forbidden" in until(browser, lambda d: d.find_element(By.TAG_NAME, "body")).text
+    assert until(browser, lambda d: "403 Forbidden" in d.find_element(By.TAG_NAME, "body").text)
     assert queue_status(config, "mailbox") == "Ready"
 
 
