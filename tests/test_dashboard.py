@@ -228,3 +228,20 @@ async def test_unreachable_offers_only_retry_with_resubmit(hub_and_dashboard):
     assert status == 400 and "--resubmit" in body["error"]
     status, body = await call(base, "/api/queues/Unreachable/resubmit", method="POST", headers={"X-Transport-Token": TOKEN})
     assert (status, body) == (200, {"queue": "Unreachable", "messages": 1, "resubmit": True})
+
+
+async def test_trace_json_is_what_transport_trace_prints(hub_and_dashboard):
+    hub, base, config = hub_and_dashboard
+    form = {"client_ip": "192.0.2.10", "helo": "mail.fabrikam.test", "recipients": "alice@contoso.com, bob@contoso.com",
+            "message": make_message(subject="Traced").decode()}
+    status, trace = await call(base, "/api/trace", method="POST", data=form)
+    assert status == 200
+    assert {a: d["where"] for a, d in trace["disposition"].items()} == {"alice@contoso.com": "Inbox", "bob@contoso.com": "Inbox"}
+    assert trace["session"]["client_ip"] == "192.0.2.10" and trace["sender"] == "john@fabrikam.test"
+    status, page = await call(base, "/trace", method="POST", data=form)
+    assert status == 200 and 'id="verdict"' in page and "bob@contoso.com: <strong>Inbox</strong>" in page
+    assert hub.store.items() == [] and messages(hub, "alice@contoso.com") == []  # a trace queues nothing
+    status, page = await call(base, "/trace", method="POST", data={"client_ip": "192.0.2.10", "message": " "})
+    assert status == 200 and "give the message" in page and 'value="192.0.2.10"' in page
+    status, body = await call(base, "/api/trace", method="POST", data={"message": "not a message at all"})
+    assert status == 400 and body["error"]

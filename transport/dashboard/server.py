@@ -65,8 +65,9 @@ def build_app(config: TransportConfig, pipeline: Callable[[], list[dict[str, Any
                        actions_enabled=bool(settings.token), quote=lambda s: quote(str(s), safe=""))
 
     def page(template: str, request: web.Request, **data: Any) -> web.Response:
-        html = env.get_template(template).render(path=request.path, done=request.query.get("done", ""),
-                                                 error=request.query.get("error", ""), **data)
+        context = {"path": request.path, "done": request.query.get("done", ""),
+                   "error": request.query.get("error", "")} | data
+        html = env.get_template(template).render(**context)
         return web.Response(text=html, content_type="text/html")
 
     def as_json(data: Any, status: int = 200) -> web.Response:
@@ -95,9 +96,12 @@ def build_app(config: TransportConfig, pipeline: Callable[[], list[dict[str, Any
             if request.path.startswith("/api/"):
                 return as_json({"error": str(e)}, 400)
             if request.method == "POST" and request.path.startswith("/queues/"):
-                raise back(request, "/queues/" + request.match_info["queue"] if "messages" in request.path
+                raise back(request, "/queues/" + quote(request.match_info["queue"], safe="") if "messages" in request.path
                            else "/queues", error=str(e)) from None
-            return page("error.html", request, message=str(e), title="Not found")
+            if request.method == "POST" and request.path == "/trace":
+                return page("trace.html", request, title="Trace", form=_trace_defaults(config) | {
+                    k: str(v) for k, v in (await request.post()).items() if isinstance(v, str)}, result=None, error=str(e))
+            return page("error.html", request, title="Cannot show this page", error=str(e))
         except web.HTTPException:
             raise
         except Exception as e:  # a bug of ours: say so, keep serving
