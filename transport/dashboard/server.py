@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import hmac
+import ipaddress
 import json
 import logging
 import os
@@ -258,6 +259,13 @@ async def listen(app: web.Application, host: str, port: int) -> tuple[web.AppRun
     return runner, (sockets[0].getsockname()[:2] if sockets else (host, port))
 
 
+def _loopback(host: str) -> bool:
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return host == "localhost"
+
+
 async def serve(config: TransportConfig, pipeline: list[dict[str, Any]], parent: int) -> int:
     """The dashboard process: listen, say `listening on HOST:PORT` (or `cannot listen: …`) on stdout, then serve
     until SIGTERM or until the hub that started it (`parent`) is gone, however it ended."""
@@ -268,6 +276,9 @@ async def serve(config: TransportConfig, pipeline: list[dict[str, Any]], parent:
         print(f"cannot listen: {e.strerror or e}", flush=True)
         return 1
     print(f"listening on {host}:{port}", flush=True)
+    if not _loopback(host):
+        log.warning("the dashboard on %s:%s is reachable from other machines: whoever reaches it reads the queues, the "
+                    "tracking log and the mailboxes' headers (only its actions need dashboard.token)", host, port)
     stop = asyncio.Event()
     asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, stop.set)
     while not stop.is_set() and os.getppid() == parent:
