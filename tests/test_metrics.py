@@ -59,3 +59,25 @@ def test_stats_without_a_hub():
     done = run_cli("stats", "--url", url)
     assert done.returncode == 1
     assert f"no hub answers at {url}" in done.stderr and "metrics.enabled: true" in done.stderr
+
+
+async def test_bad_binding_and_port_in_use(tmp_path):
+    import socket
+
+    import pytest
+
+    from hubtools import write_config
+    from transport.core.config import load_config
+    from transport.core.errors import ConfigError, TransportError
+    from transport.hub import Hub
+
+    with pytest.raises(ConfigError, match=r"metrics\.binding: .*'nowhere' is not host:port"):
+        load_config(write_config(tmp_path, {"metrics": {"enabled": True, "binding": "nowhere"}}))
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        hub = Hub(load_config(write_config(tmp_path, {"metrics": {"enabled": True, "binding": f"127.0.0.1:{port}"}})))
+        with pytest.raises(TransportError, match=f"metrics.binding: cannot listen on 127.0.0.1:{port}"):
+            await hub.start()
+        await hub.stop(grace=0)

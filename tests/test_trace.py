@@ -142,3 +142,21 @@ def test_cli_text_json_stdin_and_errors(tmp_path):
     bad = run_cli("trace", "-c", str(path), str(REPO / "Makefile"))
     assert bad.returncode == 1
     assert bad.stderr.strip().endswith("the file is not a message: it does not start with a header field (Name: value)")
+
+
+@pytest.mark.parametrize("event, action, where, reply", [
+    ("on_end_of_data", "quarantine", Disposition.QUARANTINE, None),
+    ("on_end_of_data", "delete", Disposition.DELETED, None),
+    ("on_end_of_headers", "reject", Disposition.REJECTED, "550 5.7.1 Rejected by test agent"),
+    ("on_rcpt_to", "disconnect", Disposition.REJECTED, "(connection dropped)"),
+    ("on_connect", "reject_connection", Disposition.REJECTED, "550 5.7.1 Rejected by test agent"),
+])
+async def test_agent_actions_give_their_disposition(tmp_path, event, action, where, reply):
+    cfg = config(tmp_path, agent("hubtools:Act", 1, event=event, action=action))
+    trace = await trace_message(cfg, make_message(), recipients=["alice@contoso.com"])
+    d = trace.disposition["alice@contoso.com"]
+    assert d["where"] is where and d.get("reply") == reply
+    if where is not Disposition.QUARANTINE:
+        assert d["by"] == "Test Actor"
+    else:
+        assert trace.scl == 9 and d["folder"] == ".Junk"

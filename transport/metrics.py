@@ -29,7 +29,7 @@ from queues.store import SUBMISSION
 
 from .core.config import MetricsSettings, parse_binding
 from .core.counters import Counters
-from .core.errors import AdminError, ConfigError, StoreError, TransportError
+from .core.errors import AdminError, StoreError, TransportError
 from .core.mailitem import MailItem
 from .core.pipeline import Pipeline
 from .core.tracking import TrackingEvent
@@ -113,10 +113,7 @@ class MetricsEndpoint:
 
     def listen(self) -> tuple[str, int]:
         """Serve /metrics on the binding; returns (host, port) (port 0 picks a free one)."""
-        try:
-            host, port = parse_binding(self.settings.binding)
-        except ValueError as e:
-            raise ConfigError(f"metrics.binding: {e}") from None
+        host, port = parse_binding(self.settings.binding)
         try:
             self._server, _ = start_http_server(port, host, registry=self.registry)
         except OSError as e:

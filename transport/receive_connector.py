@@ -22,10 +22,12 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 from .connection_limits import ConnectionLimits
-from .core.config import ReceiveConnector, TransportConfig, parse_binding
+from .core.config import ProtocolLoggingLevel, ReceiveConnector, TransportConfig, parse_binding
 from .core.internal_servers import is_internal, normalise, parse_internal_servers
 from .core.pipeline import Pipeline
+from .core.protocol_log import Direction, ProtocolLog, protocol_log
 from .core.sources import SubmissionPath
+from .protocol_logging import LoggedReceiveProtocol
 from .receive import ReceiveProtocol
 
 __all__ = ["ReceiveConnectorServer", "ReceiveConnectors"]
@@ -51,17 +53,19 @@ class ReceiveConnectorServer:
         self.xclient_trusted = parse_internal_servers(settings.xclient_trusted)
         self.tarpit: Callable[[float], Awaitable[None]] = asyncio.sleep  # TarpitInterval's wait (tests record it)
         self.siblings: dict[tuple[str, int], list["ReceiveConnectorServer"]] = {}  # listening address → its connectors
+        self.protocol_log: ProtocolLog | None = None  # set when ProtocolLoggingLevel is Verbose
+        self.session_class: type[ReceiveProtocol] = ReceiveProtocol  # LoggedReceiveProtocol when any connector logs
 
     @property
     def template(self) -> ReceiveProtocol:
         """The session built once the slow way, that new sessions copy (see ReceiveProtocol.__init__)."""
         if self._template is None:
-            self._template = ReceiveProtocol.template(self)
+            self._template = self.session_class.template(self)
         return self._template
 
     def protocol(self) -> ReceiveProtocol:
         """A new session (the server's protocol factory); `choose` may hand it to a sibling connector."""
-        return ReceiveProtocol(self, self.template)
+        return self.session_class(self, self.template)
 
     def specificity(self, ip: str) -> int:
         """The prefix length of the most specific remote IP range matching the client; -1 when none does."""
@@ -117,6 +121,11 @@ class ReceiveConnectors:
     def __init__(self, config: TransportConfig, submission: SubmissionPath) -> None:
         self.connectors = [ReceiveConnectorServer(rc, config, submission) for rc in config.receive_connectors]
         self.servers: list[asyncio.AbstractServer] = []
+        logged = [c for c in self.connectors if c.settings.protocol_logging_level is ProtocolLoggingLevel.VERBOSE]
+        self.protocol_log = protocol_log(config, Direction.RECEIVE) if logged else None
+        for connector in self.connectors:
+            connector.session_class = LoggedReceiveProtocol if logged else ReceiveProtocol
+            connector.protocol_log = self.protocol_log if connector in logged else None
 
     def connector(self, name: str) -> ReceiveConnectorServer:
         return next(c for c in self.connectors if c.settings.name == name)
@@ -145,6 +154,8 @@ class ReceiveConnectors:
         for server in self.servers:
             server.close()
         await asyncio.gather(*(c.close(grace) for c in self.connectors))
+        if self.protocol_log is not None:
+            self.protocol_log.close()
 
 
 def _make_self_signed(cert: Path, key: Path, fqdn: str) -> bool:

@@ -11,7 +11,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from .core.commands import arguments, command, load, print_table
 from .core.config import parse_binding
-from .core.errors import ConfigError, TransportError
+from .core.errors import TransportError
 
 __all__ = ["cmd_stats", "scrape"]
 
@@ -41,10 +41,7 @@ def cmd_stats(args: argparse.Namespace) -> int:
     config = load(args)
     url = args.url
     if url is None:
-        try:
-            host, port = parse_binding(config.metrics.binding)
-        except ValueError as e:
-            raise ConfigError(f"{config.locate('metrics', 'binding')}: metrics.binding: {e}") from None
+        host, port = parse_binding(config.metrics.binding)
         url = f"http://{'127.0.0.1' if host in ('0.0.0.0', '') else host}:{port}/metrics"
     samples = scrape(url)
     if args.json:

@@ -27,7 +27,7 @@ from .categorizer import resolve, route
 from .core.agent import AgentContext
 from .core.config import PermissionGroup, ReceiveConnector, TransportConfig, parse_binding
 from .core.counters import Counters
-from .core.dns import DnsAnswer, DnsError, DnsResolver, DnsTempError
+from .core.dns import DnsAnswer, DnsError, DnsResolver, DnsTempError, record_text
 from .core.errors import AgentLoadError, BadFileError, ConfigError, TransportError
 from .core.events import (Action, CategorizedEvent, Event, ReceiveEvent, ResolvedEvent, RoutedEvent, RoutingEvent,
                           SubmittedEvent)
@@ -74,14 +74,6 @@ class DnsLookup:
                 "ms": round(self.ms, 3), "agent": self.agent, "event": self.event}
 
 
-def _record_text(record: Any) -> str:
-    if isinstance(record, tuple) and record and isinstance(record[0], bytes):
-        return "".join(part.decode("utf-8", "replace") for part in record)
-    if isinstance(record, tuple):
-        return " ".join(str(part) for part in record)
-    return str(record)
-
-
 class RecordingResolver:
     """The configuration's resolver, seen: agents get its answers unchanged, the trace gets each lookup."""
 
@@ -99,7 +91,7 @@ class RecordingResolver:
             self._add(name, rdtype, outcome, [], start)
             raise
         outcome = answer.rcode if answer.rcode != "NOERROR" else f"NOERROR ({len(answer.records)})"
-        self._add(name, rdtype, outcome, [_record_text(r) for r in answer.records], start)
+        self._add(name, rdtype, outcome, [record_text(r) for r in answer.records], start)
         return answer
 
     def _add(self, name: str, rdtype: str, outcome: str, answers: list[str], start: float) -> None:
@@ -302,7 +294,11 @@ async def _session(config: TransportConfig, rc: ReceiveConnector, steps: Submiss
         _refused(disposition, item.recipients, reply or "(connection dropped)", by=last.agent if last else "")
         return True
     item.recipients = item.pending()
+    before = [(h.name, h.value) for h in item.headers]
     steps.stamp(item)
+    after = [(h.name, h.value) for h in item.headers]
+    tracer.steps.append(Step("Submission", "header firewall and trace stamps", stamps=[
+        f"removed {n}: {v}" for n, v in before if (n, v) not in after] + [f"{n}: {v}" for n, v in after if (n, v) not in before]))
     ended = await steps.message_events(item)
     await played.close()
     if ended is None:

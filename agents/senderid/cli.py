@@ -20,7 +20,7 @@ from typing import Any
 from transport.core.commands import arguments, command
 from transport.core.config import TransportConfig, load_config
 from transport.core.errors import ConfigError
-from transport.core.dns import DnsError, DnsResolver
+from transport.core.dns import DnsError, DnsResolver, record_text
 
 from .interview import interview
 from .lint import MAX_DNS_LOOKUPS, MAX_VOID_LOOKUPS, LintReport, RecordKind, RecordReport, TermReport, lint_domain
@@ -111,7 +111,7 @@ def _test(resolver: DnsResolver, config: TransportConfig, args: argparse.Namespa
     except ValueError as e:  # an address that is not an IP
         raise ConfigError(f"--ip {args.ip}: {e}") from None
     queries = [{"name": q.name, "type": q.rdtype, "outcome": q.outcome,
-                "records": [_show(r) for r in (q.answer.records if q.answer else ())]} for q in result.queries]
+                "records": [record_text(r) for r in (q.answer.records if q.answer else ())]} for q in result.queries]
     data = {"result": result.result, "status": EXCHANGE_STATUS[result.result], "fail_reason": result.fail_reason,
             "explanation": result.explanation, "domain": result.domain, "scope": result.scope,
             "record": result.record, "mechanism": result.mechanism, "problem": result.problem, "queries": queries}
@@ -128,14 +128,6 @@ def _test(resolver: DnsResolver, config: TransportConfig, args: argparse.Namespa
     for q in queries:
         print(f"  {q['name']} {q['type']}: {q['outcome']}" + (f"  {'; '.join(q['records'])}" if q["records"] else ""))
     return 0
-
-
-def _show(record: object) -> str:
-    if isinstance(record, tuple) and record and isinstance(record[0], bytes):
-        return "".join(part.decode("utf-8", "replace") for part in record)
-    if isinstance(record, tuple):
-        return " ".join(str(p) for p in record)
-    return str(record)
 
 
 def _host_form(network: str) -> str:

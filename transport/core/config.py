@@ -255,6 +255,12 @@ class MetricsSettings(Model):
     enabled: bool = Field(False, description="Serve GET /metrics in Prometheus text format (off by default; the shipped transport.yaml turns it on).")
     binding: str = Field("127.0.0.1:9525", description="host:port of the metrics endpoint (keep it on loopback: it has no authentication).")
 
+    @field_validator("binding")
+    @classmethod
+    def _binding(cls, v: str) -> str:
+        parse_binding(v)  # raises ValueError naming the bad value
+        return v
+
 
 def _directory_off(value: Any) -> Any:
     """An empty path turns a directory off, as $null does in Exchange."""

@@ -47,6 +47,7 @@ __all__ = [
     "DnsSettings",
     "DnsTempError",
     "Resolver",
+    "record_text",
 ]
 
 #: Seconds a negative answer is cached when the server's response carries no SOA record.
@@ -132,6 +133,15 @@ class DnsQuery:
         if self.answer.rcode == "NOERROR":
             return f"NOERROR ({len(self.answer.records)})"
         return self.answer.rcode
+
+
+def record_text(record: _Record) -> str:
+    """A record as a person reads it: a TXT record's strings joined, an MX as `10 mx.example`, others as they are."""
+    if isinstance(record, tuple) and record and isinstance(record[0], bytes):
+        return "".join(part.decode("utf-8", "replace") for part in record)  # type: ignore[union-attr]
+    if isinstance(record, tuple):
+        return " ".join(str(part) for part in record)
+    return str(record)
 
 
 class Resolver(Protocol):

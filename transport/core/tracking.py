@@ -60,6 +60,7 @@ class TrackingEvent(enum.StrEnum):
     TRANSFER = "TRANSFER"
 
 
+_EVENTS: dict[str, TrackingEvent] = {e.value: e for e in TrackingEvent}
 Listener = Callable[[TrackingEvent, MailItem, list[str]], None]
 
 
@@ -81,8 +82,8 @@ class TrackingLog:
         """One row; `recipients` defaults to the message's envelope recipients."""
         rcpts = list(recipients) if recipients is not None else [r.address for r in item.recipients]
         if self.listeners:
-            event = TrackingEvent(event_id)
-            for listener in self.listeners:
+            event = _EVENTS.get(event_id)  # an event id the enum lacks is logged, not heard
+            for listener in self.listeners if event is not None else ():
                 listener(event, item, rcpts)
         if not self.enabled:
             return
