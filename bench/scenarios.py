@@ -76,6 +76,9 @@ def build_targets(settings: Settings, report: Report) -> dict[str, Target]:
         "d": Target("d", "(c) on uvloop", "hub", agents, durable=True, uvloop=True),
         # Not in the default set; `--targets a,n,...` shows what the durable (fsync'd) queue costs.
         "n": Target("n", "hub, no agents, queue not durable", "hub", [], durable=False),
+        # Not in the default set; `--targets a,c,w` shows what an open dashboard costs the receive path.
+        "w": Target("w", "(c) with the dashboard open (overview and queues fetched every 2 s)", "hub", agents,
+                    durable=True, dashboard=True),
     }
     lines = ["(c) and (d) run with these agents: those of the shipped `transport.yaml`, with its demo settings"
              " (block lists, blocked senders, phrases), then any other built-in agent (discovered as agent classes in"

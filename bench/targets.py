@@ -34,6 +34,8 @@ __all__ = ["Target", "ServerProcess", "discover_agents", "spf_pass_sender", "hub
 HUB_FQDN = "hub.bench.test"
 RECIPIENT = "alice@contoso.com"
 READY = re.compile(r"ready: SMTP on \[?([0-9a-fA-F.:]+?)\]?:(\d+)")
+DASHBOARD_URL = re.compile(r"dashboard on (http://\S+/);")
+DASHBOARD_REFRESH = 2.0
 ZONE_FILE = REPO / "examples" / "zones" / "demo.zone"
 EXAMPLE_AGENT = {"class": "examples.recipient_block:RecipientBlockAgent", "priority": 10,
                  "config": {"blocked": ["blocked@contoso.com"]}}
@@ -49,6 +51,7 @@ class Target:
     durable: bool = True
     uvloop: bool = False
     extra: dict[str, Any] = field(default_factory=dict)  # settings added to (or replacing those of) the config
+    dashboard: bool = False  # serve the dashboard and fetch its refreshing pages as an open browser does
 
     @property
     def is_hub(self) -> bool:
@@ -156,6 +159,8 @@ def hub_config(target: Target, data_root: Path, pickup: bool = False) -> dict[st
         "agents": target.agents,
         **target.extra,
     }
+    if target.dashboard:
+        cfg["dashboard"] = {"enabled": True, "binding": "127.0.0.1:0", "refresh_interval": DASHBOARD_REFRESH}
     if pickup and "pickup" in TransportConfig.model_fields:
         section: dict[str, Any] = {}
         model = TransportConfig.model_fields["pickup"].annotation
@@ -209,6 +214,7 @@ class ServerProcess:
         self.proc: subprocess.Popen | None = None
         self.host = "127.0.0.1"
         self.port = 0
+        self.watcher: subprocess.Popen | None = None
         self.stdout_path = workdir / "server.out"
         self.stderr_path = workdir / "server.err"
 
@@ -236,12 +242,19 @@ class ServerProcess:
             m = READY.search(self.stdout_path.read_text(errors="replace"))
             if m:
                 self.host, self.port = m.group(1), int(m.group(2))
+                self._watch_dashboard()
                 return self
             if self.proc.poll() is not None:
                 raise ServerError(f"{self.target.label} exited with status {self.proc.returncode}: {self.stderr_tail()}")
             await asyncio.sleep(0.02)
         await self.stop()
         raise ServerError(f"{self.target.label} did not print its ready line within {timeout:g}s: {self.stderr_tail()}")
+
+    def _watch_dashboard(self) -> None:
+        url = DASHBOARD_URL.search(self.stdout_path.read_text(errors="replace")) if self.target.dashboard else None
+        if url:
+            self.watcher = subprocess.Popen([sys.executable, "-m", "bench.dashboard_watch", url.group(1),
+                                             str(DASHBOARD_REFRESH)], cwd=REPO, stdin=subprocess.DEVNULL)
 
     @property
     def pid(self) -> int:
@@ -294,6 +307,10 @@ class ServerProcess:
             await asyncio.sleep(poll if expected - n < 5000 else 0.5)
 
     async def stop(self, timeout: float = 60) -> int | None:
+        if self.watcher is not None:
+            self.watcher.kill()
+            self.watcher.wait()
+            self.watcher = None
         if self.proc is None or self.proc.poll() is not None:
             return self.proc.returncode if self.proc else None
         self.proc.send_signal(signal.SIGTERM)

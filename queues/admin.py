@@ -23,12 +23,15 @@ from .store import POISON, SUBMISSION, SYSTEM_QUEUES, UNREACHABLE, QueueStatus, 
 __all__ = ["AdminError", "Identity", "parse_identity", "open_admin", "list_queues", "list_messages", "set_queue_status", "retry_queue",
            "set_message_status", "remove_message", "remove_message_with_ndr", "get_message", "queue_name", "DELIVERY_TYPES"]
 
+MAILBOX = "mailbox"
+"""The delivery queue of every local mailbox (the hub registers it at start)."""
+
 # Queue key → Exchange's DeliveryType and NextHopDomain as Get-Queue shows them.
 DELIVERY_TYPES = {
     SUBMISSION: ("Undefined", "Submission"),
     UNREACHABLE: ("Unreachable", "Unreachable Domain"),
     POISON: ("ShadowRedundancy", "Poison Message"),
-    "mailbox": ("SmtpDeliveryToMailbox", "Mailbox Database"),
+    MAILBOX: ("SmtpDeliveryToMailbox", "Mailbox Database"),
 }
 
 
@@ -77,11 +80,12 @@ def parse_identity(text: str | int) -> Identity:
 
 def list_queues(tables: QueueTables, server: str,
                 kinds: Callable[[str], tuple[str, str] | None] = lambda queue: None) -> list[dict[str, Any]]:
-    """Get-Queue: one row per queue (Submission always; Unreachable and Poison only when they hold mail).
-    `kinds` gives the DeliveryType and NextHopDomain of the send connectors' queues."""
+    """Get-Queue: one row per queue (Submission and the mailbox delivery queue always, a suspended queue even
+    when empty, so it can be resumed; Unreachable and Poison only when they hold mail). `kinds` gives the
+    DeliveryType and NextHopDomain of the send connectors' queues."""
     suspended = tables.suspended_queues()
     by_name = tables.queue_summaries()
-    names = [SUBMISSION] + sorted(n for n in by_name if n not in SYSTEM_QUEUES)
+    names = [SUBMISSION] + sorted(n for n in set(by_name) | set(suspended) | {MAILBOX} if n not in SYSTEM_QUEUES)
     names += [n for n in (UNREACHABLE, POISON) if n in by_name]
     out = []
     for name in names:

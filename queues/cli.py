@@ -45,17 +45,14 @@ def _queue_args(p: argparse.ArgumentParser) -> None:
 @arguments(_queue_args)
 def cmd_queue(args: argparse.Namespace) -> int:
     def act(config: TransportConfig) -> int:
-        server = config.receive.fqdn
         if args.action == "list":
-            with admin.open_admin(_db(config)) as tables:
-                rows = admin.list_queues(tables, server, lambda queue: queue_kind(config.send_connectors, queue))
+            rows = list_queues(config)
             if args.json:
                 return _emit(args, rows, "")
             print_table(rows, QUEUE_COLUMNS)
             return 0
         if args.action == "messages":
-            with admin.open_admin(_db(config)) as tables:
-                rows = admin.list_messages(tables, server, args.queue)
+            rows = list_messages(config, args.queue)
             if args.json:
                 return _emit(args, rows, "")
             if not rows:
@@ -65,16 +62,8 @@ def cmd_queue(args: argparse.Namespace) -> int:
             return 0
         if not args.queue:
             raise admin.AdminError(f"`queue {args.action}` needs a queue identity")
-        with admin.open_admin(_db(config), write=True) as tables:
-            if args.action == "retry":
-                count = admin.retry_queue(tables, args.queue, args.resubmit)
-                name = admin.queue_name(tables, args.queue)
-                verb = "resubmitted" if args.resubmit else "set to retry now"
-                return _emit(args, {"queue": name, "messages": count, "resubmit": args.resubmit},
-                             f"{server}\\{name}: {count} message(s) {verb}")
-            name = admin.set_queue_status(tables, args.queue, suspended=args.action == "suspend")
-        status = "Suspended" if args.action == "suspend" else "Ready"
-        return _emit(args, {"queue": name, "status": status}, f"{server}\\{name}: {status}")
+        data, text = queue_action(config, args.action, args.queue, args.resubmit)
+        return _emit(args, data, text)
     return act(load_config(args.config))
 
 
@@ -90,42 +79,88 @@ def _message_args(p: argparse.ArgumentParser) -> None:
 @command("message", "act on one queued message (Suspend-/Resume-/Remove-/Export-Message)")
 @arguments(_message_args)
 def cmd_message(args: argparse.Namespace) -> int:
-    def act(config: TransportConfig) -> int:
-        db = _db(config)
-        if args.action == "export":
-            if not args.path:
-                raise admin.AdminError("export needs --path FILE.eml")
-            with admin.open_admin(db) as tables:
-                item, recipients, statuses = admin.get_message(tables, args.identity)
-            if any(s != QueueStatus.SUSPENDED for s in statuses):
-                raise admin.AdminError(f"suspend message {args.identity} before exporting it (Export-Message "
-                                       f"needs a suspended message; it is {', '.join(statuses)})")
-            from transport.core.replay_format import serialize
+    config = load_config(args.config)
+    if args.action == "export":
+        if not args.path:
+            raise admin.AdminError("export needs --path FILE.eml")
+        Path(args.path).write_bytes(export_message(config, args.identity))
+        return _emit(args, {"identity": args.identity, "path": args.path}, f"exported to {args.path}")
+    if args.action == "remove":
+        summary = remove_message(config, args.identity, args.with_ndr)
+        return _emit(args, summary, f"message {args.identity} removed from {summary['queue']}"
+                     + ("; the hub sends the NDR" if args.with_ndr else ""))
+    return _emit(args, *set_message_status(config, args.identity, suspended=args.action == "suspend"))
 
-            item.recipients = [r for r in item.recipients if r.address in recipients]
-            Path(args.path).write_bytes(serialize(item, config.receive.fqdn))
-            return _emit(args, {"identity": args.identity, "path": args.path}, f"exported to {args.path}")
-        if args.action != "remove":
-            with admin.open_admin(db, write=True) as tables:
-                results = admin.set_message_status(tables, args.identity, suspended=args.action == "suspend")
-            idents = [f"{config.receive.fqdn}\\{r['queue']}\\{r['identity']}" for r in results]
-            summary = {"identity": idents[0] if len(idents) == 1 else str(results[0]["identity"]),
-                       "status": results[0]["status"], "queue": results[0]["queue"],
-                       "queues": [r["queue"] for r in results]}
-            return _emit(args, summary, "\n".join(f"{i}: {r['status']}" for i, r in zip(idents, results)))
-        if args.with_ndr:
-            with admin.open_admin(db, write=True) as tables:
-                queue = ", ".join(admin.remove_message_with_ndr(tables, args.identity, REMOVED_BY_ADMINISTRATOR))
-            return _emit(args, {"identity": args.identity, "removed": True, "with_ndr": True},
-                         f"message {args.identity} removed from {queue}; the hub sends the NDR")
-        with admin.open_admin(db, write=True) as tables:
-            item, recipients, queues, gone = admin.remove_message(tables, args.identity)
-        if gone and item.spool is not None:
-            item.spool.path.unlink(missing_ok=True)  # the commit is done: the body may go
-        queue = ", ".join(queues)
-        tracking = tracking_log(config)
-        tracking.log(TrackingEvent.DROP, item, "ADMIN", recipients, source_context=queue, custom_data="Remove-Message")
-        tracking.close()
-        return _emit(args, {"identity": args.identity, "removed": True, "with_ndr": False},
-                     f"message {args.identity} removed from {queue}")
-    return act(load_config(args.config))
+
+# What `transport queue …` and `transport message …` do, for every front end (the command line, the dashboard):
+# each returns the object `--json` prints.
+
+def list_queues(config: TransportConfig) -> list[dict[str, Any]]:
+    """Get-Queue."""
+    with admin.open_admin(_db(config)) as tables:
+        return admin.list_queues(tables, config.receive.fqdn, lambda queue: queue_kind(config.send_connectors, queue))
+
+
+def list_messages(config: TransportConfig, queue: str | None = None) -> list[dict[str, Any]]:
+    """Get-Message, of every queue or of one."""
+    with admin.open_admin(_db(config)) as tables:
+        return admin.list_messages(tables, config.receive.fqdn, queue)
+
+
+def queue_action(config: TransportConfig, action: str, queue: str, resubmit: bool = False) -> tuple[dict[str, Any], str]:
+    """Suspend-, Resume- or Retry-Queue (`action` suspend, resume or retry): the JSON object and the line printed."""
+    server = config.receive.fqdn
+    with admin.open_admin(_db(config), write=True) as tables:
+        if action == "retry":
+            count = admin.retry_queue(tables, queue, resubmit)
+            name = admin.queue_name(tables, queue)
+            verb = "resubmitted" if resubmit else "set to retry now"
+            return ({"queue": name, "messages": count, "resubmit": resubmit},
+                    f"{server}\\{name}: {count} message(s) {verb}")
+        if action not in ("suspend", "resume"):
+            raise admin.AdminError(f"no queue action {action!r} (suspend, resume, retry)")
+        name = admin.set_queue_status(tables, queue, suspended=action == "suspend")
+    status = "Suspended" if action == "suspend" else "Ready"
+    return {"queue": name, "status": status}, f"{server}\\{name}: {status}"
+
+
+def set_message_status(config: TransportConfig, identity: str, suspended: bool) -> tuple[dict[str, Any], str]:
+    """Suspend-/Resume-Message: the JSON object and the lines printed (one per queue item)."""
+    with admin.open_admin(_db(config), write=True) as tables:
+        results = admin.set_message_status(tables, identity, suspended=suspended)
+    idents = [f"{config.receive.fqdn}\\{r['queue']}\\{r['identity']}" for r in results]
+    summary = {"identity": idents[0] if len(idents) == 1 else str(results[0]["identity"]),
+               "status": results[0]["status"], "queue": results[0]["queue"],
+               "queues": [r["queue"] for r in results]}
+    return summary, "\n".join(f"{i}: {r['status']}" for i, r in zip(idents, results))
+
+
+def export_message(config: TransportConfig, identity: str) -> bytes:
+    """Export-Message: the suspended message with its envelope as X-headers (the replay format)."""
+    with admin.open_admin(_db(config)) as tables:
+        item, recipients, statuses = admin.get_message(tables, identity)
+    if any(s != QueueStatus.SUSPENDED for s in statuses):
+        raise admin.AdminError(f"suspend message {identity} before exporting it (Export-Message "
+                               f"needs a suspended message; it is {', '.join(statuses)})")
+    from transport.core.replay_format import serialize
+
+    item.recipients = [r for r in item.recipients if r.address in recipients]
+    return serialize(item, config.receive.fqdn)
+
+
+def remove_message(config: TransportConfig, identity: str, with_ndr: bool) -> dict[str, Any]:
+    """Remove-Message [-WithNDR]. With an NDR the items are marked for the hub, which fails the recipients (FAIL),
+    sends the NDR and removes them; without, they go now and the tracking log says DROP."""
+    if with_ndr:
+        with admin.open_admin(_db(config), write=True) as tables:
+            queue = ", ".join(admin.remove_message_with_ndr(tables, identity, REMOVED_BY_ADMINISTRATOR))
+        return {"identity": identity, "removed": True, "with_ndr": True, "queue": queue}
+    with admin.open_admin(_db(config), write=True) as tables:
+        item, recipients, queues, gone = admin.remove_message(tables, identity)
+    if gone and item.spool is not None:
+        item.spool.path.unlink(missing_ok=True)  # the commit is done: the body may go
+    queue = ", ".join(queues)
+    tracking = tracking_log(config)
+    tracking.log(TrackingEvent.DROP, item, "ADMIN", recipients, source_context=queue, custom_data="Remove-Message")
+    tracking.close()
+    return {"identity": identity, "removed": True, "with_ndr": False, "queue": queue}

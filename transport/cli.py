@@ -56,10 +56,10 @@ def cmd_run(args: argparse.Namespace) -> int:
         aiosmtpd_log.setLevel(logging.WARNING)  # aiosmtpd logs every command at INFO
         aiosmtpd_log.addFilter(lambda r: "login_data is deprecated" not in r.getMessage())  # its own AUTH code
     config = load(args)
-    return asyncio.run(_serve(config))
+    return asyncio.run(_serve(config, args.config))
 
 
-async def _serve(config: TransportConfig) -> int:
+async def _serve(config: TransportConfig, config_path: str) -> int:
     from .hub import Hub
 
     try:
@@ -72,16 +72,34 @@ async def _serve(config: TransportConfig) -> int:
         await hub.stop(grace=0)
         raise ConfigError(f"{config.locate('receive', 'bindings')}: receive.bindings: cannot listen on "
                           f"{', '.join(config.receive.bindings)}: {e.strerror or e}") from None
+    dashboard = await _start_dashboard(config, config_path, hub)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
     metrics = f"; metrics on http://{hub.metrics_address[0]}:{hub.metrics_address[1]}/metrics" if hub.metrics_address else ""
     print(f"transport hub ready: SMTP on {', '.join(f'{h}:{p}' for h, p in hub.addresses)}; "
-          f"data under {config.data_root}{metrics}", flush=True)
+          f"{f'dashboard on {dashboard.url}; ' if dashboard else ''}data under {config.data_root}{metrics}", flush=True)
     await stop.wait()
+    if dashboard is not None:
+        await dashboard.stop()
     await hub.stop()
     return 0
+
+
+async def _start_dashboard(config: TransportConfig, config_path: str, hub: Any) -> Any:
+    """The web dashboard in a process of its own, when `dashboard.enabled`; a binding it cannot take stops the hub."""
+    if not config.dashboard.enabled:
+        return None
+    from .dashboard.process import DashboardProcess
+
+    dashboard = DashboardProcess(config, config_path, hub.pipeline.table())
+    try:
+        await dashboard.start()
+    except ConfigError:
+        await hub.stop(grace=0)
+        raise
+    return dashboard
 
 
 # -- check-config ---------------------------------------------------------------------------------------

@@ -328,6 +328,28 @@ class AgentEntry(Model):
     config: dict[str, Any] = Field(default_factory=dict, description="The agent's own settings, validated by its Config model.")
 
 
+class DashboardSettings(Model):
+    """The web dashboard `transport run` serves (beyond Exchange: its Queue Viewer and message trace in a browser)."""
+
+    enabled: bool = Field(False, description="Serve the dashboard while the hub runs.")
+    binding: str = Field("127.0.0.1:9526", description="host:port the dashboard listens on (loopback only unless you change it).")
+    token: str = Field("", description="Needed by every request that changes state (suspend, resume, retry, remove, export), as the `token` form field or an X-Transport-Token header; empty = the dashboard only reads.")
+    refresh_interval: Duration = Field(2, gt=0, description="How often the queue and overview pages refresh themselves, in seconds.")
+
+    @field_validator("binding")
+    @classmethod
+    def _host_port(cls, v: str) -> str:
+        host, sep, port = v.rpartition(":")
+        if not sep or not host or not port.isdigit() or int(port) > 65535:
+            raise ValueError(f"{v!r} is not host:port")
+        return v
+
+    @property
+    def host_port(self) -> tuple[str, int]:
+        host, _, port = self.binding.rpartition(":")
+        return host.strip("[]"), int(port)
+
+
 class TransportConfig(Model):
     """The whole hub: transport.yaml."""
 
@@ -391,6 +413,7 @@ class TransportConfig(Model):
             return self.dsn.external_postmaster_address
         domain = self.accepted_domains[0].domain.removeprefix("*.") if self.accepted_domains else self.receive.fqdn
         return f"postmaster@{domain}"
+    dashboard: DashboardSettings = Field(default_factory=DashboardSettings, description="The web dashboard (queues, tracking, trace, mailboxes).")
 
     @field_validator("internal_smtp_servers")
     @classmethod
