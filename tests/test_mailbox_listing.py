@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 from pathlib import Path
 
 import pytest
@@ -55,3 +56,15 @@ def test_an_unknown_mailbox_is_a_clear_error(tmp_path: Path, capsys: pytest.Capt
     code = main(["mailbox", "list", "nobody@contoso.com", "-c", str(write_config(tmp_path))])
     captured = capsys.readouterr()
     assert code != 0 and "nobody@contoso.com is not a mailbox" in captured.err
+
+
+def test_a_message_without_a_date_is_listed_at_its_arrival(tmp_path: Path) -> None:
+    """As a mail client shows it: no Date header (or one that does not parse) → when the copy was written."""
+    new = tmp_path / "alice@contoso.com" / "new"
+    new.mkdir(parents=True)
+    for name, date in (("1.M1I1.host", ""), ("2.M1I2.host", "Date: not a date\r\n"),
+                       ("3.M1I3.host", "Date: Tue, 01 Dec 2026 10:00:00 +0100\r\n")):
+        (new / name).write_bytes(f"From: a@b.example\r\nSubject: s\r\n{date}\r\nbody\r\n".encode())
+        os.utime(new / name, (1_700_000_000, 1_700_000_000))
+    dates = [m.date for m in list_folder(tmp_path, "alice@contoso.com", MailboxFolder.INBOX)]
+    assert dates == ["2023-11-14T22:13:20+00:00", "2023-11-14T22:13:20+00:00", "2026-12-01T10:00:00+01:00"]

@@ -11,6 +11,7 @@ from __future__ import annotations
 import enum
 import os
 from dataclasses import asdict, dataclass
+from datetime import datetime, timezone
 from email.utils import getaddresses, parsedate_to_datetime
 from pathlib import Path
 from typing import Any
@@ -44,7 +45,7 @@ class MessageSummary:
     """One message in a folder, as a mail client's message list shows it."""
 
     file: str
-    date: str  # ISO 8601 from the Date header ("" when missing or unreadable)
+    date: str  # ISO 8601 from the Date header; when it is missing or unreadable, when the copy was written
     sender: str  # the From field, decoded
     subject: str
     size: int
@@ -77,15 +78,16 @@ def _sender(value: str) -> str:
 def _summary(path: Path) -> MessageSummary:
     with open(path, "rb") as f:
         head = f.read(HEADER_READ)
-        size = os.fstat(f.fileno()).st_size
+        stat = os.fstat(f.fileno())
     fields: dict[str, str] = {}
     for h in parse_headers(head[:header_end(head)]):
         fields.setdefault(h.key, h.value)
     scl = fields.get((ORGANIZATION_HEADER_PREFIX + "SCL").lower(), "").strip()
     subject = decode_value(fields.get("subject", "")).encode("utf-8", "surrogateescape").decode("utf-8", "replace")
     return MessageSummary(
-        file=path.name, date=_iso_date(fields.get("date", "")), sender=_sender(fields.get("from", "")),
-        subject=subject, size=size, scl=int(scl) if scl.lstrip("-").isdigit() else None,
+        file=path.name, sender=_sender(fields.get("from", "")), subject=subject, size=stat.st_size,
+        date=_iso_date(fields.get("date", ""))
+        or datetime.fromtimestamp(stat.st_mtime, timezone.utc).isoformat(timespec="seconds"), scl=int(scl) if scl.lstrip("-").isdigit() else None,
         sender_id=fields.get((ORGANIZATION_HEADER_PREFIX + "SenderIdResult").lower(), ""))
 
 
