@@ -1,7 +1,7 @@
 """Queue administration, modelled on Exchange's queue cmdlets (Get-Queue, Get-Message, Suspend-/Resume-/
 Retry-Queue, Suspend-/Resume-/Remove-Message, Export-Message).
 
-Every operation works on the queue database's tables (`queues.store.QueueTables`, where its SQL lives), so it
+Every operation works on the queue database's tables (`queues.tables.QueueTables`, where its SQL lives), so it
 works the same whether the hub is running or stopped: the command opens the database itself. This module holds
 Exchange's rules (what may be retried, removed, resumed) and the shapes the commands print. A change bumps
 `control.admin_epoch` in the same transaction; a running hub polls that value and re-reads its queues, so it never delivers a message an
@@ -18,7 +18,8 @@ from typing import Any, Callable, Iterator, NamedTuple
 from transport.core.errors import AdminError
 from transport.core.mailitem import MailItem
 
-from .store import POISON, SUBMISSION, SYSTEM_QUEUES, UNREACHABLE, QueueStatus, QueueTables, connect
+from .store import POISON, SUBMISSION, SYSTEM_QUEUES, UNREACHABLE, QueueStatus, connect
+from .tables import QueueTables
 
 __all__ = ["AdminError", "Identity", "parse_identity", "open_admin", "list_queues", "list_messages", "set_queue_status", "retry_queue",
            "set_message_status", "remove_message", "remove_message_with_ndr", "get_message", "queue_name", "DELIVERY_TYPES"]

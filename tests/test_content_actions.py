@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from filtertools import ZONE, as_client, connection_filter, hub_with, send_raw
+from filtertools import as_client, connection_filter, hub_with, send_raw
 from hubtools import (agent, base_config, header_value, make_message, messages, run_cli, running_hub, tracking,
                       write_config)
 from test_content_filter import CONTENT_FILTER, DATE, SCL, SPAMMY, cf, deliver

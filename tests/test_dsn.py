@@ -3,9 +3,6 @@ null sender, reports about reports, and the DSN parameters' syntax at MAIL and R
 
 from __future__ import annotations
 
-import email
-from email.policy import compat32
-
 from dsntools import report_parts, send_dsn
 from hubtools import RawSmtp, make_message, messages, running_hub, scheduler_ticks, tracking, wait_for
 

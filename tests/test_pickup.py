@@ -6,7 +6,6 @@ from __future__ import annotations
 import asyncio
 import signal
 import sqlite3
-import time
 import os
 from pathlib import Path
 from typing import Any

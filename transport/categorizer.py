@@ -19,7 +19,7 @@ from queues.store import POISON, UNREACHABLE, QueueStore
 from .core.config import TransportConfig
 from .core.dsn_params import Notifier
 from .core.events import Action, CategorizedEvent, Replies, ResolvedEvent, RoutedEvent, RoutingEvent, SubmittedEvent
-from .core.mailitem import MailItem, RecipientStatus
+from .core.mailitem import MailItem, Recipient, RecipientStatus
 from .core.pipeline import AgentFailure, Pipeline
 from .core.tracking import TrackingEvent, TrackingLog
 from .routing import RoutingTable

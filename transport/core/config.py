@@ -15,14 +15,17 @@ import yaml
 from pydantic_core import InitErrorDetails, PydanticCustomError
 from pydantic import BeforeValidator, Field, PrivateAttr, ValidationError, field_validator, model_validator
 
-from .config_types import ByteSize, Duration, Model
+from .config_types import ByteSize, Duration, Model, parse_binding
 from .dns import DnsSettings
 from .errors import ConfigError
 from .internal_servers import parse_internal_servers
+from .monitoring_config import (AgentLogSettings, DashboardSettings, MetricsSettings, ProtocolLogSettings,
+                                TrackingSettings)
 from .outbound_config import DsnSettings, SendConnector
 from .scl import SclThresholds
 
-__all__ = ["ConfigError", "ConfigFile", "TransportConfig", "load_config", "read_config_file", "validate_config", "ByteSize"]
+__all__ = ["ConfigError", "ConfigFile", "TransportConfig", "load_config", "read_config_file", "validate_config", "ByteSize",
+           "parse_binding"]
 
 class DomainType(str, enum.Enum):
     AUTHORITATIVE = "Authoritative"
@@ -183,13 +186,6 @@ def _connector_list(value: Any) -> Any:
 ReceiveConnectors = Annotated[list[ReceiveConnector], BeforeValidator(_connector_list), Field(min_length=1)]
 
 
-def parse_binding(binding: str) -> tuple[str, int]:
-    host, sep, port = binding.rpartition(":")
-    if not sep or not port.isdigit() or not 0 <= int(port) <= 65535:
-        raise ValueError(f"{binding!r} is not host:port")
-    return host.strip("[]") or "0.0.0.0", int(port)
-
-
 class QueueSettings(Model):
     """Queue database, retry and expiry (Set-TransportService), poison messages and back pressure."""
 
@@ -204,45 +200,6 @@ class QueueSettings(Model):
     max_submission_queue_length: int = Field(9999, ge=1, description="Back pressure: more messages waiting for the categorizer than this → 452 4.3.1 at MAIL FROM.")
     min_free_disk_space: ByteSize = Field(512 * 1024**2, description="Back pressure: less free space under the data root than this → 452 4.3.1.")
     admin_poll_interval: Duration = Field(0.5, gt=0, description="How often the running hub looks for changes made by `transport queue/message` commands.")
-
-
-class TrackingSettings(Model):
-    enabled: bool = Field(True, description="MessageTrackingLogEnabled.")
-    max_age_days: int = Field(30, ge=1, description="MessageTrackingLogMaxAge in days; older daily files are removed.")
-    max_file_size: ByteSize = Field(10 * 1024**2, description="MessageTrackingLogMaxFileSize: then the day's next file (MSGTRKyyyymmdd-2.log, …).")
-    max_directory_size: ByteSize = Field(1000 * 1024**2, description="MessageTrackingLogMaxDirectorySize: the oldest files go beyond it.")
-
-
-# -- what the hub shows of itself: agent log, protocol logs, metrics endpoint (issue 17) -----------------
-class AgentLogSettings(Model):
-    """The anti-spam agent log (Set-TransportService AgentLog*): one row per agent verdict or agent error."""
-
-    enabled: bool = Field(True, description="AgentLogEnabled: logs/AgentLog/AGENTLOGyyyymmdd-N.log.")
-    max_age_days: int = Field(7, ge=1, description="AgentLogMaxAge in days.")
-    max_file_size: ByteSize = Field(10 * 1024**2, description="AgentLogMaxFileSize: then the day's next file.")
-    max_directory_size: ByteSize = Field(250 * 1024**2, description="AgentLogMaxDirectorySize: the oldest files go beyond it.")
-
-
-class ProtocolLogSettings(Model):
-    """Where the connectors' protocol logs go (Set-TransportService ReceiveProtocolLog*); each receive connector
-    turns its own on with `protocol_logging_level: Verbose`."""
-
-    max_age_days: int = Field(30, ge=1, description="ReceiveProtocolLogMaxAge in days.")
-    max_file_size: ByteSize = Field(10 * 1024**2, description="ReceiveProtocolLogMaxFileSize: then the day's next file.")
-    max_directory_size: ByteSize = Field(250 * 1024**2, description="ReceiveProtocolLogMaxDirectorySize: the oldest files go beyond it.")
-
-
-class MetricsSettings(Model):
-    """The Prometheus endpoint: every counter set, messages received/delivered/failed, queue lengths, latency."""
-
-    enabled: bool = Field(False, description="Serve GET /metrics in Prometheus text format (off by default; the shipped transport.yaml turns it on).")
-    binding: str = Field("127.0.0.1:9525", description="host:port of the metrics endpoint (keep it on loopback: it has no authentication).")
-
-    @field_validator("binding")
-    @classmethod
-    def _binding(cls, v: str) -> str:
-        parse_binding(v)  # raises ValueError naming the bad value
-        return v
 
 
 def _directory_off(value: Any) -> Any:
@@ -326,28 +283,6 @@ class AgentEntry(Model):
     priority: int = Field(100, description="Lower runs first within each event.")
     on_error: ErrorPolicy = Field(ErrorPolicy.FAIL_OPEN, description="fail_open: log and go on; fail_closed: 451 4.3.2 / defer.")
     config: dict[str, Any] = Field(default_factory=dict, description="The agent's own settings, validated by its Config model.")
-
-
-class DashboardSettings(Model):
-    """The web dashboard `transport run` serves (beyond Exchange: its Queue Viewer and message trace in a browser)."""
-
-    enabled: bool = Field(False, description="Serve the dashboard while the hub runs.")
-    binding: str = Field("127.0.0.1:9526", description="host:port the dashboard listens on (loopback only unless you change it).")
-    token: str = Field("", description="Needed by every request that changes state (suspend, resume, retry, remove, export), as the `token` form field or an X-Transport-Token header; empty = the dashboard only reads.")
-    refresh_interval: Duration = Field(2, gt=0, description="How often the queue and overview pages refresh themselves, in seconds.")
-
-    @field_validator("binding")
-    @classmethod
-    def _host_port(cls, v: str) -> str:
-        host, sep, port = v.rpartition(":")
-        if not sep or not host or not port.isdigit() or int(port) > 65535:
-            raise ValueError(f"{v!r} is not host:port")
-        return v
-
-    @property
-    def host_port(self) -> tuple[str, int]:
-        host, _, port = self.binding.rpartition(":")
-        return host.strip("[]"), int(port)
 
 
 class TransportConfig(Model):

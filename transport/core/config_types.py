@@ -8,7 +8,7 @@ from typing import Annotated, Any
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
 
-__all__ = ["ByteSize", "Duration", "Model"]
+__all__ = ["ByteSize", "Duration", "Model", "parse_binding"]
 
 _UNITS = {"": 1, "B": 1, "KB": 1024, "MB": 1024**2, "GB": 1024**3}
 
@@ -47,3 +47,11 @@ Duration = Annotated[float, BeforeValidator(_parse_duration), Field(ge=0)]
 
 class Model(BaseModel):
     model_config = ConfigDict(extra="forbid", populate_by_name=True)
+
+
+def parse_binding(binding: str) -> tuple[str, int]:
+    """`host:port` (`[::1]:25` too); an empty host is every interface. ValueError naming a bad value."""
+    host, sep, port = binding.rpartition(":")
+    if not sep or not port.isdigit() or not 0 <= int(port) <= 65535:
+        raise ValueError(f"{binding!r} is not host:port")
+    return host.strip("[]") or "0.0.0.0", int(port)
