@@ -35,6 +35,7 @@ from ..core.mailitem import MailItem
 from ..core.tracking import TrackingEvent
 from ..core.scl import SclThresholds
 from ..spool import give_back_memory
+from .feed import Entry, QueueFeed
 
 if TYPE_CHECKING:
     from queues.scheduler import QueueScheduler
@@ -46,10 +47,6 @@ __all__ = ["MailboxStore", "MailboxQueue", "Delivery", "Placement", "JUNK_FOLDER
            "QUARANTINE", "MAILBOX_QUEUE"]
 
 log = logging.getLogger("transport.delivery.mailbox")
-
-Entry = tuple[int, MailItem, list[str], bool]
-"""A queue item in memory: its id, the message, the recipients it is for, and whether it came back from the
-store (and so may have been delivered before a crash)."""
 
 JUNK_FOLDER = ".Junk"
 SENT_ITEMS_FOLDER = ".Sent Items"
@@ -215,7 +212,7 @@ class MailboxStore:
         return out
 
 
-class MailboxQueue:
+class MailboxQueue(QueueFeed):
     """The delivery queue for local mailboxes: batches of copies written off the loop, then completed."""
 
     next_hop = MAILBOX_QUEUE
@@ -229,29 +226,10 @@ class MailboxQueue:
         self.scheduler = scheduler
         self.fqdn = fqdn
         self.batch_size = batch_size
-        self.feed: asyncio.Queue[Entry] = asyncio.Queue()
-        self._busy = 0
+        super().__init__()
         self.delivered = 0
         self.capacity = 16 * batch_size  # messages held in memory; the rest wait in the store
         self.tracked: set[tuple[int, str]] = set()  # (message, recipient) with a DELIVER row before a restart
-
-    @property
-    def room(self) -> int:
-        return self.capacity - self.feed.qsize() - self._busy
-
-    def push(self, item_id: int, item: MailItem, recipients: list[str], recovered: bool = False) -> None:
-        self.feed.put_nowait((item_id, item, recipients, recovered))
-
-    def drain(self) -> list[int]:
-        """Drop what waits in memory; returns the queue item ids dropped (the store still has them)."""
-        dropped = []
-        while not self.feed.empty():
-            dropped.append(self.feed.get_nowait()[0])
-        return dropped
-
-    @property
-    def idle(self) -> bool:
-        return self.feed.empty() and not self._busy
 
     WRITERS = 4  # threads writing one batch side by side: fsyncs of different files overlap on the disk
 
