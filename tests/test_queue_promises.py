@@ -145,7 +145,7 @@ async def test_message_remove_without_ndr_is_a_drop_row_from_admin(tmp_path):
         internal_id = reply[1].decode().split("InternalId=")[1].split(",")[0]
         await wait_for(lambda: hub.store.items("queue='mailbox'"))
         out = await asyncio.to_thread(_cli_json, config, "message", "remove", internal_id)
-        assert out == {"identity": internal_id, "removed": True, "with_ndr": False}
+        assert out == {"identity": internal_id, "removed": True, "with_ndr": False, "queue": "mailbox"}
         assert hub.store.items() == []
         await asyncio.to_thread(_cli_json, config, "queue", "resume", "mailbox")
         await scheduler_ticks(hub)
