@@ -1,5 +1,6 @@
-"""The `transport` command: run the hub, check a configuration, show the pipeline, and (in time) the
-Exchange cmdlet equivalents. Each subcommand lives in one function; `--json` where scripts read the output.
+"""The `transport` command: run the hub, check a configuration, show the pipeline and the counters; the other
+subcommands (queues, pickup, mailboxes, trace, track, stats, the agents' tests) register themselves from beside the
+code they drive. Each subcommand lives in one function; `--json` where scripts read the output.
 """
 
 from __future__ import annotations
