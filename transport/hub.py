@@ -30,6 +30,7 @@ from .core.config import TransportConfig
 from .core.counters import Counters
 from .core.dns import DnsResolver
 from .core.pipeline import load_pipeline
+from .core.protocol_log import Direction, ProtocolLoggingLevel, protocol_log
 from .core.tracking import TrackingEvent, recorded, tracking_log
 from .data_root_lock import DataRootLock
 from .core.delivery import DeliveryQueue
@@ -66,7 +67,9 @@ class Hub:
                                         resubmit=lambda item: self.categorizer.push(item),
                                         forget_submissions=lambda: self.categorizer.drain(),
                                         notifier=self.notifications)
-        self.outbound = Outbound(config.receive.fqdn, self.dns, self.tracking, self.scheduler, self.notifications)
+        send_log = any(c.protocol_logging_level is ProtocolLoggingLevel.VERBOSE for c in config.send_connectors)
+        self.outbound = Outbound(config.receive.fqdn, self.dns, self.tracking, self.scheduler, self.notifications,
+                                 protocol_log(config, Direction.SEND) if send_log else None)
         self.send_connectors = SendConnectors(config, self.outbound, self._start_queue)
         self.categorizer = Categorizer(config, self.pipeline, self.store, self.tracking,
                                        RoutingTable(config, self.send_connectors), self.scheduler, self.notifications)
@@ -222,6 +225,8 @@ class Hub:
         self.pipeline.close()
         await self.store.close()
         self.tracking.close()
+        if self.outbound.protocol_log is not None:
+            self.outbound.protocol_log.close()
         self.counters.save(self.counters_path, self.started, self.pipeline.counts())
         if self.metrics is not None:
             self.metrics.close()

@@ -22,10 +22,11 @@ from .internal_servers import parse_internal_servers
 from .monitoring_config import (AgentLogSettings, DashboardSettings, MetricsSettings, ProtocolLogSettings,
                                 TrackingSettings)
 from .outbound_config import DsnSettings, SendConnector
+from .protocol_log import ProtocolLoggingLevel
 from .scl import SclThresholds
 
 __all__ = ["ConfigError", "ConfigFile", "TransportConfig", "load_config", "read_config_file", "validate_config", "ByteSize",
-           "parse_binding"]
+           "parse_binding", "ProtocolLoggingLevel"]
 
 class DomainType(str, enum.Enum):
     AUTHORITATIVE = "Authoritative"
@@ -102,11 +103,6 @@ class PermissionGroup(str, enum.Enum):
     EXCHANGE_USERS = "ExchangeUsers"      # mailbox users may AUTH; they bypass anti-spam and may relay
     EXCHANGE_SERVERS = "ExchangeServers"  # every client of the connector is one of our servers: bypass, headers kept
     PARTNERS = "Partners"                 # partner domains (no domain security yet: treated as AnonymousUsers)
-
-
-class ProtocolLoggingLevel(str, enum.Enum):
-    NONE = "None"
-    VERBOSE = "Verbose"
 
 
 class ReceiveConnector(Model):

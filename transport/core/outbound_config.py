@@ -14,6 +14,7 @@ from pathlib import Path
 from pydantic import Field, field_validator
 
 from .config_types import ByteSize, Duration, Model
+from .protocol_log import ProtocolLoggingLevel
 
 __all__ = ["DsnSettings", "SendConnector", "SmartHostAuth", "split_host", "queue_kind", "SMART_HOST", "DNS", "DROP"]
 
@@ -79,6 +80,9 @@ class SendConnector(Model):
         None, description="DropDirectoryQuota: once the folder holds this much, messages wait in Retry (null = unlimited).")
     max_message_size: ByteSize = Field(
         10 * 1024**2, description="MaxMessageSize: larger messages fail with 550 5.3.4 (ROUTING.SizeLimit) instead of being sent.")
+    protocol_logging_level: ProtocolLoggingLevel = Field(
+        ProtocolLoggingLevel.NONE, description="ProtocolLoggingLevel: Verbose writes every command and reply of this "
+        "connector's sessions to logs/ProtocolLog/SmtpSend/.")
 
     @field_validator("drop_directory", mode="before")
     @classmethod

@@ -20,7 +20,14 @@ from .logfile import MB, RollingLog
 if TYPE_CHECKING:
     from .config import TransportConfig
 
-__all__ = ["Direction", "FIELDS", "ProtocolEvent", "ProtocolLog", "ProtocolSession", "protocol_log"]
+__all__ = ["Direction", "FIELDS", "ProtocolEvent", "ProtocolLog", "ProtocolLoggingLevel", "ProtocolSession", "protocol_log"]
+
+
+class ProtocolLoggingLevel(str, enum.Enum):
+    """A connector's ProtocolLoggingLevel."""
+
+    NONE = "None"
+    VERBOSE = "Verbose"
 
 class ProtocolEvent(enum.StrEnum):
     """The event column."""

@@ -34,7 +34,9 @@ from ..core.dsn_params import Notifier
 from ..core.events import SmtpResponse
 from ..core.mailitem import MailItem, Recipient, RecipientStatus
 from ..core.outbound_config import SendConnector
+from ..core.protocol_log import ProtocolLog, ProtocolLoggingLevel
 from .feed import Entry, QueueFeed
+from .send_protocol_log import LoggedSMTP
 
 if TYPE_CHECKING:
     from queues.scheduler import QueueScheduler
@@ -69,6 +71,7 @@ class Outbound:
     tracking: "TrackingLog"
     scheduler: "QueueScheduler"
     notifier: Notifier
+    protocol_log: ProtocolLog | None = None  # SmtpSend, for the connectors whose ProtocolLoggingLevel is Verbose
 
 
 def _tls_context() -> ssl.SSLContext:
@@ -252,8 +255,10 @@ class SmtpDeliveryQueue(QueueFeed):
         errors = []
         for name, address, port in await self._targets():
             where = f"[{address}]:{port}" if name == address else f"{name} [{address}]:{port}"
-            client = aiosmtplib.SMTP(hostname=address, port=port, local_hostname=self.out.fqdn,
-                                     timeout=self.connector.connection_timeout, start_tls=False)
+            options: dict = dict(hostname=address, port=port, local_hostname=self.out.fqdn,
+                                 timeout=self.connector.connection_timeout, start_tls=False)
+            log = self.out.protocol_log if self.connector.protocol_logging_level is ProtocolLoggingLevel.VERBOSE else None
+            client = LoggedSMTP(log, self.connector.name, **options) if log is not None else aiosmtplib.SMTP(**options)
             try:
                 await client.connect()
                 self.connections += 1
