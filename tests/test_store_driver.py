@@ -171,16 +171,18 @@ async def test_mailbox_send_wait_reports_delivered_and_failed(tmp_path: Path, ca
     from transport.cli import main
 
     good, denied = tmp_path / "good.eml", tmp_path / "denied.eml"
-    good.write_bytes(eml("From: alice@contoso.com", "To: bob@contoso.com, carol@contoso.com", "Subject: hi"))
+    good.write_bytes(eml("From: alice@contoso.com", "To: bob@contoso.com, carol@contoso.com, fax@fax.contoso.com",
+                         "Subject: hi"))
     denied.write_bytes(eml("From: bob@contoso.com", "To: carol@contoso.com", "Subject: as bob"))
-    async with running_hub(tmp_path, FAST) as hub:
+    fax = {"send_connectors": [{"name": "Fax", "address_spaces": ["fax.contoso.com"], "drop_directory": "drop/Fax"}]}
+    async with running_hub(tmp_path, FAST | fax) as hub:
         config = str(tmp_path / "transport.yaml")
         code = await asyncio.to_thread(main, ["mailbox", "send", "--from", "alice@contoso.com", str(good), str(denied),
                                               "--wait", "--json", "-c", config])
         result = json.loads(capsys.readouterr().out)
         assert code == 1  # one was refused
         assert [(r["file"], r["status"]) for r in result] == [(str(good), "delivered"), (str(denied), "failed")]
-        assert sorted(result[0]["delivered"]) == ["bob@contoso.com", "carol@contoso.com"]
+        assert sorted(result[0]["delivered"]) == ["bob@contoso.com", "carol@contoso.com", "fax@fax.contoso.com"]  # SEND
         assert result[1]["failed"]["carol@contoso.com"].startswith("554 5.2.0 STOREDRV.Submission.Exception")
         assert len(sent_items(hub, "alice@contoso.com")) == 2  # settled means in Sent Items too
         code = await asyncio.to_thread(main, ["mailbox", "send", "--from", "alice@contoso.com", str(good), "--wait",

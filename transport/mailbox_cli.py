@@ -33,7 +33,7 @@ class SendStatus(str, enum.Enum):
 
     SUBMITTED = "submitted"  # in the Outbox, not followed (no --wait)
     QUEUED = "queued"        # in the Submission queue; --wait gave up before every recipient was settled
-    DELIVERED = "delivered"  # every recipient delivered
+    DELIVERED = "delivered"  # every recipient delivered (or sent on by a send connector)
     FAILED = "failed"        # at least one recipient failed (the others delivered)
     BAD = "bad"              # the store driver could not submit it (badmail)
     PENDING = "pending"      # --wait gave up before the store driver took it
@@ -63,7 +63,8 @@ def follow_sent(sent: list[Sent], tracking: Path, outbox: Path, sender: str, sin
     """Update each message from the tracking log until each is settled or `timeout` seconds pass.
 
     The store driver's RECEIVE row names the Outbox file (source-context) and gives the internal id and the
-    recipients; DELIVER and FAIL rows of that id settle each recipient, once the file has left the Outbox (so
+    recipients; DELIVER, SEND (handed to a send connector's next hop or drop directory) and FAIL rows of that
+    id settle each recipient, once the file has left the Outbox (so
     its copy is in Sent Items); BADMAIL means it could not be submitted.
     """
     waiting = {s.name: s for s in sent if s.status is SendStatus.SUBMITTED}
@@ -88,10 +89,10 @@ def follow_sent(sent: list[Sent], tracking: Path, outbox: Path, sender: str, sin
                     del waiting[context]
                     continue
             entry = by_id.get(int(row["internal-message-id"])) if row.get("internal-message-id", "").isdigit() else None
-            if entry is None or event not in ("DELIVER", "FAIL"):
+            if entry is None or event not in ("DELIVER", "SEND", "FAIL"):
                 continue
             for address in filter(None, row.get("recipient-address", "").split(";")):
-                if event == "DELIVER" and address not in entry.delivered:
+                if event in ("DELIVER", "SEND") and address not in entry.delivered:  # in a mailbox, or handed on
                     entry.delivered.append(address)
                 elif event == "FAIL":
                     entry.failed.setdefault(address, row.get("recipient-status", ""))
