@@ -5,13 +5,13 @@ Fresh messages go from the categorizer straight to a delivery queue in memory. E
 database with a `next_attempt` time, and this scheduler's tick hands it back when it is due. The tick also
 fails messages older than MessageExpirationTimeout (`550 4.4.7 QUEUE.Expired`, with an NDR), sends a delay
 notice once a message has waited DelayNotificationTimeout, and notices `transport queue …` commands (the admin epoch).
+Every tick reads the time from the store's clock (the hub's), so what is due is decided on one clock.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-import time
 from typing import TYPE_CHECKING, Callable
 
 from transport.core.delivery import DeliveryQueue
@@ -123,7 +123,7 @@ class QueueScheduler:
             log.info("queue administration changed the queues; re-reading them")
         self._epoch = epoch
         self.suspended = self.store.suspended_queues()
-        now = time.time()
+        now = self.store.clock()
         await self._remove_with_ndr()
         await self._expire(now)
         await self._notify_delays(now)
