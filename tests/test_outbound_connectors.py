@@ -12,7 +12,7 @@ import threading
 from aiosmtpd.smtp import AuthResult
 
 from dsntools import Sink, SinkServer, report_parts, send_dsn
-from hubtools import PASSWORD, make_message, messages, run_cli, running_hub, tracking, wait_for
+from hubtools import PASSWORD, FakeClock, make_message, messages, run_cli, running_hub, scheduler_ticks, tracking, wait_for
 from transport.receive_connector import _make_self_signed
 
 ALICE = ("alice@contoso.com", PASSWORD)
@@ -132,8 +132,10 @@ async def test_drop_directory_files_read_back_through_replay(tmp_path):
 
 
 async def test_drop_directory_quota_holds_messages_in_retry(tmp_path):
-    extra = {**FAST, "send_connectors": [{**FAX["send_connectors"][0], "drop_directory_quota": 1000}]}
-    async with running_hub(tmp_path, extra) as hub:
+    extra = {"queue": {"admin_poll_interval": 0.05},
+             "send_connectors": [{**FAX["send_connectors"][0], "drop_directory_quota": 1000}]}
+    clock = FakeClock()
+    async with running_hub(tmp_path, extra, clock=clock) as hub:
         drop = hub.config.data_root / "drop" / "Fax"
         await send_out(hub, "1@fax.contoso.test", "<q1@contoso.com>")
         [first] = await wait_for(lambda: sorted(drop.glob("*.eml")))
@@ -143,5 +145,9 @@ async def test_drop_directory_quota_holds_messages_in_retry(tmp_path):
         listed = json.loads(run_cli("queue", "list", "-c", str(tmp_path / "transport.yaml"), "--json").stdout)
         assert [q["delivery_type"] for q in listed if q["identity"].endswith("\\Fax")] == ["NonSmtpGatewayDelivery"]
         first.unlink()  # the gateway took it
-        [second] = await wait_for(lambda: sorted(drop.glob("*.eml")), timeout=10)
+        clock.advance(299)  # the next attempt is due in transient_failure_retry_interval (5 min)
+        await scheduler_ticks(hub)
+        assert hub.store.items("status='Retry'") and not hub.scheduler.inflight
+        clock.advance(1)
+        [second] = await wait_for(lambda: sorted(drop.glob("*.eml")))
         assert b"<q2@contoso.com>" in second.read_bytes()
