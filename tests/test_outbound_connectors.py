@@ -16,8 +16,7 @@ from hubtools import PASSWORD, FakeClock, make_message, messages, run_cli, runni
 from transport.receive_connector import _make_self_signed
 
 ALICE = ("alice@contoso.com", PASSWORD)
-FAST = {"queue": {"transient_failure_retry_interval": 0.2, "transient_failure_retry_count": 2,
-                  "outbound_connection_failure_retry_interval": 0.3, "admin_poll_interval": 0.1}}
+FAST = {"queue": {"admin_poll_interval": 0.1}}  # the scheduler looks often; retries keep Exchange's intervals
 
 
 def rows(hub, event: str) -> list[dict]:
@@ -91,15 +90,14 @@ async def test_dsn_parameters_survive_a_restart(tmp_path):
     sink = Sink(rcpt_replies={"ghost@fabrikam.test": "451 4.3.0 Later"})
     with SinkServer(sink) as port:
         extra = connector(smart_hosts=[f"127.0.0.1:{port}"])
-        extra["queue"] = {**FAST["queue"], "transient_failure_retry_interval": 600}
-        async with running_hub(tmp_path, extra) as hub:
+        clock = FakeClock()  # stands still: the retry waits for `queue retry`
+        async with running_hub(tmp_path, extra, clock=clock) as hub:
             await send_out(hub, "ghost@fabrikam.test", "<keep@contoso.com>",
                            options=["NOTIFY=FAILURE", "ORCPT=rfc822;Ghost@fabrikam.test"],
                            mail_options=["RET=HDRS", "ENVID=keep-1"])
             await wait_for(lambda: hub.store.items("status='Retry'"))
         sink.rcpt_replies["ghost@fabrikam.test"] = "550 5.1.1 User unknown"
-        extra["queue"]["transient_failure_retry_interval"] = 0.2
-        async with running_hub(tmp_path, extra) as hub:
+        async with running_hub(tmp_path, extra, clock=clock) as hub:
             assert "Smarthost" in hub.scheduler.queues  # reopened for the item the store holds
             assert run_cli("queue", "retry", "Smarthost", "-c", str(tmp_path / "transport.yaml")).returncode == 0
             [raw] = await wait_for(lambda: messages(hub, "alice@contoso.com"), timeout=10)
