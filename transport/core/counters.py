@@ -1,6 +1,6 @@
 """Performance counters, grouped in sets named as Exchange names them ("MSExchange Sender Id Agent").
 
-The running hub writes a snapshot to `<data root>/logs/counters.json` every couple of seconds and at shutdown,
+The running hub writes a snapshot to `<data root>/logs/counters.json` every 2 s of its clock and at shutdown,
 so `transport counters` (like Get-Counter) can read them from another process; the snapshot also holds each
 agent's hook calls and errors, which `transport pipeline` shows.
 """
