@@ -5,13 +5,13 @@ Fresh messages go from the categorizer straight to a delivery queue in memory. E
 database with a `next_attempt` time, and this scheduler's tick hands it back when it is due. The tick also
 fails messages older than MessageExpirationTimeout (`550 4.4.7 QUEUE.Expired`, with an NDR), sends a delay
 notice once a message has waited DelayNotificationTimeout, and notices `transport queue …` commands (the admin epoch).
+Every tick reads the time from the store's clock (the hub's), so what is due is decided on one clock.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-import time
 from typing import TYPE_CHECKING, Callable
 
 from transport.core.delivery import DeliveryQueue
@@ -123,11 +123,13 @@ class QueueScheduler:
             log.info("queue administration changed the queues; re-reading them")
         self._epoch = epoch
         self.suspended = self.store.suspended_queues()
-        now = time.time()
-        await self._remove_with_ndr()
-        await self._expire(now)
+        now = self.store.clock()
+        # Ready twice = categorized and delivered twice: what is due is read before this tick's reports (NDRs,
+        # delay notices) join the Submission queue, since they go to the categorizer as they are submitted
+        due = self.store.due(now, changed and not first)
+        gone = await self._remove_with_ndr() | await self._expire(now)
         await self._notify_delays(now)
-        await self._dispatch_due(now, changed and not first)  # Ready twice = categorized and delivered twice
+        await self._dispatch_due([s for s in due if s.id not in gone])
 
     def for_categorizer(self, stored: StoredItem) -> "MailItem | None":
         """The message of a Submission item, with just the item's recipients, none routed yet."""
@@ -154,9 +156,9 @@ class QueueScheduler:
         if len(rows) < wanted:  # the store has no more than that: caught up
             self.overflow.discard(next_hop)
 
-    async def _dispatch_due(self, now: float, include_ready: bool) -> None:
+    async def _dispatch_due(self, due: list[StoredItem]) -> None:
         """Due retries, Submission items an administrator sent back, and what overflowed a full queue."""
-        for stored in self.store.due(now, include_ready):
+        for stored in due:
             if stored.queue in self.suspended or stored.id in self.inflight:
                 continue
             if stored.queue != SUBMISSION:
@@ -181,21 +183,21 @@ class QueueScheduler:
                 r.response = response
         return item
 
-    async def _remove_with_ndr(self) -> None:
-        """Items an administrator removed with -WithNDR (PendingRemove, the reason in last_error)."""
+    async def _remove_with_ndr(self) -> set[int]:
+        """Items an administrator removed with -WithNDR (PendingRemove, the reason in last_error); their ids."""
         rows = self.store.items("status=?", (QueueStatus.PENDING_REMOVE,))
-        await self._fail(rows, "ADMIN", lambda s: (s.last_error, "Remove-Message -WithNDR"))
+        return await self._fail(rows, "ADMIN", lambda s: (s.last_error, "Remove-Message -WithNDR"))
 
-    async def _expire(self, now: float) -> None:
+    async def _expire(self, now: float) -> set[int]:
         rows = [s for s in self.store.expired(now - self.settings.message_expiration_timeout)
                 if s.id not in self.inflight]
-        await self._fail(rows, "QUEUE", lambda s: (EXPIRED, f"last error: {s.last_error}" if s.last_error else ""))
+        return await self._fail(rows, "QUEUE", lambda s: (EXPIRED, f"last error: {s.last_error}" if s.last_error else ""))
 
-    async def _fail(self, rows: list[StoredItem], source: str, why: Callable[[StoredItem], tuple[str, str]]) -> None:
+    async def _fail(self, rows: list[StoredItem], source: str, why: Callable[[StoredItem], tuple[str, str]]) -> set[int]:
         """Queue items that fail for good: gone from the store, then a FAIL row and an NDR for their recipients.
-        `why` gives each item's reply and the tracking row's note."""
+        `why` gives each item's reply and the tracking row's note. Returns the items' ids."""
         if not rows:
-            return
+            return set()
         items = [(s, self._failing(s, why(s)[0])) for s in rows]
         await self.store.complete([s.id for s in rows])
         for stored, item in items:
@@ -206,6 +208,7 @@ class QueueScheduler:
                               custom_data=note)
             if self.notifier is not None:
                 await self.notifier.ndr(item, item.recipients)
+        return {s.id for s in rows}
 
     async def _notify_delays(self, now: float) -> None:
         for stored in self.store.delayed(now - self.settings.delay_notification_timeout):

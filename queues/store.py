@@ -31,11 +31,11 @@ import os
 import queue as thread_queue
 import sqlite3
 import threading
-import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Iterable, Sequence
 
+from transport.core.clock import Clock, real_time
 from transport.core.errors import StoreError
 from transport.core.mailitem import MailItem, Spool
 from transport.core.sources import FileClaim
@@ -149,10 +149,12 @@ Op = Callable[[sqlite3.Connection], Any]
 
 
 class QueueStore:
-    """Durable queues. Writes go through `_write` (group commit); reads use a separate connection."""
+    """Durable queues. Writes go through `_write` (group commit); reads use a separate connection. Times (an
+    item's creation, its next attempt) are read from `clock`, the hub's."""
 
-    def __init__(self, path: Path, durable: bool = True, batch_size: int = 256) -> None:
+    def __init__(self, path: Path, durable: bool = True, batch_size: int = 256, clock: Clock = real_time) -> None:
         self.path = Path(path)
+        self.clock = clock
         self.durable = durable
         self.batch_size = batch_size
         self.commits = 0
@@ -288,6 +290,7 @@ class QueueStore:
             body_file = item.spool.path.name
         row = (_text(item.message_id), _text(item.sender), _text(item.subject[:255]), item.size, item.source.value,
                envelope, item.raw, item.received_at, body_file)
+        created = self.clock()
 
         def op(conn: sqlite3.Connection) -> int:
             cur = conn.execute(
@@ -295,7 +298,7 @@ class QueueStore:
                 " VALUES (?,?,?,?,?,?,?,?,?)", row)
             mid = cur.lastrowid
             conn.execute("INSERT INTO queue_items(message, queue, recipients, created) VALUES (?,?,?,?)",
-                         (mid, queue, recipients, time.time()))
+                         (mid, queue, recipients, created))
             if claim is not None:
                 conn.execute("INSERT OR REPLACE INTO file_claims(directory, name, sha256, message) VALUES (?,?,?,?)",
                              (claim.directory, claim.name, claim.sha256, mid))
@@ -318,7 +321,7 @@ class QueueStore:
         """
         envelope = json.dumps(item.envelope_dict())
         raw = item.raw if item.raw is not item.stored_raw else None  # rewrite the content only if an agent edited it
-        now = time.time()
+        now = self.clock()
 
         def op(conn: sqlite3.Connection) -> dict[str, int]:
             conn.execute("DELETE FROM queue_items WHERE message=? AND queue=?", (item.internal_id, from_queue))
@@ -368,7 +371,7 @@ class QueueStore:
     async def retry_later(self, item_id: int, recipients: list[str], error: str,
                           delay: Callable[[int], float]) -> None:
         """A delivery attempt failed transiently: count it and wait in Retry for `delay(attempts)` seconds."""
-        now = time.time()
+        now = self.clock()
 
         def op(conn: sqlite3.Connection) -> None:
             row = conn.execute("SELECT attempts FROM queue_items WHERE id=?", (item_id,)).fetchone()
@@ -382,8 +385,9 @@ class QueueStore:
 
         await self._write(op)
 
-    async def defer_submission(self, message_id: int, due: float, error: str) -> None:
-        """A routing agent deferred the message: its Submission item waits in Retry until `due`."""
+    async def defer_submission(self, message_id: int, retry_in: float, error: str) -> None:
+        """A routing agent deferred the message: its Submission item waits in Retry for `retry_in` seconds."""
+        due = self.clock() + retry_in
         await self._write(lambda conn: conn.execute(
             "UPDATE queue_items SET status=?, next_attempt=?, last_error=? WHERE message=? AND queue=?",
             (QueueStatus.RETRY, due, error, message_id, SUBMISSION)))
@@ -400,9 +404,11 @@ class QueueStore:
         Below the threshold the item waits in Retry for `retry_in` seconds. Returns True when the message is
         now in the Poison queue.
         """
+        due = self.clock() + retry_in
+
         def op(conn: sqlite3.Connection) -> bool:
             conn.execute("UPDATE queue_items SET crash_count=crash_count+1, status=?, next_attempt=?"
-                         " WHERE message=? AND queue=?", (QueueStatus.RETRY, time.time() + retry_in, message_id, SUBMISSION))
+                         " WHERE message=? AND queue=?", (QueueStatus.RETRY, due, message_id, SUBMISSION))
             return bool(_poison_at(conn, threshold, "message=?", (message_id,)))
 
         return await self._write(op)
@@ -465,19 +471,19 @@ class QueueStore:
                           " AND status=?))", (now, SUBMISSION, *submission, *SYSTEM_QUEUES, QueueStatus.RETRY))
 
     def expired(self, received_before: float) -> list[StoredItem]:
-        """Items (not in Poison, not in process) of messages received before the cutoff."""
+        """Items (not in Poison, not in process) of messages received at or before the cutoff."""
         return self._items_received_before(received_before, "q.queue != ? AND q.status != ?",
                                            (POISON, QueueStatus.ACTIVE))
 
     def delayed(self, received_before: float) -> list[StoredItem]:
-        """Retry items of messages received before the cutoff that have had no delay notification yet."""
+        """Retry items of messages received at or before the cutoff that have had no delay notification yet."""
         return self._items_received_before(received_before, "q.status=? AND q.delay_notified=0", (QueueStatus.RETRY,))
 
     def _items_received_before(self, cutoff: float, where: str, params: Sequence[Any]) -> list[StoredItem]:
         columns = ", ".join("q." + c for c in ITEM_COLUMNS.split(", "))
         return [_row_item(r) for r in self.read(
             f"SELECT {columns} FROM queue_items q JOIN messages m ON m.id=q.message"
-            f" WHERE {where} AND m.received_at < ?", (*params, cutoff))]
+            f" WHERE {where} AND m.received_at <= ?", (*params, cutoff))]
 
     def delivery_queues(self) -> set[str]:
         """The names of the delivery queues (next hops) that hold items."""

@@ -73,11 +73,33 @@ def agent(cls: str, priority: int = 100, on_error: str = "fail_open", **config: 
     return {"class": cls, "priority": priority, "on_error": on_error, "config": config}
 
 
+class FakeClock:
+    """A clock for `Hub(clock=...)` that stands still until the test moves it (`advance`, `set`): the hub's
+    retries, expiry, delay notices, log files and counters' saves then happen at exactly the times asserted,
+    without waiting for them. It starts at a whole second of the real time, so files the hub writes have
+    modification times near it."""
+
+    def __init__(self, start: float | None = None) -> None:
+        self.now = float(int(time.time())) if start is None else start
+
+    def __call__(self) -> float:
+        return self.now
+
+    def advance(self, seconds: float) -> float:
+        self.now += seconds
+        return self.now
+
+    def set(self, when: float) -> None:
+        self.now = when
+
+
 @contextlib.asynccontextmanager
 async def running_hub(tmp_path: Path, extra: dict[str, Any] | None = None,
-                      before_start: Callable[[Hub], None] | None = None) -> AsyncIterator[Hub]:
-    """An in-process hub on an ephemeral port, stopped (quickly) on exit."""
-    hub = Hub(load_config(write_config(tmp_path, extra)))
+                      before_start: Callable[[Hub], None] | None = None,
+                      clock: Callable[[], float] = time.time) -> AsyncIterator[Hub]:
+    """An in-process hub on an ephemeral port, stopped (quickly) on exit; `clock` is the hub's (a FakeClock for
+    time-driven behaviour)."""
+    hub = Hub(load_config(write_config(tmp_path, extra)), clock=clock)
     if before_start is not None:
         before_start(hub)
     await hub.start()
@@ -132,6 +154,12 @@ async def scheduler_ticks(hub: Hub, count: int = 2) -> None:
     """Wait until the queue scheduler has looked at the queues `count` more times (for "nothing else happens")."""
     goal = hub.scheduler.ticks + count
     await wait_for(lambda: hub.scheduler.ticks >= goal, timeout=10)
+
+
+async def housekeeping_rounds(hub: Hub, count: int = 2) -> None:
+    """Wait until the hub's housekeeping (free disk, the counters' saves) has gone round `count` more times."""
+    goal = hub.housekeeping_rounds + count
+    await wait_for(lambda: hub.housekeeping_rounds >= goal, timeout=10)
 
 
 async def directory_scans(hub: Hub, count: int = 2) -> None:

@@ -12,7 +12,7 @@ from hubtools import (
     RawSmtp, agent, data, events_for, header_value, make_message, maildir, messages, raw_session, running_hub, send,
     tracking, wait_for,
 )
-from hubtools import base_config, scheduler_ticks, write_config
+from hubtools import FakeClock, base_config, scheduler_ticks, write_config
 from transport.core.config import load_config
 from transport.core.errors import ConfigError
 from transport.hub import Hub
@@ -394,11 +394,19 @@ async def test_routing_events_run_in_order(tmp_path):
 
 
 async def test_routing_agent_defer_then_delivers(tmp_path):
-    extra = {"agents": [agent("hubtools:RouteTrace", defer_at="on_resolved", defer_seconds=0.2)]}
-    async with running_hub(tmp_path, extra) as hub:
+    """A routing agent's Defer(600 s) holds the message in the Submission queue for exactly that long."""
+    extra = {"agents": [agent("hubtools:RouteTrace", defer_at="on_resolved", defer_seconds=600)],
+             "queue": {"admin_poll_interval": 0.05}}
+    clock = FakeClock()
+    async with running_hub(tmp_path, extra, clock=clock) as hub:
         await send(hub.addresses[0][1], "john@fabrikam.test", ["alice@contoso.com"],
                    make_message(message_id="<later@fabrikam.test>"))
-        await wait_for(lambda: "DELIVER" in events_for(tracking(hub), "<later@fabrikam.test>"), timeout=10)
+        await wait_for(lambda: "DEFER" in events_for(tracking(hub), "<later@fabrikam.test>"))
+        clock.advance(599)
+        await scheduler_ticks(hub)
+        assert "DELIVER" not in events_for(tracking(hub), "<later@fabrikam.test>")
+        clock.advance(1)
+        await wait_for(lambda: "DELIVER" in events_for(tracking(hub), "<later@fabrikam.test>"))
         rows = [r for r in tracking(hub) if r["message-id"] == "<later@fabrikam.test>"]
         kinds = [r["event-id"] for r in rows]
         assert kinds[:3] == ["RECEIVE", "SUBMIT", "DEFER"] and kinds[-1] == "DELIVER"

@@ -12,12 +12,11 @@ import threading
 from aiosmtpd.smtp import AuthResult
 
 from dsntools import Sink, SinkServer, report_parts, send_dsn
-from hubtools import PASSWORD, make_message, messages, run_cli, running_hub, tracking, wait_for
+from hubtools import PASSWORD, FakeClock, make_message, messages, run_cli, running_hub, scheduler_ticks, tracking, wait_for
 from transport.receive_connector import _make_self_signed
 
 ALICE = ("alice@contoso.com", PASSWORD)
-FAST = {"queue": {"transient_failure_retry_interval": 0.2, "transient_failure_retry_count": 2,
-                  "outbound_connection_failure_retry_interval": 0.3, "admin_poll_interval": 0.1}}
+FAST = {"queue": {"admin_poll_interval": 0.1}}  # the scheduler looks often; retries keep Exchange's intervals
 
 
 def rows(hub, event: str) -> list[dict]:
@@ -91,15 +90,14 @@ async def test_dsn_parameters_survive_a_restart(tmp_path):
     sink = Sink(rcpt_replies={"ghost@fabrikam.test": "451 4.3.0 Later"})
     with SinkServer(sink) as port:
         extra = connector(smart_hosts=[f"127.0.0.1:{port}"])
-        extra["queue"] = {**FAST["queue"], "transient_failure_retry_interval": 600}
-        async with running_hub(tmp_path, extra) as hub:
+        clock = FakeClock()  # stands still: the retry waits for `queue retry`
+        async with running_hub(tmp_path, extra, clock=clock) as hub:
             await send_out(hub, "ghost@fabrikam.test", "<keep@contoso.com>",
                            options=["NOTIFY=FAILURE", "ORCPT=rfc822;Ghost@fabrikam.test"],
                            mail_options=["RET=HDRS", "ENVID=keep-1"])
             await wait_for(lambda: hub.store.items("status='Retry'"))
         sink.rcpt_replies["ghost@fabrikam.test"] = "550 5.1.1 User unknown"
-        extra["queue"]["transient_failure_retry_interval"] = 0.2
-        async with running_hub(tmp_path, extra) as hub:
+        async with running_hub(tmp_path, extra, clock=clock) as hub:
             assert "Smarthost" in hub.scheduler.queues  # reopened for the item the store holds
             assert run_cli("queue", "retry", "Smarthost", "-c", str(tmp_path / "transport.yaml")).returncode == 0
             [raw] = await wait_for(lambda: messages(hub, "alice@contoso.com"), timeout=10)
@@ -132,8 +130,10 @@ async def test_drop_directory_files_read_back_through_replay(tmp_path):
 
 
 async def test_drop_directory_quota_holds_messages_in_retry(tmp_path):
-    extra = {**FAST, "send_connectors": [{**FAX["send_connectors"][0], "drop_directory_quota": 1000}]}
-    async with running_hub(tmp_path, extra) as hub:
+    extra = {"queue": {"admin_poll_interval": 0.05},
+             "send_connectors": [{**FAX["send_connectors"][0], "drop_directory_quota": 1000}]}
+    clock = FakeClock()
+    async with running_hub(tmp_path, extra, clock=clock) as hub:
         drop = hub.config.data_root / "drop" / "Fax"
         await send_out(hub, "1@fax.contoso.test", "<q1@contoso.com>")
         [first] = await wait_for(lambda: sorted(drop.glob("*.eml")))
@@ -143,5 +143,9 @@ async def test_drop_directory_quota_holds_messages_in_retry(tmp_path):
         listed = json.loads(run_cli("queue", "list", "-c", str(tmp_path / "transport.yaml"), "--json").stdout)
         assert [q["delivery_type"] for q in listed if q["identity"].endswith("\\Fax")] == ["NonSmtpGatewayDelivery"]
         first.unlink()  # the gateway took it
-        [second] = await wait_for(lambda: sorted(drop.glob("*.eml")), timeout=10)
+        clock.advance(299)  # the next attempt is due in transient_failure_retry_interval (5 min)
+        await scheduler_ticks(hub)
+        assert hub.store.items("status='Retry'") and not hub.scheduler.inflight
+        clock.advance(1)
+        [second] = await wait_for(lambda: sorted(drop.glob("*.eml")))
         assert b"<q2@contoso.com>" in second.read_bytes()

@@ -157,30 +157,6 @@ async def test_message_remove_without_ndr_is_a_drop_row_from_admin(tmp_path):
             "ADMIN", "alice@contoso.com", "mailbox", "Remove-Message")
 
 
-async def test_the_retry_schedule_quick_retries_then_the_outbound_interval(tmp_path):
-    """README: "Retry follows Exchange's schedule: `transient_failure_retry_count` (6) retries every
-    `transient_failure_retry_interval` (5 min), then every `outbound_connection_failure_retry_interval` (10 min)"."""
-    quick, slow = 1000.0, 5000.0  # far apart and long: every attempt below is one `queue retry`
-    schedule = {"queue": {"transient_failure_retry_count": 2, "transient_failure_retry_interval": quick,
-                          "outbound_connection_failure_retry_interval": slow, "admin_poll_interval": 0.1,
-                          "delay_notification_timeout": "1d"}}
-    async with running_hub(tmp_path, schedule) as hub:
-        config = tmp_path / "transport.yaml"
-        _broken_mailbox(hub)
-        recorded = []
-        before = time.time()
-        await send(hub.addresses[0][1], "john@fabrikam.test", ["alice@contoso.com"], make_message(message_id="<s@t>"))
-        for attempt in range(1, 6):
-            [item] = await wait_for(lambda: [i for i in hub.store.items("status='Retry'") if i.attempts == attempt])
-            after = time.time()
-            delay = quick if attempt <= 2 else slow
-            assert before + delay <= item.next_attempt <= after + delay, (attempt, item.next_attempt - after)
-            recorded.append(round(item.next_attempt - after, -2))
-            before = time.time()
-            await asyncio.to_thread(_cli_json, config, "queue", "retry", "mailbox")  # the next attempt, now
-        assert recorded == [quick, quick, slow, slow, slow]
-
-
 # -- durations ---------------------------------------------------------------------------------------------------
 
 

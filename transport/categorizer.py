@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import time
 from typing import Container
 
 from queues.scheduler import QueueScheduler
@@ -126,7 +125,7 @@ class Categorizer:
             item = event.mail_item
             self.tracking.log(TrackingEvent.DEFER, item, "AGENT", recipient_status=str(event.response or ""),
                               custom_data=f"{event.decided_by}: deferred {event.defer_seconds:g}s")
-            await self.store.defer_submission(item.internal_id, time.time() + event.defer_seconds,
+            await self.store.defer_submission(item.internal_id, event.defer_seconds,
                                               str(event.response or "deferred by agent"))
             return True
         return False

@@ -12,7 +12,6 @@ returned exactly as it was received.
 from __future__ import annotations
 
 import enum
-import time
 import uuid
 from dataclasses import dataclass
 from email.utils import format_datetime
@@ -137,8 +136,9 @@ def _human(item: MailItem, lines: list[ReportedRecipient], action: DsnAction, re
 
 
 def build_report(item: MailItem, lines: list[ReportedRecipient], action: DsnAction, reporting_mta: str,
-                 postmaster: str, headers_only_over: int = HEADERS_ONLY_OVER) -> bytes:
-    """The whole report message (headers and body) about `item` for these recipients, from `postmaster`."""
+                 postmaster: str, headers_only_over: int = HEADERS_ONLY_OVER, *, date: float) -> bytes:
+    """The whole report message (headers and body) about `item` for these recipients, from `postmaster`, dated
+    `date` (seconds since the epoch, on the hub's clock)."""
     boundary = f"=_dsn_{uuid.uuid4().hex}"
     content = item.content()
     ret = item.mail_params.get("RET", "").upper()
@@ -152,7 +152,7 @@ def build_report(item: MailItem, lines: list[ReportedRecipient], action: DsnActi
     head = [
         f"From: Postmaster <{postmaster}>",
         f"To: <{item.sender}>",
-        f"Date: {_rfc822_date(time.time())}",
+        f"Date: {_rfc822_date(date)}",
         f"Subject: {_SUBJECT[action]}: {subject}" if subject is not None else f"Subject: {_SUBJECT[action]}",
         f"Message-ID: <{uuid.uuid4()}@{reporting_mta}>",
     ]

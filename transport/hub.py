@@ -6,7 +6,9 @@ feeds the categorizer; the categorizer asks the routing table for each recipient
 message to the delivery queue registered for it; delivery completes it. On start, whatever the store holds is
 fed back in, so a message acknowledged before a crash or a restart is delivered after it. Reports to senders
 (NDRs, delay and success notices) are made by `notifications`, which every part that fails, delays or delivers
-a recipient is handed. Nothing but this module (and the command that runs it) knows all the parts.
+a recipient is handed. Nothing but this module (and the command that runs it) knows all the parts, and it hands
+each time-driven part (the queue store and scheduler, notifications, the log files, the counters) the one clock
+the hub was given (`transport.core.clock`: the real time unless a test brings its own).
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ from .categorizer import Categorizer
 from .connection_limits import raise_open_file_limit
 from .core.agent import AgentContext
 from .core.agent_log import agent_log
+from .core.clock import Clock, real_time
 from .core.config import TransportConfig
 from .core.counters import Counters
 from .core.dns import DnsResolver
@@ -48,21 +51,27 @@ __all__ = ["Hub"]
 
 log = logging.getLogger("transport.hub")
 
+HOUSEKEEPING_INTERVAL = 0.5
+"""Seconds (real) between the housekeeping's rounds: free disk is checked at each."""
+COUNTERS_SAVE_INTERVAL = 2.0
+"""Seconds on the hub's clock between two saves of the counters' snapshot."""
+
 
 class Hub:
     """One transport server. `await start()`, then `await stop()`."""
 
-    def __init__(self, config: TransportConfig, dns: DnsResolver | None = None) -> None:
+    def __init__(self, config: TransportConfig, dns: DnsResolver | None = None, clock: Clock = real_time) -> None:
         self.config = config
+        self.clock = clock
         root = config.data_root
-        self.counters = Counters()
+        self.counters = Counters(clock)
         self.dns = dns or DnsResolver(config.dns)
-        self.tracking = tracking_log(config)
-        self.store = QueueStore(root / "queue" / "mail.que", config.queue.durable, config.queue.batch_size)
+        self.tracking = tracking_log(config, clock)
+        self.store = QueueStore(root / "queue" / "mail.que", config.queue.durable, config.queue.batch_size, clock)
         context = AgentContext(config, self.dns, self.counters, logging.getLogger("transport.agents"))
-        self.pipeline = load_pipeline(config.agents, context, self.tracking, agent_log(config))
+        self.pipeline = load_pipeline(config.agents, context, self.tracking, agent_log(config, clock))
         self.notifications = Notifications(config, lambda item, source: self.submission.submit_generated(item, source),
-                                           self.tracking)
+                                           self.tracking, clock)
         self.scheduler = QueueScheduler(self.store, config.queue, self.tracking,
                                         resubmit=lambda item: self.categorizer.push(item),
                                         forget_submissions=lambda: self.categorizer.drain(),
@@ -75,25 +84,26 @@ class Hub:
                                        RoutingTable(config, self.send_connectors), self.scheduler, self.notifications)
         self.submission = Submission(config, self.pipeline, self.store, self.tracking,
                                      lambda item: self.categorizer.push(item),
-                                     lambda: self.categorizer.backlog)
+                                     lambda: self.categorizer.backlog, clock)
         context.submit = self.submission.submit_from_agent
         self.mailboxes = MailboxStore(root / "mailboxes", config)
         self.mailbox_queue = MailboxQueue(self.mailboxes, self.tracking, self.scheduler, config.receive.fqdn,
                                           notifier=self.notifications)
         self.scheduler.register(self.mailbox_queue)
-        self.connectors = ReceiveConnectors(config, self.submission)
+        self.connectors = ReceiveConnectors(config, self.submission, clock)
         self.receive = self.connectors.connectors[0]  # the first connector (Default Frontend in the demo)
         self.watchers: list[DirectoryWatcher] = []
         self.outboxes: list[DirectoryWatcher] = []  # the store driver: one watcher per mailbox's Outbox
         self.lock = DataRootLock(root)
-        self.metrics = MetricsEndpoint(config.metrics, self.counters, self.pipeline, root / "queue" / "mail.que") \
-            if config.metrics.enabled else None
+        self.metrics = MetricsEndpoint(config.metrics, self.counters, self.pipeline, root / "queue" / "mail.que",
+                                       clock) if config.metrics.enabled else None
         if self.metrics is not None:
             self.tracking.listeners.append(self.metrics.record)
         self.metrics_address: tuple[str, int] | None = None
         self._tasks: list[asyncio.Task] = []
         self._running = False
-        self.started = time.time()
+        self.housekeeping_rounds = 0  # rounds completed (tests wait on it, as on the scheduler's ticks)
+        self.started = clock()
 
     @property
     def addresses(self) -> list[tuple[str, int]]:
@@ -108,7 +118,7 @@ class Hub:
             (root / sub).mkdir(parents=True, exist_ok=True)
         for mb in self.config.mailboxes:
             self.mailboxes.create(mb.address)
-        self.started = time.time()
+        self.started = self.clock()
         self.lock.acquire()
         if self.metrics is not None:
             self.metrics_address = self.metrics.listen()
@@ -193,14 +203,16 @@ class Hub:
         return self.config.data_root / "logs" / "counters.json"
 
     async def _housekeeping(self) -> None:
-        """Check free disk twice a second; save the counters every 2 s."""
-        tick = 0
+        """Check free disk every round; save the counters once COUNTERS_SAVE_INTERVAL has passed on the clock."""
+        saved = self.clock()
         while True:
-            await asyncio.sleep(0.5)
-            tick += 1
+            await asyncio.sleep(HOUSEKEEPING_INTERVAL)
             self.submission.check_disk()
-            if tick % 4 == 0:
+            now = self.clock()
+            if now - saved >= COUNTERS_SAVE_INTERVAL:
                 self.counters.save(self.counters_path, self.started, self.pipeline.counts())
+                saved = now
+            self.housekeeping_rounds += 1
 
     async def idle(self, timeout: float = 10.0) -> bool:
         """Wait until nothing is left to categorize or deliver in memory (tests and shutdown)."""

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import logging
 import re
-import time
 from typing import TYPE_CHECKING, Iterator
 
 from prometheus_client import CollectorRegistry, Counter, Histogram, ProcessCollector
@@ -27,6 +26,7 @@ from prometheus_client.registry import Collector
 from queues.admin import open_admin
 from queues.store import SUBMISSION
 
+from .core.clock import Clock, real_time
 from .core.config import MetricsSettings, parse_binding
 from .core.counters import Counters
 from .core.errors import AdminError, StoreError, TransportError
@@ -88,8 +88,10 @@ class _HubCollector(Collector):
 class MetricsEndpoint:
     """Built by the hub; `listen` starts the HTTP thread, `record` is the tracking log listener."""
 
-    def __init__(self, settings: MetricsSettings, counters: Counters, pipeline: Pipeline, queue_db: "Path") -> None:
+    def __init__(self, settings: MetricsSettings, counters: Counters, pipeline: Pipeline, queue_db: "Path",
+                 clock: Clock = real_time) -> None:
         self.settings = settings
+        self.clock = clock  # the hub's, which stamped each message's arrival
         self.registry = CollectorRegistry()
         self.received = Counter("transport_messages_received", "Messages committed to the Submission queue",
                                 registry=self.registry)
@@ -107,7 +109,7 @@ class MetricsEndpoint:
             self.received.inc()
         elif event is TrackingEvent.DELIVER or event is TrackingEvent.SEND:
             self.delivered.inc(len(recipients))
-            self.latency.observe(max(0.0, time.time() - item.received_at))
+            self.latency.observe(max(0.0, self.clock() - item.received_at))
         elif event is TrackingEvent.FAIL:
             self.failed.inc(len(recipients))
 

@@ -18,6 +18,7 @@ from __future__ import annotations
 import logging
 from typing import Awaitable, Callable
 
+from .core.clock import Clock, real_time
 from .core.config import TransportConfig
 from .core.dsn_params import Notify, wants
 from .core.mailitem import MailItem, Recipient, Source
@@ -33,12 +34,13 @@ Submit = Callable[[MailItem, Source], Awaitable[int]]
 
 class Notifications:
     """Makes and submits delivery status notifications (see the module docstring); implements
-    `transport.core.dsn_params.Notifier`."""
+    `transport.core.dsn_params.Notifier`. Reports are dated on `clock`, the hub's."""
 
-    def __init__(self, config: TransportConfig, submit: Submit, tracking: TrackingLog) -> None:
+    def __init__(self, config: TransportConfig, submit: Submit, tracking: TrackingLog, clock: Clock = real_time) -> None:
         self.config = config
         self._submit = submit
         self.tracking = tracking
+        self.clock = clock
 
     async def ndr(self, item: MailItem, recipients: list[Recipient], remote_mta: str = "") -> int | None:
         """A non-delivery report for recipients that failed for good (each `response` is the reply that failed
@@ -67,7 +69,7 @@ class Notifications:
             return None
         try:
             raw = build_report(item, lines, action, self.config.receive.fqdn, self.config.postmaster,
-                               self.config.dsn.max_original_size)
+                               self.config.dsn.max_original_size, date=self.clock())
             report = MailItem(sender="", recipients=[Recipient(item.sender)], raw=raw)
             report_id = await self._submit(report, Source.DSN)
         except Exception:

@@ -22,6 +22,7 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 from .connection_limits import ConnectionLimits
+from .core.clock import Clock, real_time
 from .core.config import ProtocolLoggingLevel, ReceiveConnector, TransportConfig, parse_binding
 from .core.internal_servers import is_internal, normalise, parse_internal_servers
 from .core.pipeline import Pipeline
@@ -118,11 +119,11 @@ class ReceiveConnectorServer:
 class ReceiveConnectors:
     """Every receive connector of the configuration, listening once per distinct binding."""
 
-    def __init__(self, config: TransportConfig, submission: SubmissionPath) -> None:
+    def __init__(self, config: TransportConfig, submission: SubmissionPath, clock: Clock = real_time) -> None:
         self.connectors = [ReceiveConnectorServer(rc, config, submission) for rc in config.receive_connectors]
         self.servers: list[asyncio.AbstractServer] = []
         logged = [c for c in self.connectors if c.settings.protocol_logging_level is ProtocolLoggingLevel.VERBOSE]
-        self.protocol_log = protocol_log(config, Direction.RECEIVE) if logged else None
+        self.protocol_log = protocol_log(config, Direction.RECEIVE, clock) if logged else None
         for connector in self.connectors:
             connector.session_class = LoggedReceiveProtocol if logged else ReceiveProtocol
             connector.protocol_log = self.protocol_log if connector in logged else None

@@ -25,6 +25,7 @@ from typing import Callable
 
 from queues.store import QueueStore
 
+from .core.clock import Clock, real_time
 from .core.config import TransportConfig
 from .core.events import Action, EndOfDataEvent, EndOfHeadersEvent, MessageEvent
 from .core.headers import (FOREST_HEADER_PREFIX, GENERATED_MESSAGE_SOURCE, ORGANIZATION_HEADER_PREFIX, SERVER_VERSION,
@@ -88,7 +89,7 @@ class SubmissionSteps:
             (ORGANIZATION_HEADER_PREFIX + "AuthAs", s.auth_as.value),
             (ORGANIZATION_HEADER_PREFIX + "AuthSource", fqdn),
             (ORGANIZATION_HEADER_PREFIX + "OriginalArrivalTime",
-             datetime.now(timezone.utc).strftime("%d %b %Y %H:%M:%S.%f")[:-2] + " (UTC)"),
+             datetime.fromtimestamp(item.received_at, timezone.utc).strftime("%d %b %Y %H:%M:%S.%f")[:-2] + " (UTC)"),
         ]
         if s.authenticated:
             stamps.append(("X-Originating-IP", f"[{s.client_ip}]"))
@@ -120,11 +121,14 @@ class SubmissionSteps:
 
 
 class Submission(SubmissionSteps):
-    """Built once by the hub; every source holds it (see `transport.core.sources.SubmissionPath`)."""
+    """Built once by the hub; every source holds it (see `transport.core.sources.SubmissionPath`). A message's
+    arrival time (`received_at`: its OriginalArrivalTime, the start of its expiry and delay timeouts) is read from
+    `clock`, the hub's, as the path takes it."""
 
     def __init__(self, config: TransportConfig, pipeline: Pipeline, store: QueueStore, tracking: TrackingLog,
-                 categorize: Callable[[MailItem], None], backlog: Callable[[], int]) -> None:
+                 categorize: Callable[[MailItem], None], backlog: Callable[[], int], clock: Clock = real_time) -> None:
         super().__init__(config, pipeline, tracking)
+        self.clock = clock
         self.store = store
         self.claims = store
         self.spool_folder = store.spool_folder
@@ -165,6 +169,7 @@ class Submission(SubmissionSteps):
         replay file this hub wrote) keeps its stamps and only gets the Received line. `claim` is committed with
         the message. Raises StoreError when the queue database cannot take it.
         """
+        item.received_at = self.clock()
         if trusted:
             item.prepend_headers([("Received", received or received_header(item.session, self.config.receive.fqdn))])
         else:

@@ -14,6 +14,7 @@ import enum
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from .clock import Clock, real_time
 from .events import Action, CommandEvent, ConnectEvent, Event, ReceiveEvent
 from .logfile import MB, RollingLog
 from .mailitem import Stamp, Verdict
@@ -57,10 +58,10 @@ class AgentLog:
     """Writes the rows; `record` is what the pipeline calls after a hook that acted, stamped or raised."""
 
     def __init__(self, folder: Path, max_age_days: float = 7, max_file_size: int = 10 * MB,
-                 max_directory_size: int = 250 * MB) -> None:
+                 max_directory_size: int = 250 * MB, clock: Clock = real_time) -> None:
         self.folder = folder
         self._log = RollingLog(folder, "AGENTLOG", "Agent Log", FIELDS, max_file_size=max_file_size,
-                               max_age_days=max_age_days, max_directory_size=max_directory_size)
+                               max_age_days=max_age_days, max_directory_size=max_directory_size, clock=clock)
 
     def record(self, agent: str, event: Event, verdicts: list[Verdict], error: BaseException | None) -> None:
         """One row per new verdict of the hook (or one for its action, or its error)."""
@@ -96,9 +97,10 @@ class AgentLog:
         self._log.close()
 
 
-def agent_log(config: "TransportConfig") -> AgentLog | None:
+def agent_log(config: "TransportConfig", clock: Clock = real_time) -> AgentLog | None:
     """The configuration's agent log, `<data root>/logs/AgentLog/` (None when AgentLogEnabled is off)."""
     s = config.agent_log
     if not s.enabled:
         return None
-    return AgentLog(config.data_root / "logs" / "AgentLog", s.max_age_days, s.max_file_size, s.max_directory_size)
+    return AgentLog(config.data_root / "logs" / "AgentLog", s.max_age_days, s.max_file_size, s.max_directory_size,
+                    clock)

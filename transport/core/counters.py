@@ -1,6 +1,6 @@
 """Performance counters, grouped in sets named as Exchange names them ("MSExchange Sender Id Agent").
 
-The running hub writes a snapshot to `<data root>/logs/counters.json` every couple of seconds and at shutdown,
+The running hub writes a snapshot to `<data root>/logs/counters.json` every 2 s of its clock and at shutdown,
 so `transport counters` (like Get-Counter) can read them from another process; the snapshot also holds each
 agent's hook calls and errors, which `transport pipeline` shows.
 """
@@ -9,17 +9,20 @@ from __future__ import annotations
 
 import json
 import os
-import time
 from collections import defaultdict
 from pathlib import Path
+
+from .clock import Clock, real_time
 
 __all__ = ["Counters", "load_snapshot"]
 
 
 class Counters:
-    """Monotonic counters per set; cheap enough to bump on the hot path (a dict add)."""
+    """Monotonic counters per set; cheap enough to bump on the hot path (a dict add). A snapshot's `written`
+    time is read from `clock` (the hub's)."""
 
-    def __init__(self) -> None:
+    def __init__(self, clock: Clock = real_time) -> None:
+        self.clock = clock
         self._sets: dict[str, defaultdict[str, int]] = defaultdict(lambda: defaultdict(int))
         self._changes = 0
         self._saved = -1
@@ -42,7 +45,7 @@ class Counters:
             return
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.with_suffix(".tmp")
-        tmp.write_text(json.dumps({"started": started, "written": time.time(), "counters": self.snapshot(),
+        tmp.write_text(json.dumps({"started": started, "written": self.clock(), "counters": self.snapshot(),
                                    "agents": agents or {}}, indent=1), encoding="utf-8")
         os.replace(tmp, path)
         self._saved, self._saved_agents = self._changes, agents

@@ -5,6 +5,7 @@ named `<prefix>yyyymmdd-N.log`, each starting with `#Software`, `#Version`, `#Lo
 A file that reaches the maximum file size is closed and the next row opens `-N+1`; when a file is opened, files
 older than the maximum age are removed, and then the oldest files until the folder is under the maximum
 directory size (MessageTrackingLogMaxFileSize, MessageTrackingLogMaxAge, MessageTrackingLogMaxDirectorySize).
+Dates, days and ages are read from the hub's clock (`transport.core.clock`).
 
 Each row is handed to the operating system as it is written (one write per row, no fsync): a killed process
 loses none; a power cut may lose the last rows the disk had not yet written.
@@ -18,6 +19,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import IO, Any, Iterator, Sequence
 
+from .clock import Clock, real_time
 from .headers import SERVER_VERSION
 
 __all__ = ["RollingLog", "SOFTWARE", "log_files", "read_rows"]
@@ -30,8 +32,10 @@ class RollingLog:
     """One open file at a time; `now()` gives the row's date-time text and rolls to a new day's file."""
 
     def __init__(self, folder: Path, prefix: str, log_type: str, fields: Sequence[str], *,
-                 max_file_size: int = 10 * MB, max_age_days: float = 30, max_directory_size: int = 1000 * MB) -> None:
+                 max_file_size: int = 10 * MB, max_age_days: float = 30, max_directory_size: int = 1000 * MB,
+                 clock: Clock = real_time) -> None:
         self.folder = folder
+        self.clock = clock
         self.prefix = prefix
         self.log_type = log_type
         self.fields = tuple(fields)
@@ -48,7 +52,7 @@ class RollingLog:
     def now(self) -> str:
         """The current time as Exchange writes it (`2026-12-02T10:15:42.123Z`); the text of the second is made
         once per second, the milliseconds per row."""
-        now = time.time()
+        now = self.clock()
         second = int(now)
         if second != self._second:
             stamp = time.gmtime(second)
@@ -61,7 +65,7 @@ class RollingLog:
     def write(self, row: Sequence[Any]) -> None:
         """Append one row (call `now()` first for its date-time: that opens the day's file)."""
         if self._file is None:
-            self._open(self._day or time.strftime("%Y%m%d", time.gmtime()))
+            self._open(self._day or time.strftime("%Y%m%d", time.gmtime(self.clock())))
         self._size += self._writer.writerow(row)
         self._file.flush()
         if self._size >= self.max_file_size:
@@ -82,7 +86,7 @@ class RollingLog:
         if size == 0:
             size = self._file.write(
                 f"#Software: {SOFTWARE}\r\n#Version: {SERVER_VERSION}\r\n#Log-Type: {self.log_type}\r\n"
-                f"#Date: {datetime.now(timezone.utc).strftime('%Y-%m-%dT%H:%M:%S.%fZ')}\r\n"
+                f"#Date: {datetime.fromtimestamp(self.clock(), timezone.utc).strftime('%Y-%m-%dT%H:%M:%S.%fZ')}\r\n"
                 f"#Fields: {','.join(self.fields)}\r\n")
         self._writer = csv.writer(self._file, lineterminator="\r\n")
         self._day, self._size = day, size
@@ -90,7 +94,7 @@ class RollingLog:
 
     def _expire(self, current: Path) -> None:
         """Remove files past the maximum age, then the oldest while the folder is over its maximum size."""
-        cutoff = time.time() - self.max_age_days * 86400
+        cutoff = self.clock() - self.max_age_days * 86400
         kept = []
         for old in log_files(self.folder, self.prefix):
             try:

@@ -15,6 +15,7 @@ import itertools
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from .clock import Clock, real_time
 from .logfile import MB, RollingLog
 
 if TYPE_CHECKING:
@@ -47,10 +48,10 @@ class ProtocolLog:
     """One writer for every session of one direction (receive or send)."""
 
     def __init__(self, folder: Path, prefix: str, log_type: str, max_age_days: float = 30,
-                 max_file_size: int = 10 * MB, max_directory_size: int = 250 * MB) -> None:
+                 max_file_size: int = 10 * MB, max_directory_size: int = 250 * MB, clock: Clock = real_time) -> None:
         self.folder = folder
         self._log = RollingLog(folder, prefix, log_type, FIELDS, max_file_size=max_file_size,
-                               max_age_days=max_age_days, max_directory_size=max_directory_size)
+                               max_age_days=max_age_days, max_directory_size=max_directory_size, clock=clock)
 
     def session(self, connector_id: str, session_id: str, local: str, remote: str) -> "ProtocolSession":
         return ProtocolSession(self, connector_id, session_id, local, remote)
@@ -82,9 +83,9 @@ class Direction(enum.Enum):
     SEND = ("SmtpSend", "SEND", "SMTP Send Protocol Log")
 
 
-def protocol_log(config: "TransportConfig", direction: Direction) -> ProtocolLog:
+def protocol_log(config: "TransportConfig", direction: Direction, clock: Clock = real_time) -> ProtocolLog:
     """The configuration's protocol log of that direction, `<data root>/logs/ProtocolLog/SmtpReceive/` (or SmtpSend)."""
     s = config.protocol_log
     folder, prefix, log_type = direction.value
     return ProtocolLog(config.data_root / "logs" / "ProtocolLog" / folder, prefix, log_type,
-                       s.max_age_days, s.max_file_size, s.max_directory_size)
+                       s.max_age_days, s.max_file_size, s.max_directory_size, clock)

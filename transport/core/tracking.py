@@ -21,6 +21,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING, Callable, Iterable, Iterator
 
+from .clock import Clock, real_time
 from .logfile import MB, SOFTWARE, RollingLog, log_files, read_rows
 from .mailitem import MailItem, Stamp
 
@@ -67,13 +68,13 @@ class TrackingLog:
     """Appends tracking rows to the day's file."""
 
     def __init__(self, folder: Path, server_hostname: str, enabled: bool = True, max_age_days: int = 30,
-                 max_file_size: int = 10 * MB, max_directory_size: int = 1000 * MB) -> None:
+                 max_file_size: int = 10 * MB, max_directory_size: int = 1000 * MB, clock: Clock = real_time) -> None:
         self.folder = folder
         self.server_hostname = server_hostname
         self.enabled = enabled
         self.listeners: list[Listener] = []
         self._log = RollingLog(folder, PREFIX, "Message Tracking Log", FIELDS, max_file_size=max_file_size,
-                               max_age_days=max_age_days, max_directory_size=max_directory_size)
+                               max_age_days=max_age_days, max_directory_size=max_directory_size, clock=clock)
 
     def log(self, event_id: TrackingEvent | str, item: MailItem, source: str, recipients: Iterable[str] | None = None,
             recipient_status: str = "", source_context: str = "", reference: str = "",
@@ -99,11 +100,11 @@ class TrackingLog:
         self._log.close()
 
 
-def tracking_log(config: "TransportConfig") -> TrackingLog:
+def tracking_log(config: "TransportConfig", clock: Clock = real_time) -> TrackingLog:
     """The configuration's tracking log, `<data root>/logs/MessageTracking/`."""
     t = config.tracking
     return TrackingLog(config.data_root / "logs" / "MessageTracking", config.receive.fqdn, t.enabled, t.max_age_days,
-                       t.max_file_size, t.max_directory_size)
+                       t.max_file_size, t.max_directory_size, clock)
 
 
 def log_time() -> str:
