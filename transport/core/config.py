@@ -15,14 +15,13 @@ import yaml
 from pydantic_core import InitErrorDetails, PydanticCustomError
 from pydantic import BeforeValidator, Field, PrivateAttr, ValidationError, field_validator, model_validator
 
-from .config_types import ByteSize, Duration, Model, parse_binding
+from .config_types import ByteSize, Duration, Model, ProtocolLoggingLevel, parse_binding
 from .dns import DnsSettings
 from .errors import ConfigError
 from .internal_servers import parse_internal_servers
 from .monitoring_config import (AgentLogSettings, DashboardSettings, MetricsSettings, ProtocolLogSettings,
                                 TrackingSettings)
 from .outbound_config import DsnSettings, SendConnector
-from .protocol_log import ProtocolLoggingLevel
 from .scl import SclThresholds
 
 __all__ = ["ConfigError", "ConfigFile", "TransportConfig", "load_config", "read_config_file", "validate_config", "ByteSize",

@@ -3,12 +3,13 @@ every settings section derives from (an unknown key is an error, never ignored).
 
 from __future__ import annotations
 
+import enum
 import re
 from typing import Annotated, Any
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
 
-__all__ = ["ByteSize", "Duration", "Model", "parse_binding"]
+__all__ = ["ByteSize", "Duration", "Model", "ProtocolLoggingLevel", "parse_binding"]
 
 _UNITS = {"": 1, "B": 1, "KB": 1024, "MB": 1024**2, "GB": 1024**3}
 
@@ -55,3 +56,10 @@ def parse_binding(binding: str) -> tuple[str, int]:
     if not sep or not port.isdigit() or not 0 <= int(port) <= 65535:
         raise ValueError(f"{binding!r} is not host:port")
     return host.strip("[]") or "0.0.0.0", int(port)
+
+
+class ProtocolLoggingLevel(str, enum.Enum):
+    """A receive or send connector's ProtocolLoggingLevel."""
+
+    NONE = "None"
+    VERBOSE = "Verbose"

@@ -13,8 +13,7 @@ from pathlib import Path
 
 from pydantic import Field, field_validator
 
-from .config_types import ByteSize, Duration, Model
-from .protocol_log import ProtocolLoggingLevel
+from .config_types import ByteSize, Duration, Model, ProtocolLoggingLevel
 
 __all__ = ["DsnSettings", "SendConnector", "SmartHostAuth", "split_host", "queue_kind", "SMART_HOST", "DNS", "DROP"]
 

@@ -16,19 +16,13 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from .clock import Clock, real_time
+from .config_types import ProtocolLoggingLevel
 from .logfile import MB, RollingLog
 
 if TYPE_CHECKING:
     from .config import TransportConfig
 
 __all__ = ["Direction", "FIELDS", "ProtocolEvent", "ProtocolLog", "ProtocolLoggingLevel", "ProtocolSession", "protocol_log"]
-
-
-class ProtocolLoggingLevel(str, enum.Enum):
-    """A connector's ProtocolLoggingLevel."""
-
-    NONE = "None"
-    VERBOSE = "Verbose"
 
 class ProtocolEvent(enum.StrEnum):
     """The event column."""
