@@ -4,7 +4,8 @@ Ordering is data: by event, then by priority (lower first), then by position in 
 exception never reaches the caller: it is logged with the agent's name, recorded (on the mail item, whose
 tracking rows carry it, or, at a session event such as OnRcptCommand, as an AGENTINFO row of its own with the
 session id), counted, and handled by the agent's error policy (fail open: go on; fail closed: 451 4.3.2 on receive events, a
-crash on routing events, which the queue counts towards Poison).
+crash on routing events, which the queue counts towards Poison). Each agent's calls, errors and time in its
+hooks are counted (`counts()`), for `transport pipeline`, the metrics endpoint and `make bench`.
 """
 
 from __future__ import annotations
