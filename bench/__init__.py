@@ -7,9 +7,8 @@ round so that drift hits all of them equally:
   (a) a bare aiosmtpd server that accepts and discards (`bench.bare_server`) - the baseline;
   (b) the hub with no agents (durable queue, Maildir delivery);
   (c) the hub with every built-in agent (discovered under `agents/`) and the example agent, durable queue,
-      Maildir delivery;
-  (d) (c) on uvloop, when uvloop is installed (the project has not adopted it; `bench.hub_uvloop` runs the
-      unchanged hub with uvloop's event loop policy).
+      Maildir delivery, on asyncio's event loop (`transport run --event-loop asyncio`);
+  (d) (c) on uvloop (`--event-loop uvloop`, the `speed` extra), when uvloop is installed.
 
 Scenarios: ``smtp`` (the comparison above), ``scaling`` (1/10/50 sessions, 4 KB/100 KB/5 MB, session reuse),
 ``memory`` (RSS over a 100,000-message run), ``pickup`` (10,000 files dropped at once vs SMTP; skipped until

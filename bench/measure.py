@@ -8,6 +8,7 @@ SIGTERM, then read RECEIVE → DELIVER times from its message tracking log.
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import statistics
 import sys
@@ -40,6 +41,12 @@ class RoundResult:
     exit_status: int | None = None
     stderr_tail: str = ""
     loadavg: float = 0.0  # 1-minute load average when the round started
+    agent_time_us: dict[str, int] = field(default_factory=dict)  # per agent, time in its hooks (hub's counters.json)
+    agent_messages: int = 0  # the messages that time covers: warm-up and load
+
+    @property
+    def agent_us_per_msg(self) -> dict[str, float]:
+        return {name: us / self.agent_messages for name, us in self.agent_time_us.items()} if self.agent_messages else {}
 
     @property
     def latencies_ms(self) -> list[float]:
@@ -103,11 +110,21 @@ async def measure_round(target: Target, spec: LoadSpec, workdir: Path, warmup: i
         result.stderr_tail = server.stderr_tail()
     if target.is_hub:
         result.times = tracking_times(server.data_root, spec.tag)
+        result.agent_time_us, result.agent_messages = _agent_times(server.data_root), warm_accepted + load.accepted
         if result.times.last_deliver is not None:
             result.e2e_s = max(1e-6, result.times.last_deliver - load.started_wall)
     if not keep:
         server.cleanup()
     return result
+
+
+def _agent_times(data_root: Path) -> dict[str, int]:
+    """Each agent's time in its hooks (µs), from the snapshot the hub writes at shutdown."""
+    try:
+        agents = json.loads((data_root / "logs" / "counters.json").read_text(encoding="utf-8")).get("agents", {})
+    except (OSError, ValueError):
+        return {}
+    return {name: int(a.get("time_us", 0)) for name, a in agents.items()}
 
 
 @dataclass
@@ -152,6 +169,13 @@ class Summary:
     def client_cpu_ms_per_msg(self) -> float | None:
         values = [r.load.client_cpu_s * 1000 / r.load.accepted for r in self.rounds if r.load.accepted]
         return statistics.median(values) if values else None
+
+    @property
+    def agent_us_per_msg(self) -> dict[str, float]:
+        """Per agent, the median over the rounds of its time in hooks per message (µs)."""
+        per_round = [r.agent_us_per_msg for r in self.rounds if r.agent_messages]
+        names = list(dict.fromkeys(n for d in per_round for n in d))
+        return {n: statistics.median(d.get(n, 0.0) for d in per_round) for n in names}
 
     @property
     def accepted(self) -> int:

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import json
 import os
 import platform
 import shlex
@@ -76,6 +77,7 @@ class Report:
         self.sections: list[list[str]] = []
         self.verdicts: list[str] = []
         self.closing: list[str] = []
+        self.results: dict[str, Any] = {}  # per scenario, what scripts read: written beside the markdown as JSON
 
     def header(self) -> list[str]:
         commit = _git("rev-parse", "--short", "HEAD") or "unknown"
@@ -122,6 +124,10 @@ class Report:
         tmp = path.with_suffix(".md.tmp")
         tmp.write_text(self.text(), encoding="utf-8")
         os.replace(tmp, path)
+        if self.results:
+            data = path.with_suffix(".json")
+            data.write_text(json.dumps({"command": self.command, "started": self.started.isoformat(timespec="seconds"),
+                                        **self.results}, indent=1) + "\n", encoding="utf-8")
         return path
 
 

@@ -191,6 +191,7 @@ async def smtp(settings: Settings, report: Report, targets: dict[str, Target]) -
                        [[f"({s.target.key}) {s.target.label}", fmt_ms(s.latency(50, "queued_ms"), s.latency(99, "queued_ms")),
                          fmt_ms(s.latency(50, "delivery_ms"), s.latency(99, "delivery_ms")),
                          fmt_ms(s.latency(50), s.latency(99))] for s in hubs])
+        lines += _agent_table(hubs)
     lines += ["", "Every round, in the order run:", ""]
     detail = []
     for i in range(settings.rounds):
@@ -206,6 +207,7 @@ async def smtp(settings: Settings, report: Report, targets: dict[str, Target]) -
     if problems:
         lines += ["", "Problems seen:", ""] + problems
     report.add("SMTP load: the comparison", lines)
+    report.results["smtp"] = {key: _summary_json(s, base) for key, s in sums.items()}
     if base and "c" in sums and base.median:
         ratio = sums["c"].median / base.median
         ok = ratio >= TARGET_RATIO
@@ -213,6 +215,34 @@ async def smtp(settings: Settings, report: Report, targets: dict[str, Target]) -
                        f" is {ratio:.0%} of bare aiosmtpd (a) (target ≥ {TARGET_RATIO:.0%}):"
                        f" {sums['c'].median:.0f} vs {base.median:.0f} msg/s.")
     return sums
+
+
+def _agent_table(hubs: list[Summary]) -> list[str]:
+    """What each agent costs per message: its hooks' own time on the event loop (the pipeline times each step of
+    a hook, not its waits), from the hub's counters at shutdown, warm-up included; median of the rounds."""
+    per_target = {s.target.key: d for s in hubs if (d := s.agent_us_per_msg)}  # the targets with agents
+    names = list(dict.fromkeys(n for d in per_target.values() for n in d))
+    if not names:
+        return []
+    cpu = {s.target.key: (s.server_cpu_ms_per_msg or 0) * 1000 for s in hubs}
+    rows = [[name] + [f"{d[name]:.0f} ({d[name] / cpu[k]:.1%})" if name in d and cpu[k] else "n/a"
+                      for k, d in per_target.items()] for name in names]
+    rows.append(["all agents"] + [f"{sum(d.values()):.0f} ({sum(d.values()) / cpu[k]:.1%})" if cpu[k] else "n/a"
+                                  for k, d in per_target.items()])
+    return ["", "What each agent costs: µs per message in its hooks on the event loop (its own steps, not its waits;"
+            " median of the rounds, warm-up included), and its share of the server's CPU per message:", ""] + table(
+        ["agent"] + [f"({k})" for k in per_target], rows)
+
+
+def _summary_json(s: Summary, base: Summary | None) -> dict:
+    cpu = s.server_cpu_ms_per_msg
+    return {"label": s.target.label, "msg_per_s": s.median, "rounds_msg_per_s": s.rates,
+            "vs_a": s.median / base.median if base and base.median else None,
+            "server_cpu_ms_per_msg": cpu, "client_cpu_ms_per_msg": s.client_cpu_ms_per_msg,
+            "data_to_250_ms": {"p50": s.accept_latency(50), "p99": s.accept_latency(99)},
+            "receive_to_deliver_ms": {"p50": s.latency(50), "p99": s.latency(99)},
+            "end_to_end_msg_per_s": s.delivered_median, "peak_rss_mb": s.peak_rss_mb,
+            "agent_us_per_msg": s.agent_us_per_msg}
 
 
 # -- smtp-source (Postfix) as a second load generator -----------------------------------------------------------

@@ -221,10 +221,9 @@ class ServerProcess:
     def command(self, config_path: Path, profile: list[str] | None) -> list[str]:
         if self.target.kind == "bare":
             args = ["-m", "bench.bare_server"]
-        elif self.target.uvloop:
-            args = ["-m", "bench.hub_uvloop", "run", "-c", str(config_path), "--log-level", "WARNING"]
-        else:
-            args = ["-m", "transport", "run", "-c", str(config_path), "--log-level", "WARNING"]
+        else:  # every hub target names its event loop: (c) stays on asyncio's when uvloop is installed
+            args = ["-m", "transport", "run", "-c", str(config_path), "--log-level", "WARNING",
+                    "--event-loop", "uvloop" if self.target.uvloop else "asyncio"]
         return [sys.executable, *(profile or []), *args]
 
     async def start(self, pickup: bool = False, profile: list[str] | None = None, timeout: float = 60) -> "ServerProcess":

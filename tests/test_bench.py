@@ -6,6 +6,7 @@ assert speed.
 
 from __future__ import annotations
 
+import json
 import re
 import subprocess
 import sys
@@ -36,6 +37,11 @@ def test_quick_smtp_scenario_writes_the_comparison_table(tmp_path: Path) -> None
     assert len(files) == 1
     text = files[0].read_text()
     assert "# Benchmark results" in text and "| (c) hub, all agents" in text
+    assert re.search(r"^\| Content Filter Agent\s+\| \d+ \(\d+\.\d%\)", text, re.M), text  # what each agent costs
+    [data] = tmp_path.glob("*-smtp-quick.json")
+    results = json.loads(data.read_text())["smtp"]
+    assert results["a"]["agent_us_per_msg"] == {} and results["b"]["agent_us_per_msg"] == {}
+    assert results["c"]["agent_us_per_msg"]["Content Filter Agent"] > 0 and results["c"]["msg_per_s"] > 0
     assert not (tmp_path / "work").exists() or not any((tmp_path / "work").glob("smtp-*")), "server data left behind"
 
 

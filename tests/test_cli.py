@@ -236,3 +236,21 @@ def test_sigkill_right_after_the_250_loses_nothing(tmp_path):
     for message_id in wanted:
         events = events_for(rows, message_id)
         assert (events.count("RECEIVE"), events.count("DELIVER")) == (1, 1), (message_id, events)
+
+def test_run_serves_on_uvloop_when_installed_and_says_when_it_is_not(monkeypatch):
+    """README: `transport run [--event-loop auto|asyncio|uvloop]` — on uvloop when it is installed."""
+    import importlib.util
+    import sys
+
+    from transport.cli import EventLoop, loop_factory
+    from transport.core.errors import TransportError
+
+    assert loop_factory(EventLoop.ASYNCIO) is None
+    if importlib.util.find_spec("uvloop") is not None:
+        import uvloop
+
+        assert loop_factory(EventLoop.AUTO) is uvloop.new_event_loop is loop_factory(EventLoop.UVLOOP)
+    monkeypatch.setitem(sys.modules, "uvloop", None)  # as without the `speed` extra: the import fails
+    assert loop_factory(EventLoop.AUTO) is None
+    with pytest.raises(TransportError, match=r"--event-loop uvloop: uvloop is not installed \(pip install '\.\[speed\]'\)"):
+        loop_factory(EventLoop.UVLOOP)

@@ -58,6 +58,12 @@ HTML_LINKS = "".join(f'<a href="https://spam.example/{i}">offer</a>' for i in ra
     ("link_text_mismatch", make_message(extra_headers=DATE + "Content-Type: text/html\r\n",
                                         body='<a href="http://198.51.100.7/x">www.contoso.com</a>\r\n'), {}, {}),
     ("dns_block_list", PLAIN, {Stamp.DNS_LIST_HITS: ["Soft List"]}, {}),
+    # a message that is not multipart is read from the item's header fields: its encoding and disposition count
+    ("bad_phrase", make_message(extra_headers=DATE + "Content-Transfer-Encoding: base64\r\n",
+                                body="V2luIGEgZnJlZSBjcnVpc2Uh\r\n"), {}, {"bad_phrases": ["win a free cruise"]}),
+    ("suspicious_attachment", make_message(extra_headers=DATE + "Content-Type: application/octet-stream\r\n"
+                                           'Content-Disposition: attachment; filename="invoice.pdf.exe"\r\n',
+                                           body="MZ\r\n"), {}, {}),
 ])
 def test_each_rule_fires_on_its_message_and_not_on_a_plain_one(rule, raw, stamps, config):
     assert rule in fired(raw, stamps, **config)

@@ -66,6 +66,14 @@ class TestZoneOverlay:
         answer = await offline.lookup("MAIL.Example.COM.", "a")
         assert answer == DnsAnswer("mail.example.com", "A", "NOERROR", ("192.0.2.25",), 300)
 
+    async def test_each_answer_is_made_once_per_name_and_type(self, offline: DnsResolver) -> None:
+        first = await offline.lookup("mail.example.com", "A")
+        assert await offline.lookup("mail.example.com", "A") is first
+        assert await offline.lookup("nope.example.com", "A") is await offline.lookup("nope.example.com", "A")
+        other = await offline.lookup("MAIL.example.com", "a")  # asked otherwise: its own entry, the same answer
+        assert other == first and other is not first
+        assert offline.queries == 5
+
     async def test_missing_name_in_zone_is_nxdomain_with_soa_minimum(self, offline: DnsResolver) -> None:
         answer = await offline.lookup("nope.example.com", "A")
         assert (answer.rcode, answer.records, answer.ttl) == ("NXDOMAIN", (), 120)

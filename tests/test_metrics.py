@@ -50,8 +50,11 @@ async def test_stats_command_and_pipeline_counts(tmp_path):
     assert table.returncode == 0, table.stderr
     assert any(line.split()[:2] == ["transport_messages_received_total", "1"] for line in table.stdout.splitlines())
     assert json.loads(as_json.stdout)["transport_messages_delivered_total"] == [{"labels": {}, "value": 1.0}]
+    [spent] = json.loads(as_json.stdout)["transport_agent_seconds_total"]
+    assert spent["labels"] == {"agent": "Content Filter Agent"} and spent["value"] > 0  # it scanned one message
     rows = json.loads(run_cli("pipeline", "-c", str(tmp_path / "transport.yaml"), "--json").stdout)
     assert [(r["agent"], r["calls"], r["errors"]) for r in rows] == [("Content Filter Agent", 1, 0)]
+    assert rows[0]["time_us"] > 0  # as the hub saved it at shutdown
 
 
 def test_stats_without_a_hub():

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
+import time
 
 import pytest
 
@@ -67,6 +69,18 @@ class Lifecycle(RoutingAgent):
     async def stop(self) -> None:
         self.events.append("stop")
         raise RuntimeError("stop fails, the others still stop")
+
+
+class Waiter(SmtpReceiveAgent):
+    """Waits for the test to set GATE, then raises: its time is its steps, its error still reaches the pipeline."""
+
+    name = "Waiter"
+    gate: asyncio.Event | None = None
+
+    async def on_rcpt_to(self, event: RcptToEvent) -> None:
+        assert self.gate is not None
+        await self.gate.wait()
+        raise RuntimeError("after the wait")
 
 
 class NotAnAgent:
@@ -228,3 +242,37 @@ async def test_start_and_stop_every_agent():
     await p.start()
     await p.stop()  # each stop raises; none stops the others
     assert Lifecycle.events == ["start", "start", "stop", "stop"]
+
+
+# -- time per agent ------------------------------------------------------------------------------------------
+
+
+async def test_time_in_hooks_counts_the_agents_steps_not_what_runs_while_it_waits():
+    p = load_pipeline([entry("test_pipeline:Waiter"), entry("test_pipeline:Recorder", config={"tag": "after"})],
+                      context())
+    Waiter.gate = gate = asyncio.Event()
+    run = asyncio.create_task(p.run(rcpt_event()))
+    while not p.agents[0].calls:  # the hook has started and waits on the gate
+        await asyncio.sleep(0)
+    busy_until = time.perf_counter_ns() + 50_000_000
+    while time.perf_counter_ns() < busy_until:  # another session's work on the loop, 50 ms of it
+        pass
+    gate.set()
+    event = await run
+    waiter, recorder = p.agents
+    assert waiter.errors == 1 and CALLS == ["after"] and not event.acted  # its error, after the wait, fail open
+    assert 0 < waiter.time_ns < 50_000_000  # its own two steps, not the 50 ms the loop spent elsewhere
+    assert recorder.time_ns > 0
+    assert p.counts()["Waiter"] == {"calls": 1, "errors": 1, "time_us": waiter.time_ns // 1000}
+
+
+async def test_a_cancelled_hook_is_cancelled_inside():
+    p = load_pipeline([entry("test_pipeline:Waiter")], context())
+    Waiter.gate = asyncio.Event()
+    run = asyncio.create_task(p.run(rcpt_event()))
+    while not p.agents[0].calls:
+        await asyncio.sleep(0)
+    run.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await run
+    assert p.agents[0].errors == 0

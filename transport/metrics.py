@@ -4,7 +4,8 @@ prometheus-client serves `GET /metrics` from its own thread. What it shows is re
 
 - every counter set the agents keep (`Counters`), one family per set, named after it
   (`msexchange_sender_id_agent_total{counter="Messages Validated"}`), the Exchange name in its help text;
-- each agent's hook calls and errors (`transport_agent_calls_total`, `transport_agent_errors_total`);
+- each agent's hook calls, errors and time in its hooks (`transport_agent_calls_total`,
+  `transport_agent_errors_total`, `transport_agent_seconds_total`);
 - the queues' lengths, read from the queue database with a connection of the scrape's own
   (`transport_queue_length{queue="Submission"}`);
 - messages received, recipients delivered and failed, and the receive → delivery latency histogram, counted from
@@ -67,11 +68,15 @@ class _HubCollector(Collector):
             yield family
         calls = CounterMetricFamily("transport_agent_calls", "Hook calls per agent", labels=["agent"])
         errors = CounterMetricFamily("transport_agent_errors", "Exceptions raised by each agent's hooks", labels=["agent"])
+        seconds = CounterMetricFamily("transport_agent_seconds", "Time on the event loop in each agent's hooks "
+                                      "(their own steps, not their waits)", labels=["agent"])
         for la in self.pipeline.agents:
             calls.add_metric([la.name], la.calls)
             errors.add_metric([la.name], la.errors)
+            seconds.add_metric([la.name], la.time_ns / 1e9)
         yield calls
         yield errors
+        yield seconds
         lengths = GaugeMetricFamily("transport_queue_length", "Messages in each queue (Get-Queue MessageCount)",
                                     labels=["queue"])
         try:

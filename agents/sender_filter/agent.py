@@ -80,15 +80,19 @@ class SenderFilterAgent(AntispamAgent):
         if not self._runs(event.session):
             return
         self._count("Messages Evaluated by Sender Filter")
+        cfg: SenderFilterConfig = self.config
+        if not (cfg.blocked_senders or cfg.blocked_domains or cfg.blocked_domains_and_subdomains) and (
+                item.sender or not cfg.blank_sender_blocking_enabled):
+            return  # nothing it could block: the From and Sender fields are not even parsed
         p2 = [addr for _, addr in getaddresses(item.header_values("From") + item.header_values("Sender")) if "@" in addr]
         hit = next((a for a in ([item.sender] if item.sender else []) + p2 if self.blocked(a)), None)
-        if hit is None and not item.sender and not p2 and self.config.blank_sender_blocking_enabled:
+        if hit is None and not item.sender and not p2 and cfg.blank_sender_blocking_enabled:
             hit = "<>"
         if hit is None:
             return
         self._count("Messages Filtered by Sender Filter")
         reason = "blank sender" if hit == "<>" else f"blocked sender {hit}"
-        if self.config.action is SenderFilterAction.REJECT:
+        if cfg.action is SenderFilterAction.REJECT:
             event.reject_message(SENDER_DENIED, reason)
         else:
             item.stamps[Stamp.SENDER_BLOCKED] = True

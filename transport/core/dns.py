@@ -9,7 +9,8 @@ NODATA) or one :class:`DnsTempError`, so callers never import dnspython.
 
 1. from **zone files** (BIND master format, loaded at construction): a zone is authoritative for every name at or
    under its origin, so a name it does not hold is NXDOMAIN and no query leaves the machine; a file whose
-   ``$ORIGIN`` is ``.`` covers every name, which lets one demo file describe several domains;
+   ``$ORIGIN`` is ``.`` covers every name, which lets one demo file describe several domains; each answer is
+   made once per name and type as asked (up to ``cache_size`` of them), the files not changing while the hub runs;
 2. from its **cache** (TTL-respecting; negative answers kept for the SOA minimum, or :data:`NEGATIVE_TTL` seconds when
    the server sent no SOA; temporary errors never cached);
 3. from the **network** (``dns.asyncresolver``), when :attr:`DnsSettings.use_network` is true.
@@ -240,6 +241,7 @@ class DnsResolver:
         # Most specific origin first, so a contoso.com file overrides a catch-all "$ORIGIN ." file.
         self._zones = sorted(zones, key=lambda z: len(z.origin), reverse=True)
         self._cache: dict[tuple[dns.name.Name, str], tuple[float, DnsAnswer]] = {}
+        self._zone_answers: dict[tuple[str, str], DnsAnswer] = {}  # (name, type) as asked → the zones' answer
         self._network = self._make_network_resolver(settings) if settings.use_network else None
 
     @staticmethod
@@ -265,12 +267,19 @@ class DnsResolver:
         :class:`DnsNameError` for a name that cannot be queried.
         """
         self.queries += 1
+        asked = (name, rdtype)
+        known = self._zone_answers.get(asked)
+        if known is not None:  # zone files do not change while the hub runs: the answer is made once
+            return known
         rdtype = rdtype.upper()
         shown = name.rstrip(".").lower()
         qname = _query_name(name)
         hit = self._from_zones(qname, rdtype)
         if isinstance(hit, DnsAnswer):
-            return DnsAnswer(shown, rdtype, hit.rcode, hit.records, hit.ttl)
+            answer = DnsAnswer(shown, rdtype, hit.rcode, hit.records, hit.ttl)
+            if len(self._zone_answers) < self.settings.cache_size:
+                self._zone_answers[asked] = answer
+            return answer
         if hit is None:
             return await self._from_network(shown, qname, rdtype)
         target, chain_ttl = hit  # a zone's CNAME points outside every zone

@@ -4,15 +4,18 @@ Ordering is data: by event, then by priority (lower first), then by position in 
 exception never reaches the caller: it is logged with the agent's name, recorded (on the mail item, whose
 tracking rows carry it, or, at a session event such as OnRcptCommand, as an AGENTINFO row of its own with the
 session id), counted, and handled by the agent's error policy (fail open: go on; fail closed: 451 4.3.2 on receive events, a
-crash on routing events, which the queue counts towards Poison).
+crash on routing events, which the queue counts towards Poison). Each agent's calls, errors and time in its
+hooks are counted (`counts()`), for `transport pipeline`, the metrics endpoint and `make bench`.
 """
 
 from __future__ import annotations
 
 import importlib
 import logging
+import types
 from dataclasses import dataclass
 from importlib.metadata import entry_points
+from time import perf_counter_ns
 from typing import Any, Awaitable, Callable, Protocol
 
 from pydantic import ValidationError
@@ -48,6 +51,7 @@ class LoadedAgent:
     kind: str
     calls: int = 0
     errors: int = 0
+    time_ns: int = 0  # in its hooks' own steps on the loop, not while they wait (see `_timed`)
 
 
 def import_object(spec: str) -> Any:
@@ -152,7 +156,7 @@ class Pipeline:
                     observer.before(la, event)
                 error = None
                 try:
-                    await hook(event)
+                    await _timed(hook(event), la)
                 except Exception as e:  # an agent must never take the hub down
                     la.errors += 1
                     error = e
@@ -206,8 +210,8 @@ class Pipeline:
                 log.exception("agent %r failed to stop", la.name)
 
     def counts(self) -> dict[str, dict[str, int]]:
-        """Each agent's hook calls and errors so far."""
-        return {la.name: {"calls": la.calls, "errors": la.errors} for la in self.agents}
+        """Each agent's hook calls, errors and time in its hooks (µs) so far."""
+        return {la.name: {"calls": la.calls, "errors": la.errors, "time_us": la.time_ns // 1000} for la in self.agents}
 
     def close(self) -> None:
         if self.agent_log is not None:
@@ -221,6 +225,28 @@ class Pipeline:
                 rows.append({"event": cls.exchange_name, "agent": la.name, "priority": la.priority,
                              "kind": la.kind, "on_error": la.on_error.value, "calls": la.calls, "errors": la.errors})
         return rows
+
+
+@types.coroutine
+def _timed(hook: Any, la: LoadedAgent) -> Any:
+    """Await the hook's coroutine, adding the time of each of its steps to `la.time_ns`.
+
+    Timing the steps, not the `await`, leaves out what other sessions run while the hook waits (a DNS answer,
+    a thread): what is left is the agent's cost on the event loop. perf_counter_ns is a vDSO read (≈ 80 ns);
+    the thread's CPU clock would be a system call (≈ 1 µs here), for about the same figure."""
+    value, error = None, None
+    while True:
+        start = perf_counter_ns()
+        try:
+            yielded = hook.throw(error) if error is not None else hook.send(value)
+        except StopIteration as done:
+            return done.value
+        finally:
+            la.time_ns += perf_counter_ns() - start
+        try:
+            value, error = (yield yielded), None
+        except BaseException as e:  # cancellation (or close) goes on into the hook
+            value, error = None, e
 
 
 def load_pipeline(entries: list[AgentEntry], context: AgentContext, tracking: TrackingLog | None = None,
