@@ -118,7 +118,7 @@ async def test_drop_directory_files_read_back_through_replay(tmp_path):
         data = first.read_bytes()
         assert data.startswith(b"X-Sender: <alice@contoso.com>\r\nX-Receiver: <5551234@fax.contoso.test> NOTIFY=FAILURE\r\n")
         assert b"X-CreatedBy: MSExchange15 (hub.contoso.com)\r\n" in data and b"Message-ID: <fax@contoso.com>" in data
-        send = rows(hub, "SEND")[0]
+        send = (await wait_for(lambda: rows(hub, "SEND")))[0]  # the row follows the file
         assert send["source"] == "GATEWAY" and send["connector-id"] == "Fax"
         os.rename(first, hub.config.data_root / "replay" / "fax.eml")  # a gateway hands it back
         await wait_for(lambda: any(r["source"] == "REPLAY" for r in rows(hub, "RECEIVE")))
