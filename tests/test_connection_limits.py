@@ -7,7 +7,7 @@ from __future__ import annotations
 import asyncio
 import base64
 
-from hubtools import RawSmtp, data, make_message, running_hub
+from hubtools import RawSmtp, data, make_message, running_hub, wait_for
 
 TOO_MANY = "421 4.3.2 The maximum number of concurrent connections has exceeded a limit, closing transmission channel"
 
@@ -32,7 +32,7 @@ async def test_connections_over_the_per_source_limit_get_421_while_another_clien
         await other.cmd("RCPT TO:<alice@contoso.com>")
         assert (await data(other, make_message() + b".\r\n")).startswith("250 2.6.0")
         await idle[0].close()
-        await asyncio.wait_for(_until(lambda: hub.receive.limits.per_source["127.0.0.1"] == 2), 5)
+        await wait_for(lambda: hub.receive.limits.per_source["127.0.0.1"] == 2)
         again = await _connect(port)  # a slot is free again
         assert again.banner.startswith("220 ")
         for c in (*idle[1:], other, again):
@@ -92,7 +92,3 @@ async def test_a_session_ends_at_the_connection_timeout_even_when_busy(tmp_path)
         assert replies[-1] == "421 4.4.1 Connection timed out"
         assert all(r == "250 2.0.0 OK" for r in replies[:-1])
 
-
-async def _until(predicate) -> None:
-    while not predicate():
-        await asyncio.sleep(0.01)
