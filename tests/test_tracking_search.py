@@ -103,3 +103,24 @@ async def test_track_command(tmp_path):
     assert bad.returncode == 1 and "--event 'LOST' is not an event id (one of RECEIVE, AGENTINFO" in bad.stderr
     when = run_cli("track", "-c", str(path), "--start", "yesterday")
     assert when.returncode == 1 and "is not a date or time" in when.stderr
+
+
+async def test_every_row_of_a_message_has_its_network_message_id(tmp_path):
+    """network-message-id: one GUID-shaped id per message, the same in all its rows (RECEIVE to DELIVER), another
+    for the next message."""
+    import re
+
+    async with running_hub(tmp_path) as hub:
+        port = hub.addresses[0][1]
+        for n in range(2):
+            await send(port, "john@fabrikam.test", ["alice@contoso.com", "bob@contoso.com"],
+                       make_message(message_id=f"<net{n}@fabrikam.test>"))
+        assert await hub.idle()
+        rows = tracking(hub)
+    ids = {m: {r["network-message-id"] for r in rows if r["message-id"] == m} for m in ("<net0@fabrikam.test>",
+                                                                                      "<net1@fabrikam.test>")}
+    assert all(len(v) == 1 for v in ids.values()), ids
+    first, second = (next(iter(v)) for v in ids.values())
+    assert first != second and all(re.fullmatch(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}", i)
+                                   for i in (first, second))
+    assert len([r for r in rows if r["message-id"] == "<net0@fabrikam.test>"]) >= 4  # RECEIVE, SUBMIT, 2 × DELIVER

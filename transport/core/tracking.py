@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import enum
 import time
+import zlib
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING, Callable, Iterable, Iterator
@@ -73,6 +74,7 @@ class TrackingLog:
         self.server_hostname = server_hostname
         self.enabled = enabled
         self.listeners: list[Listener] = []
+        self._server_tag = f"{zlib.crc32(server_hostname.lower().encode()) & 0xFFFF:04x}"
         self._log = RollingLog(folder, PREFIX, "Message Tracking Log", FIELDS, max_file_size=max_file_size,
                                max_age_days=max_age_days, max_directory_size=max_directory_size, clock=clock)
 
@@ -91,10 +93,17 @@ class TrackingLog:
         self._log.write((
             self._log.now(), s.client_ip, s.helo, s.server_ip,
             self.server_hostname, source_context, connector_id, source, event_id, item.internal_id,
-            item.message_id, "", ";".join(rcpts), recipient_status, item.size, len(rcpts), related_recipient,
-            reference, item.subject, item.sender, item.sender, "", "", "",
+            item.message_id, self.network_message_id(item), ";".join(rcpts), recipient_status, item.size, len(rcpts),
+            related_recipient, reference, item.subject, item.sender, item.sender, "", "", "",
             item.stamps.get(Stamp.ORIGINAL_CLIENT_IP, ""), "", custom_data,
         ))
+
+    def network_message_id(self, item: MailItem) -> str:
+        """Exchange's network-message-id: one GUID per message on this server, the same in every row, across
+        resubmits and restarts (made from the server name, the arrival time and the internal id), and never empty."""
+        us = int(item.received_at * 1_000_000)
+        return (f"{us >> 32 & 0xFFFFFFFF:08x}-{us >> 16 & 0xFFFF:04x}-{us & 0xFFFF:04x}-{self._server_tag}-"
+                f"{item.internal_id & 0xFFFFFFFFFFFF:012x}")
 
     def close(self) -> None:
         self._log.close()
