@@ -37,3 +37,18 @@ def test_output_piped_into_head_ends_quietly(tmp_path: Path) -> None:
     assert first.startswith(b"organization:")
     assert "Traceback" not in err and "BrokenPipe" not in err, err
     assert proc.returncode == 141
+
+
+def test_the_configuration_goes_before_or_after_an_action(tmp_path: Path) -> None:
+    """`transport content-filter -c FILE test …` and `transport content-filter test -c FILE …` read the same file."""
+    other = tmp_path / "elsewhere" / "transport.yaml"
+    other.parent.mkdir()
+    other.write_bytes((REPO / "transport.yaml").read_bytes().replace(b"contoso quarterly report", b"not in the mail"))
+    (other.parent / "examples").symlink_to(REPO / "examples")
+    msg = str(REPO / "examples" / "eml" / "legitimate.eml")
+    before = run_cli("content-filter", "-c", str(other), "test", msg, "--json")
+    after = run_cli("content-filter", "test", "-c", str(other), msg, "--json")
+    shipped = run_cli("content-filter", "test", msg, "--json")  # ./transport.yaml (the command runs in the repo)
+    assert before.returncode == after.returncode == shipped.returncode == 0, (before.stderr, after.stderr)
+    assert json.loads(before.stdout) == json.loads(after.stdout)
+    assert json.loads(before.stdout) != json.loads(shipped.stdout)  # a different file was read

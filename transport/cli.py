@@ -235,12 +235,14 @@ def build_parser() -> argparse.ArgumentParser:
         if action:
             if parent not in actions:
                 helps = "; ".join(h for n, (_, _, h) in COMMANDS.items() if n.startswith(parent + " "))
-                actions[parent] = sub.add_parser(parent, help=helps, description=helps).add_subparsers(
-                    dest="action", required=True)
+                group = sub.add_parser(parent, help=helps, description=helps)
+                config_arg(group)  # `transport content-filter -c FILE test …` and `… test -c FILE …` both work
+                actions[parent] = group.add_subparsers(dest="action", required=True)
             p = actions[parent].add_parser(action, help=help_, description=help_)
+            config_arg(p, default=argparse.SUPPRESS)  # an action's -c only overrides the command's
         else:
             p = sub.add_parser(name, help=help_, description=help_)
-        config_arg(p)
+            config_arg(p)
         setup(p)
         p.set_defaults(func=func)
     return parser

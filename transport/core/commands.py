@@ -64,5 +64,5 @@ def agent_import_path(config_path: str | Path) -> None:
             sys.path.insert(0, folder)
 
 
-def config_arg(p: argparse.ArgumentParser) -> None:
-    p.add_argument("-c", "--config", default=DEFAULT_CONFIG, help=f"configuration file (default: {DEFAULT_CONFIG})")
+def config_arg(p: argparse.ArgumentParser, default: str = DEFAULT_CONFIG) -> None:
+    p.add_argument("-c", "--config", default=default, help=f"configuration file (default: {DEFAULT_CONFIG})")
