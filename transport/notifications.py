@@ -22,7 +22,7 @@ from .core.clock import Clock, real_time
 from .core.config import TransportConfig
 from .core.dsn_params import Notify, wants
 from .core.mailitem import MailItem, Recipient, Source
-from .core.tracking import TrackingLog
+from .core.tracking import TrackingEvent, TrackingLog
 from .dsn import DsnAction, ReportedRecipient, build_report, is_report
 
 __all__ = ["Notifications"]
@@ -75,7 +75,7 @@ class Notifications:
         except Exception:
             log.exception("the %s report about message %s could not be made", action.value, item.internal_id)
             return None
-        self.tracking.log("DSN", item, "DSN", [line.recipient.address for line in lines],
+        self.tracking.log(TrackingEvent.DSN, item, "DSN", [line.recipient.address for line in lines],
                           "; ".join(dict.fromkeys(line.recipient.response for line in lines if line.recipient.response)),
                           reference=report.message_id, custom_data=f"{action.value} report InternalId={report_id}")
         return report_id

@@ -192,7 +192,7 @@ class Submission(SubmissionSteps):
             return None
         event = EndOfDataEvent(item.session, item)
         event.reject_message(response, f"{item.session.auth_user} may not send as {item.header('From')}")
-        self.tracking.log("FAIL", item, item.source.value, recipient_status=str(response),
+        self.tracking.log(TrackingEvent.FAIL, item, item.source.value, recipient_status=str(response),
                           source_context=item.session.session_id, connector_id=item.session.connector)
         return event
 
@@ -209,7 +209,7 @@ class Submission(SubmissionSteps):
             log.warning("agent %r: submit refused, %d agent-made messages in the chain (max_hop_count %d)", agent,
                         hops, limit)
             if cause is not None:
-                self.tracking.log("AGENTINFO", cause, "AGENT", custom_data=f"{agent}: submit refused: agent hop "
+                self.tracking.log(TrackingEvent.AGENTINFO, cause, "AGENT", custom_data=f"{agent}: submit refused: agent hop "
                                   f"count {hops} over agent_submission.max_hop_count ({limit})")
             return None
         item.session.session_id = item.session.session_id or agent
@@ -251,7 +251,7 @@ class Submission(SubmissionSteps):
                 f"{v.agent}: {v.action} at {v.event}" + (f" ({v.reason})" if v.reason else "") for v in item.verdicts))
         quarantine = self.config.organization.quarantine_mailbox
         for address, why in (item.stamps.get(Stamp.QUARANTINE) or {}).items() if quarantine else ():
-            self.tracking.log("REDIRECT", item, "AGENT", [address], QUARANTINED, related_recipient=quarantine,
+            self.tracking.log(TrackingEvent.REDIRECT, item, "AGENT", [address], QUARANTINED, related_recipient=quarantine,
                               source_context=item.session.session_id, custom_data=why)
         self._categorize(item)
         return internal_id

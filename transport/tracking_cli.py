@@ -4,35 +4,16 @@ from __future__ import annotations
 
 import argparse
 import json
-from datetime import datetime
 
 from .core.commands import arguments, command, load, print_table
 from .core.errors import TransportError
 from .core.tracking import TrackingEvent
-from .tracking_search import DEFAULT_LIMIT, TrackingQuery, search
+from .tracking_search import DEFAULT_LIMIT, TrackingQuery, parse_event, parse_time, search
 
 __all__ = ["cmd_track"]
 
 COLUMNS = ("date-time", "event-id", "source", "internal-message-id", "message-id", "sender-address",
            "recipient-address", "recipient-status", "message-subject")
-
-
-def _time(text: str | None, option: str) -> datetime | None:
-    if text is None:
-        return None
-    try:
-        return datetime.fromisoformat(text)
-    except ValueError:
-        raise TransportError(f"{option} {text!r} is not a date or time (use 2026-12-01 or 2026-12-01T14:30:00Z)") from None
-
-
-def _event(text: str | None) -> TrackingEvent | None:
-    if text is None:
-        return None
-    try:
-        return TrackingEvent(text.upper())
-    except ValueError:
-        raise TransportError(f"--event {text!r} is not an event id (one of {', '.join(e.value for e in TrackingEvent)})") from None
 
 
 def _args(p: argparse.ArgumentParser) -> None:
@@ -54,8 +35,8 @@ def cmd_track(args: argparse.Namespace) -> int:
     config = load(args)
     if args.limit < 1:
         raise TransportError("--limit must be 1 or more")
-    query = TrackingQuery(args.sender, args.recipient, args.message_id, args.internal_id, _event(args.event),
-                          args.subject, _time(args.start, "--start"), _time(args.end, "--end"), args.limit)
+    query = TrackingQuery(args.sender, args.recipient, args.message_id, args.internal_id, parse_event(args.event),
+                          args.subject, parse_time(args.start, "--start"), parse_time(args.end, "--end"), args.limit)
     rows = search(config.data_root / "logs" / "MessageTracking", query)
     if args.json:
         print(json.dumps(rows, indent=2))

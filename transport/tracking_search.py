@@ -14,10 +14,11 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 
+from .core.errors import TransportError
 from .core.logfile import log_files
 from .core.tracking import FIELDS, PREFIX, TrackingEvent
 
-__all__ = ["TrackingQuery", "search", "DEFAULT_LIMIT"]
+__all__ = ["TrackingQuery", "search", "parse_event", "parse_time", "DEFAULT_LIMIT"]
 
 DEFAULT_LIMIT = 1000
 
@@ -113,3 +114,23 @@ def search(folder: Path, query: TrackingQuery) -> list[dict[str, str]]:
                 if len(out) >= query.limit:
                     return out
     return out
+
+
+def parse_time(text: str | None, option: str) -> datetime | None:
+    """A --start/--end value (ISO 8601 date or time); TransportError naming the option when it is not one."""
+    if text is None:
+        return None
+    try:
+        return datetime.fromisoformat(text)
+    except ValueError:
+        raise TransportError(f"{option} {text!r} is not a date or time (use 2026-12-01 or 2026-12-01T14:30:00Z)") from None
+
+
+def parse_event(text: str | None) -> TrackingEvent | None:
+    """An --event value, case-insensitive; TransportError listing the event ids when it is not one."""
+    if text is None:
+        return None
+    try:
+        return TrackingEvent(text.upper())
+    except ValueError:
+        raise TransportError(f"--event {text!r} is not an event id (one of {', '.join(e.value for e in TrackingEvent)})") from None

@@ -45,7 +45,6 @@ class RecipientStatus(str, enum.Enum):
     DELIVERED = "Delivered"
     FAILED = "Failed"
     DEFERRED = "Deferred"
-    QUARANTINED = "Quarantined"
 
 
 @dataclass(slots=True)

@@ -19,8 +19,7 @@ from transport.core.errors import TransportError
 from transport.core.headers import decode_value, header_end, parse_headers
 from transport.mailbox_listing import HEADER_READ, MailboxFolder, list_folder
 from transport.trace import trace_message
-from transport.tracking_cli import _event as parse_event, _time as parse_time
-from transport.tracking_search import TrackingQuery, search
+from transport.tracking_search import TrackingQuery, parse_event, parse_time, search
 
 from .history import TrackingHistory
 

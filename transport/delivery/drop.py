@@ -22,6 +22,7 @@ from ..core.events import SmtpResponse
 from ..core.mailitem import MailItem
 from ..core.outbound_config import SendConnector
 from ..core.replay_format import serialize
+from ..core.tracking import TrackingEvent
 from .feed import Entry, QueueFeed
 
 if TYPE_CHECKING:
@@ -69,10 +70,10 @@ class DropDirectoryQueue(QueueFeed):
             error = QUOTA_EXCEEDED if path is None else None
         tracking = self.out.tracking
         if error is not None:
-            tracking.log("DEFER", item, "GATEWAY", addresses, str(error), connector_id=self.next_hop)
+            tracking.log(TrackingEvent.DEFER, item, "GATEWAY", addresses, str(error), connector_id=self.next_hop)
             await self.out.scheduler.defer(item_id, addresses, str(error))
             return
-        tracking.log("SEND", item, "GATEWAY", addresses, "250 2.0.0 Dropped to the foreign connector",
+        tracking.log(TrackingEvent.SEND, item, "GATEWAY", addresses, "250 2.0.0 Dropped to the foreign connector",
                      connector_id=self.next_hop, source_context=str(self.folder), custom_data=str(path))
         await self.out.scheduler.complete([item_id])
         await self.out.notifier.success(item, copy_for_gateway.recipients, relayed=True)

@@ -35,6 +35,7 @@ from ..core.events import SmtpResponse
 from ..core.mailitem import MailItem, Recipient, RecipientStatus
 from ..core.outbound_config import SendConnector
 from ..core.protocol_log import ProtocolLog, ProtocolLoggingLevel
+from ..core.tracking import TrackingEvent
 from .feed import Entry, QueueFeed
 from .send_protocol_log import LoggedSMTP
 
@@ -233,7 +234,7 @@ class SmtpDeliveryQueue(QueueFeed):
                 continue
             r.response = str(reply)
             (sent if reply.code < 400 else deferred if reply.transient else failed).append(r)
-        for event, group in (("SEND", sent), ("FAIL", failed), ("DEFER", deferred)):
+        for event, group in ((TrackingEvent.SEND, sent), (TrackingEvent.FAIL, failed), (TrackingEvent.DEFER, deferred)):
             for reply_text, rcpts in _by_reply(group).items():
                 tracking.log(event, item, "SMTP", rcpts, reply_text, connector_id=connector,
                              source_context=self.next_hop, custom_data=host)
