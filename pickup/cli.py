@@ -95,7 +95,7 @@ def follow(drops: list[Drop], tracking: Path, since: str, timeout: float) -> Non
     waiting = {d.name: d for d in drops if d.status is DropStatus.DROPPED}
     deadline = time.monotonic() + timeout
     while waiting:
-        for row in read_tracking_log(tracking):
+        for row in read_tracking_log(tracking, since[:10].replace("-", "")):  # the files from that day on
             drop = waiting.get(row.get("source-context", ""))
             if drop is None or row.get("date-time", "") < since:
                 continue

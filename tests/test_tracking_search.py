@@ -124,3 +124,14 @@ async def test_every_row_of_a_message_has_its_network_message_id(tmp_path):
     assert first != second and all(re.fullmatch(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}", i)
                                    for i in (first, second))
     assert len([r for r in rows if r["message-id"] == "<net0@fabrikam.test>"]) >= 4  # RECEIVE, SUBMIT, 2 × DELIVER
+
+
+def test_a_search_for_letters_beyond_ascii_ignores_their_case(tmp_path):
+    """`--subject über` finds "Über den Wolken", as `--subject ueber` would find "Ueber": case folds beyond ASCII."""
+    log = TrackingLog(tmp_path, "hub.contoso.com")
+    item = _item(1)
+    item.set_header("Subject", "Über den Wolken")
+    log.log(TrackingEvent.RECEIVE, item, "SMTP")
+    log.close()
+    for text in ("über", "ÜBER", "Über den"):
+        assert [r["message-subject"] for r in search(tmp_path, TrackingQuery(subject=text))] == ["Über den Wolken"], text

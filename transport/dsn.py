@@ -135,19 +135,23 @@ def _human(item: MailItem, lines: list[ReportedRecipient], action: DsnAction, re
     return "\r\n".join(out) + "\r\n"
 
 
+def attaches_whole(item: MailItem, action: DsnAction, headers_only_over: int = HEADERS_ONLY_OVER) -> bool:
+    """Whether the report carries the whole original (RET=FULL, or a failure without RET=HDRS, up to the size
+    limit) rather than its header block."""
+    ret = item.mail_params.get("RET", "").upper()
+    return (ret == Ret.FULL.value or (action is DsnAction.FAILED and ret != Ret.HDRS.value)) \
+        and item.size <= headers_only_over
+
+
 def build_report(item: MailItem, lines: list[ReportedRecipient], action: DsnAction, reporting_mta: str,
                  postmaster: str, headers_only_over: int = HEADERS_ONLY_OVER, *, date: float) -> bytes:
     """The whole report message (headers and body) about `item` for these recipients, from `postmaster`, dated
     `date` (seconds since the epoch, on the hub's clock)."""
     boundary = f"=_dsn_{uuid.uuid4().hex}"
-    content = item.content()
-    ret = item.mail_params.get("RET", "").upper()
-    whole = (ret == Ret.FULL.value or (action is DsnAction.FAILED and ret != Ret.HDRS.value)) \
-        and item.size <= headers_only_over
-    if whole:
-        original_type, original = "message/rfc822", content
-    else:
-        original_type, original = "text/rfc822-headers", content[:header_end(content)]
+    if attaches_whole(item, action, headers_only_over):
+        original_type, original = "message/rfc822", item.content()
+    else:  # the header block is in memory even when the body is spooled
+        original_type, original = "text/rfc822-headers", item.raw[:header_end(item.raw)]
     subject = item.header("Subject")
     head = [
         f"From: Postmaster <{postmaster}>",
@@ -166,7 +170,7 @@ def build_report(item: MailItem, lines: list[ReportedRecipient], action: DsnActi
         ("text/plain; charset=utf-8", "8bit", _human(item, lines, action, reporting_mta).encode("utf-8", "replace")),
         ("message/delivery-status", "7bit",
          _delivery_status(item, lines, reporting_mta).encode("utf-8", "surrogateescape")),
-        (original_type, "8bit" if any(b > 127 for b in original[:65536]) else "7bit", original),
+        (original_type, "7bit" if original[:65536].isascii() else "8bit", original),
     ]
     out = ["\r\n".join(head).encode("utf-8", "surrogateescape"), b"\r\n\r\n",
            b"This is a MIME-formatted message.\r\n"]

@@ -78,7 +78,7 @@ class Hub:
                                         notifier=self.notifications)
         send_log = any(c.protocol_logging_level is ProtocolLoggingLevel.VERBOSE for c in config.send_connectors)
         self.outbound = Outbound(config.receive.fqdn, self.dns, self.tracking, self.scheduler, self.notifications,
-                                 protocol_log(config, Direction.SEND) if send_log else None)
+                                 protocol_log(config, Direction.SEND, clock) if send_log else None)
         self.send_connectors = SendConnectors(config, self.outbound, self._start_queue)
         self.categorizer = Categorizer(config, self.pipeline, self.store, self.tracking,
                                        RoutingTable(config, self.send_connectors), self.scheduler, self.notifications)

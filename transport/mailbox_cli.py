@@ -22,6 +22,7 @@ from .core.errors import AdminError
 from .core.mailitem import Source
 from .core.tracking import log_time, read_tracking_log
 from .mailbox_listing import MailboxFolder, list_folder
+from .store_driver import outbox as outbox_folder
 
 __all__ = ["Sent", "SendStatus", "follow_sent"]
 
@@ -54,9 +55,13 @@ class Sent:
 
 
 def _outbox(config: TransportConfig, address: str) -> Path:
+    """The Outbox folder the store driver watches for the mailbox (AdminError when there is none)."""
     if config.mailbox(address) is None:
         raise AdminError(f"{address} is not a mailbox of this organisation (mailboxes: in {config.locate('mailboxes')})")
-    return config.data_root / "mailboxes" / address.lower() / MailboxFolder.OUTBOX.maildir / "new"
+    folder = outbox_folder(config.data_root / "mailboxes" / address.lower(), config.store_driver)
+    if folder is None:
+        raise AdminError(f"store-driver submission is off ({config.locate('store_driver')}: store_driver.path is empty)")
+    return folder
 
 
 def follow_sent(sent: list[Sent], tracking: Path, outbox: Path, sender: str, since: str, timeout: float) -> None:
@@ -72,7 +77,7 @@ def follow_sent(sent: list[Sent], tracking: Path, outbox: Path, sender: str, sin
     deadline = time.monotonic() + timeout
     while waiting:
         by_id: dict[int, Sent] = {}
-        for row in read_tracking_log(tracking):
+        for row in read_tracking_log(tracking, since[:10].replace("-", "")):  # the files from that day on
             if row.get("date-time", "") < since:
                 continue
             event, context = row.get("event-id"), row.get("source-context", "")

@@ -100,10 +100,10 @@ class MetricsEndpoint:
         self.registry = CollectorRegistry()
         self.received = Counter("transport_messages_received", "Messages committed to the Submission queue",
                                 registry=self.registry)
-        self.delivered = Counter("transport_messages_delivered", "Recipients' copies delivered to a mailbox",
+        self.delivered = Counter("transport_messages_delivered", "Recipients' copies delivered to a mailbox or handed to a next hop",
                                  registry=self.registry)
         self.failed = Counter("transport_messages_failed", "Recipients failed for good (NDR)", registry=self.registry)
-        self.latency = Histogram("transport_delivery_latency_seconds", "From receipt to delivery, per copy",
+        self.latency = Histogram("transport_delivery_latency_seconds", "From receipt to delivery (or hand-off to a next hop), per recipient's copy",
                                  buckets=LATENCY_BUCKETS, registry=self.registry)
         self.registry.register(_HubCollector(counters, pipeline, queue_db))
         ProcessCollector(registry=self.registry)  # process_resident_memory_bytes, process_cpu_seconds_total, …
@@ -114,7 +114,9 @@ class MetricsEndpoint:
             self.received.inc()
         elif event is TrackingEvent.DELIVER or event is TrackingEvent.SEND:
             self.delivered.inc(len(recipients))
-            self.latency.observe(max(0.0, self.clock() - item.received_at))
+            waited = max(0.0, self.clock() - item.received_at)
+            for _ in recipients:  # a SEND row may carry several recipients
+                self.latency.observe(waited)
         elif event is TrackingEvent.FAIL:
             self.failed.inc(len(recipients))
 

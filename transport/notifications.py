@@ -15,6 +15,7 @@ path.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from typing import Awaitable, Callable
 
@@ -23,7 +24,7 @@ from .core.config import TransportConfig
 from .core.dsn_params import Notify, wants
 from .core.mailitem import MailItem, Recipient, Source
 from .core.tracking import TrackingEvent, TrackingLog
-from .dsn import DsnAction, ReportedRecipient, build_report, is_report
+from .dsn import DsnAction, ReportedRecipient, attaches_whole, build_report, is_report
 
 __all__ = ["Notifications"]
 
@@ -68,8 +69,11 @@ class Notifications:
         if not lines or is_report(item):
             return None
         try:
-            raw = build_report(item, lines, action, self.config.receive.fqdn, self.config.postmaster,
-                               self.config.dsn.max_original_size, date=self.clock())
+            args = (item, lines, action, self.config.receive.fqdn, self.config.postmaster, self.config.dsn.max_original_size)
+            if item.spool is not None and attaches_whole(item, action, self.config.dsn.max_original_size):
+                raw = await asyncio.to_thread(build_report, *args, date=self.clock())  # reads the spooled body
+            else:
+                raw = build_report(*args, date=self.clock())
             report = MailItem(sender="", recipients=[Recipient(item.sender)], raw=raw)
             report_id = await self._submit(report, Source.DSN)
         except Exception:

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from typing import Any, Optional
 
-from .core.protocol_log import ProtocolEvent, ProtocolSession
+from .core.protocol_log import ProtocolEvent, ProtocolSession, masked
 from .receive import Connector, ReceiveProtocol
 
 __all__ = ["LoggedReceiveProtocol"]
@@ -66,12 +66,8 @@ class LoggedReceiveProtocol(ReceiveProtocol):
                     log.write(ProtocolEvent.INFORMATION, "", f"message data received ({self._data_bytes} bytes)")
                     self._in_data, self._data_bytes = False, 0
                 continue
-            text = line.decode("utf-8", "replace")
-            if self._masking:
-                text, self._masking = "****", False
-            elif text[:5].upper() == "AUTH " and len(text.split()) > 2:
-                text = " ".join(text.split()[:2]) + " ****"
-            log.write(ProtocolEvent.RECEIVE, text)
+            log.write(ProtocolEvent.RECEIVE, masked(line.decode("utf-8", "replace"), self._masking))
+            self._masking = False
         if self._in_data and len(self._pending) > 2:  # only a short line can be the end of the data
             self._data_bytes += len(self._pending) - 2
             self._pending = b"##"

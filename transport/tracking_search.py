@@ -42,8 +42,8 @@ class TrackingQuery:
         """The most selective literal every matching line holds, lower-cased, for the byte search."""
         for text in (self.message_id, self.internal_id and f",{self.internal_id},", self.recipient, self.sender,
                      self.subject, self.event and f",{self.event.value},"):
-            if text:
-                return str(text).lower().encode("utf-8")
+            if text:  # bytes.lower() folds ASCII only: a needle with other letters would miss their capitals
+                return str(text).lower().encode("utf-8") if str(text).isascii() else None
         return None
 
     def matches(self, row: dict[str, str]) -> bool:

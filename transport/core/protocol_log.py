@@ -22,7 +22,7 @@ from .logfile import MB, RollingLog
 if TYPE_CHECKING:
     from .config import TransportConfig
 
-__all__ = ["Direction", "FIELDS", "ProtocolEvent", "ProtocolLog", "ProtocolLoggingLevel", "ProtocolSession", "protocol_log"]
+__all__ = ["Direction", "FIELDS", "masked", "ProtocolEvent", "ProtocolLog", "ProtocolLoggingLevel", "ProtocolSession", "protocol_log"]
 
 class ProtocolEvent(enum.StrEnum):
     """The event column."""
@@ -68,6 +68,15 @@ class ProtocolSession:
 
     def write(self, event: ProtocolEvent, data: str = "", context: str = "") -> None:
         self.log.write(self.head + (next(self._sequence),) + self.endpoints + (event.value, data, context))
+
+
+def masked(line: str, secret: bool = False) -> str:
+    """A command line as the log shows it: `****` for a line answering an AUTH challenge (`secret`), and the
+    initial response of `AUTH PLAIN <credentials>` replaced by `****`."""
+    if secret:
+        return "****"
+    words = line.split()
+    return " ".join(words[:2]) + " ****" if len(words) > 2 and words[0].upper() == "AUTH" else line
 
 
 class Direction(enum.Enum):

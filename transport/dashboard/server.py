@@ -56,7 +56,7 @@ class Forbidden(web.HTTPForbidden):
 
 
 def build_app(config: TransportConfig, pipeline: Callable[[], list[dict[str, Any]]]) -> web.Application:
-    """The dashboard as an aiohttp application (the server thread runs it; tests may too)."""
+    """The dashboard as an aiohttp application (the dashboard process runs it; tests may too)."""
     views = Views(config, pipeline)
     settings = config.dashboard
     env = jinja2.Environment(loader=jinja2.FileSystemLoader(HERE / "templates"), autoescape=True, extensions=["jinja2.ext.do"],

@@ -13,7 +13,7 @@ from typing import Any
 
 import aiosmtplib
 
-from ..core.protocol_log import ProtocolEvent, ProtocolLog, ProtocolSession
+from ..core.protocol_log import ProtocolEvent, ProtocolLog, ProtocolSession, masked
 
 __all__ = ["LoggedSMTP"]
 
@@ -41,9 +41,7 @@ class LoggedSMTP(aiosmtplib.SMTP):
     async def execute_command(self, *args: bytes, **kwargs: Any) -> aiosmtplib.SMTPResponse:
         if self._session is not None:
             words = b" ".join(args).decode("utf-8", "replace")
-            shown = "****" if self._secret else (" ".join(words.split()[:2]) + " ****" if words.upper().startswith(
-                "AUTH ") and len(words.split()) > 2 else words)
-            self._session.write(ProtocolEvent.SEND, shown)
+            self._session.write(ProtocolEvent.SEND, masked(words, self._secret))
             self._secret = words.upper().startswith("AUTH ")
         response = await super().execute_command(*args, **kwargs)
         self._secret = self._secret and response.code == 334

@@ -205,7 +205,8 @@ class SmtpDeliveryQueue(QueueFeed):
                 await self._reset(client)
                 return replies
             try:
-                done = await client.data(item.content())
+                content = await asyncio.to_thread(item.content) if item.spool is not None else item.raw  # off the loop
+                done = await client.data(content)
                 reply = _reply(done.code, done.message)
             except aiosmtplib.SMTPResponseException as e:
                 reply = _reply(e.code, e.message)
