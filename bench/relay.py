@@ -56,8 +56,8 @@ async def _relay_round(target: Target, settings: Settings, sink: _SmartHost, n: 
                        host=server.host, port=server.port)
         start = sink.count
         warm = await run_load(replace(spec, messages=settings.warmup, sessions=min(spec.sessions, 5), tag="warmup"))
-        goal = start + warm.accepted
-        while sink.count < goal:
+        goal, warm_deadline = start + warm.accepted, time.monotonic() + 60
+        while sink.count < goal and time.monotonic() < warm_deadline:  # a message stuck in retry must not hang the bench
             await asyncio.sleep(0.05)
         before = sink.count
         load = await run_load(spec)

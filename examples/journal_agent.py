@@ -22,6 +22,8 @@ from __future__ import annotations
 import uuid
 from email.utils import formatdate, getaddresses
 
+from pydantic import field_validator
+
 from agents import AgentConfig, MailItem, RoutedEvent, RoutingAgent
 
 EXCHANGE_RECIPIENT = "MicrosoftExchange329e71ec88ae4615bbc36ab6ce41109e"
@@ -34,11 +36,16 @@ class JournalAgent(RoutingAgent):
 
     class Config(AgentConfig):
         journal_mailbox: str
-        mailboxes: list[str] = []  # whose mail is journaled (sender or any recipient); empty: every message
+        mailboxes: frozenset[str] = frozenset()  # whose mail is journaled (sender or any recipient); empty: every message
+
+        @field_validator("mailboxes", mode="after")
+        @classmethod
+        def _lower(cls, v: frozenset[str]) -> frozenset[str]:
+            return frozenset(a.lower() for a in v)  # once, not per message
 
     async def on_routed(self, event: RoutedEvent) -> None:
         item = event.mail_item
-        watched = {a.lower() for a in self.config.mailboxes}
+        watched = self.config.mailboxes
         involved = {item.sender.lower()} | {r.address.lower() for r in item.recipients}
         if watched and not watched & involved:
             return

@@ -2,7 +2,7 @@
 file, convert it, play it to the agents, queue it. What differs between them is the rules object's.
 
 Finding files: a scan every `poll_interval` seconds (0.25 s by default; Exchange polls every 5 s) lists the
-`*.eml` names with one os.scandir, off the event loop. A file is taken once its ctime is QUIET seconds old,
+names the rules take (`*.eml` for Pickup and Replay, any name in an Outbox) with one os.scandir, off the event loop. A file is taken once its ctime is QUIET seconds old,
 so a copy still being written (`cp` into the folder) is left alone; the worst-case latency is therefore
 poll_interval + QUIET. No inotify: a scan of an idle folder costs microseconds, and one scan feeds batches of
 up to `queue.batch_size` files, so 10,000 files dropped at once cost a handful of scans, not one per file.
@@ -159,7 +159,8 @@ class DirectoryWatcher:
 
     # -- recovery -----------------------------------------------------------------------------------
     async def _recover(self) -> None:
-        """Leftover `.tmp` files: delete those already queued (their claim is recorded), restore the rest."""
+        """Leftover `.tmp` files: those already queued (their claim is recorded) go to the rules' `file_queued`
+        (deleted, or to Sent Items from an Outbox); the rest are restored."""
         claims = self.submission.claims
         restored, dropped = await asyncio.to_thread(self._restore, claims.claimed(str(self.directory)))
         await claims.forget_directory(str(self.directory))

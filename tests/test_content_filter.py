@@ -12,6 +12,7 @@ from filtertools import as_client, hub_with, send_raw
 from hubtools import PASSWORD, REPO, agent, header_value, make_message, messages, run_cli, running_hub, send, tracking
 from agents import MailItem, Recipient, ReverseDns, Stamp
 from agents.content_filter import COUNTERS, EXPLANATION_HEADER, ContentFilterConfig
+from agents.content_filter.bayes import tokens
 from agents.content_filter.message import MessageView
 from agents.content_filter.rules import Site, build_rules
 from agents.content_filter.scan import scan
@@ -81,6 +82,14 @@ def test_near_misses_do_not_fire():
     assert "link_text_mismatch" not in fired(same_site)
     assert "sender_id_fail" not in fired(PLAIN, {Stamp.SENDER_ID_RESULT: "TempError"})
     assert fired(PLAIN, {Stamp.SENDER_ID_RESULT: "Fail"}, weights={"sender_id_fail": 0}) == set()
+
+
+def test_a_malformed_link_does_not_stop_the_scan():
+    """`http://[oops/` cannot be parsed: the link counts as one without a host, and the other rules still fire."""
+    raw = make_message(subject="WIN A FREE CRUISE", extra_headers=DATE + "Content-Type: text/html\r\n",
+                       body='<a href="http://[oops/">www.contoso.com</a> <a href="https://x.example">go</a>\r\n')
+    assert {"bad_phrase", "html_only"} <= fired(raw, bad_phrases=["win a free cruise"])
+    assert tokens(MessageView.of(MailItem("x@fabrikam.test", [], raw), raw)) >= {"url:", "url:x.example"}
 
 
 def test_good_phrase_wins_and_score_maps_to_scl():

@@ -4,7 +4,8 @@
   base of custom rules); :mod:`.bayes` — the optional naive Bayes classifier;
 * :mod:`.message` — the parsed view of a message the rules read; :mod:`.scan` — score, SCL and explanation;
 * :mod:`.config` — Set-ContentFilterConfig; :mod:`.agent` — the agent (named in transport.yaml as
-  ``agents.content_filter:ContentFilterAgent``); :mod:`.cli` — ``transport content-filter test`` and ``train``.
+  ``agents.content_filter:ContentFilterAgent``); :mod:`.cli` — ``transport content-filter train`` (``test`` is a view of ``transport trace``, in
+  ``transport/trace_cli.py``).
 """
 
 from .agent import COUNTERS, PCL_HEADER, ContentBypass, ContentFilterAgent

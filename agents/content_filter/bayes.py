@@ -16,9 +16,8 @@ import re
 import sqlite3
 from collections.abc import Iterable
 from pathlib import Path
-from urllib.parse import urlsplit
 
-from .message import MessageView
+from .message import MessageView, url_host
 
 __all__ = ["Classifier", "tokens"]
 
@@ -34,7 +33,7 @@ def tokens(view: MessageView) -> set[str]:
     out.update("subject:" + w.lower() for w in _WORD.findall(view.subject))
     if view.sender_domain:
         out.add("from:" + view.sender_domain)
-    out.update("url:" + (urlsplit(u).hostname or "") for u in view.urls)
+    out.update("url:" + url_host(u) for u in view.urls)
     out.update("attachment:" + n.rpartition(".")[2].lower() for n in view.attachments if "." in n)
     return out
 

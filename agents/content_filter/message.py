@@ -15,6 +15,7 @@ from email import policy
 from email.message import Message
 from email.utils import getaddresses
 from typing import Iterable
+from urllib.parse import urlsplit
 
 from agents import MailItem
 from transport.core.headers import decode_value, header_end
@@ -25,6 +26,15 @@ _PART_FIELDS = ("Content-Type", "Content-Transfer-Encoding", "Content-Dispositio
 _TAG = re.compile(r"<[^>]*>")
 _URL = re.compile(r"https?://[^\s\"'<>()]+", re.IGNORECASE)
 _ANCHOR = re.compile(r"""<a\s[^>]*?href\s*=\s*["']?([^"'\s>]+)[^>]*>(.*?)</a\s*>""", re.IGNORECASE | re.DOTALL)
+
+
+def url_host(url: str) -> str:
+    """A link's host name, lower-cased; "" when it has none or cannot be parsed (`http://[oops/`): a spammer's
+    malformed link must not stop the scan."""
+    try:
+        return (urlsplit(url).hostname or "").lower()
+    except ValueError:
+        return ""
 
 
 def first_address(item: MailItem, name: str) -> tuple[str, str]:

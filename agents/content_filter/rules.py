@@ -15,12 +15,11 @@ from pathlib import PurePosixPath
 from dataclasses import dataclass
 from typing import Any, ClassVar, Protocol
 
-from urllib.parse import urlsplit
 
 from agents import AgentConfig, ReverseDns, Stamp
 
 from .bayes import Classifier, tokens
-from .message import MessageView
+from .message import MessageView, url_host
 
 
 class Settings(Protocol):
@@ -243,7 +242,7 @@ class LinkTextMismatch(Rule):
     def check(self, view: MessageView) -> str | None:
         for href, text in view.links:
             shown = _HOST_TEXT.match(text)
-            target = (urlsplit(href).hostname or "").lower() if href.lower().startswith(("http:", "https:")) else ""
+            target = url_host(href) if href.lower().startswith(("http:", "https:")) else ""
             if shown and target and not _related(shown.group(1).lower(), target):
                 return f"link shows {shown.group(1).lower()}, opens {target}"
         return None
