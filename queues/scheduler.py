@@ -127,7 +127,8 @@ class QueueScheduler:
         # Ready twice = categorized and delivered twice: what is due is read before this tick's reports (NDRs,
         # delay notices) join the Submission queue, since they go to the categorizer as they are submitted
         due = self.store.due(now, changed and not first)
-        gone = await self._remove_with_ndr() | await self._expire(now)
+        removed = await self._remove_with_ndr() if changed else set()  # only an admin change marks items so
+        gone = removed | await self._expire(now)
         await self._notify_delays(now)
         await self._dispatch_due([s for s in due if s.id not in gone])
 
@@ -184,8 +185,9 @@ class QueueScheduler:
         return item
 
     async def _remove_with_ndr(self) -> set[int]:
-        """Items an administrator removed with -WithNDR (PendingRemove, the reason in last_error); their ids."""
-        rows = self.store.items("status=?", (QueueStatus.PENDING_REMOVE,))
+        """Items an administrator removed with -WithNDR (PendingRemove, the reason in last_error); their ids. One
+        being delivered right now is left to its delivery, which settles it either way."""
+        rows = [s for s in self.store.items("status=?", (QueueStatus.PENDING_REMOVE,)) if s.id not in self.inflight]
         return await self._fail(rows, "ADMIN", lambda s: (s.last_error, "Remove-Message -WithNDR"))
 
     async def _expire(self, now: float) -> set[int]:
@@ -194,20 +196,20 @@ class QueueScheduler:
         return await self._fail(rows, "QUEUE", lambda s: (EXPIRED, f"last error: {s.last_error}" if s.last_error else ""))
 
     async def _fail(self, rows: list[StoredItem], source: str, why: Callable[[StoredItem], tuple[str, str]]) -> set[int]:
-        """Queue items that fail for good: gone from the store, then a FAIL row and an NDR for their recipients.
-        `why` gives each item's reply and the tracking row's note. Returns the items' ids."""
-        if not rows:
-            return set()
-        items = [(s, self._failing(s, why(s)[0])) for s in rows]
-        await self.store.complete([s.id for s in rows])
-        for stored, item in items:
+        """Queue items that fail for good: a FAIL row and an NDR for their recipients, then gone from the store
+        (in that order, as a delivery queue does: the NDR may attach a spooled body the removal deletes). `why`
+        gives each item's reply and the tracking row's note. Returns the items' ids."""
+        for stored in rows:
+            response, note = why(stored)
+            item = self._failing(stored, response)
             if item is None:
                 continue
-            response, note = why(stored)
             self.tracking.log(TrackingEvent.FAIL, item, source, stored.recipients, response, source_context=stored.queue,
                               custom_data=note)
             if self.notifier is not None:
                 await self.notifier.ndr(item, item.recipients)
+        if rows:
+            await self.store.complete([s.id for s in rows])
         return {s.id for s in rows}
 
     async def _notify_delays(self, now: float) -> None:

@@ -7,9 +7,9 @@ import enum
 import re
 from typing import Annotated, Any
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
+from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field
 
-__all__ = ["ByteSize", "Duration", "Model", "ProtocolLoggingLevel", "parse_binding"]
+__all__ = ["Binding", "ByteSize", "Duration", "Model", "ProtocolLoggingLevel", "parse_binding"]
 
 _UNITS = {"": 1, "B": 1, "KB": 1024, "MB": 1024**2, "GB": 1024**3}
 
@@ -56,6 +56,15 @@ def parse_binding(binding: str) -> tuple[str, int]:
     if not sep or not port.isdigit() or not 0 <= int(port) <= 65535:
         raise ValueError(f"{binding!r} is not host:port")
     return host.strip("[]") or "0.0.0.0", int(port)
+
+
+def _binding(value: str) -> str:
+    parse_binding(value)  # raises ValueError naming the bad value
+    return value
+
+
+Binding = Annotated[str, AfterValidator(_binding)]
+"""A `host:port` setting, checked when the configuration is read."""
 
 
 class ProtocolLoggingLevel(str, enum.Enum):

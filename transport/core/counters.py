@@ -2,7 +2,7 @@
 
 The running hub writes a snapshot to `<data root>/logs/counters.json` every 2 s of its clock and at shutdown,
 so `transport counters` (like Get-Counter) can read them from another process; the snapshot also holds each
-agent's hook calls and errors, which `transport pipeline` shows.
+agent's hook calls, errors and time (`time_us`), which `transport pipeline` shows.
 """
 
 from __future__ import annotations
@@ -40,7 +40,7 @@ class Counters:
 
     def save(self, path: Path, started: float, agents: dict[str, dict[str, int]] | None = None) -> None:
         """Write the snapshot atomically (write aside, rename) when anything changed since the last save.
-        `agents` is each agent's {"calls": n, "errors": n}."""
+        `agents` is each agent's {"calls": n, "errors": n, "time_us": n}."""
         if self._changes == self._saved and agents == self._saved_agents:
             return
         path.parent.mkdir(parents=True, exist_ok=True)

@@ -3,9 +3,9 @@ the Prometheus endpoint and the web dashboard."""
 
 from __future__ import annotations
 
-from pydantic import Field, field_validator
+from pydantic import Field
 
-from .config_types import ByteSize, Duration, Model, parse_binding
+from .config_types import Binding, ByteSize, Duration, Model, parse_binding
 
 __all__ = ["AgentLogSettings", "DashboardSettings", "MetricsSettings", "ProtocolLogSettings", "TrackingSettings"]
 
@@ -39,28 +39,16 @@ class MetricsSettings(Model):
     """The Prometheus endpoint: every counter set, messages received/delivered/failed, queue lengths, latency."""
 
     enabled: bool = Field(False, description="Serve GET /metrics in Prometheus text format (off by default; the shipped transport.yaml turns it on).")
-    binding: str = Field("127.0.0.1:9525", description="host:port of the metrics endpoint (keep it on loopback: it has no authentication).")
-
-    @field_validator("binding")
-    @classmethod
-    def _binding(cls, v: str) -> str:
-        parse_binding(v)  # raises ValueError naming the bad value
-        return v
+    binding: Binding = Field("127.0.0.1:9525", description="host:port of the metrics endpoint (keep it on loopback: it has no authentication).")
 
 
 class DashboardSettings(Model):
     """The web dashboard `transport run` serves (beyond Exchange: its Queue Viewer and message trace in a browser)."""
 
     enabled: bool = Field(False, description="Serve the dashboard while the hub runs.")
-    binding: str = Field("127.0.0.1:9526", description="host:port the dashboard listens on (loopback only unless you change it).")
+    binding: Binding = Field("127.0.0.1:9526", description="host:port the dashboard listens on (loopback only unless you change it).")
     token: str = Field("", description="Needed by every request that changes state (suspend, resume, retry, remove, export), as the `token` form field or an X-Transport-Token header; empty = the dashboard only reads.")
     refresh_interval: Duration = Field(2, gt=0, description="How often the queue and overview pages refresh themselves, in seconds.")
-
-    @field_validator("binding")
-    @classmethod
-    def _binding(cls, v: str) -> str:
-        parse_binding(v)  # raises ValueError naming the bad value
-        return v
 
     @property
     def host_port(self) -> tuple[str, int]:

@@ -61,7 +61,6 @@ class TrackingEvent(enum.StrEnum):
     TRANSFER = "TRANSFER"
 
 
-_EVENTS: dict[str, TrackingEvent] = {e.value: e for e in TrackingEvent}
 Listener = Callable[[TrackingEvent, MailItem, list[str]], None]
 
 
@@ -78,15 +77,13 @@ class TrackingLog:
         self._log = RollingLog(folder, PREFIX, "Message Tracking Log", FIELDS, max_file_size=max_file_size,
                                max_age_days=max_age_days, max_directory_size=max_directory_size, clock=clock)
 
-    def log(self, event_id: TrackingEvent | str, item: MailItem, source: str, recipients: Iterable[str] | None = None,
+    def log(self, event_id: TrackingEvent, item: MailItem, source: str, recipients: Iterable[str] | None = None,
             recipient_status: str = "", source_context: str = "", reference: str = "",
             related_recipient: str = "", custom_data: str = "", connector_id: str = "") -> None:
         """One row; `recipients` defaults to the message's envelope recipients."""
         rcpts = list(recipients) if recipients is not None else [r.address for r in item.recipients]
-        if self.listeners:
-            event = _EVENTS.get(event_id)  # an event id the enum lacks is logged, not heard
-            for listener in self.listeners if event is not None else ():
-                listener(event, item, rcpts)
+        for listener in self.listeners:
+            listener(event_id, item, rcpts)
         if not self.enabled:
             return
         s = item.session
