@@ -45,9 +45,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--size", type=int, default=4096, help="message size in bytes (default 4096)")
     p.add_argument("--messages-per-session", type=int, default=1,
                    help="transactions per connection before QUIT (default 1: a new connection per message)")
-    p.add_argument("--targets", default="a,b,c,d",
-                   help="targets to compare: a (bare aiosmtpd), b (hub, no agents), c (hub, all agents),"
-                        " d (c on uvloop), n (hub, no agents, queue not durable), w (c with the dashboard open); default a,b,c,d")
+    p.add_argument("--targets", default="a,b,c,s,d",
+                   help="targets to compare: a (bare aiosmtpd), b (hub, no agents), c (hub, all agents, a receive"
+                        " worker process per core), s (c in one process), d (c on uvloop), n (hub, no agents, queue"
+                        " not durable), w (c with the dashboard open); default a,b,c,s,d")
     p.add_argument("--scaling-messages", type=int, help="messages per 4 KB scaling point (default 1000; quick 30)")
     p.add_argument("--scaling-rounds", type=int, default=1, help="rounds per scaling point (default 1)")
     p.add_argument("--memory-messages", type=int,
@@ -87,7 +88,7 @@ async def run(args: argparse.Namespace, argv: Sequence[str]) -> int:
     quick = args.quick
     workdir = args.workdir or Path(tempfile.mkdtemp(prefix="bench-"))
     targets_wanted = [t.strip() for t in args.targets.split(",") if t.strip()]
-    bad = [t for t in targets_wanted if t not in "abcdnw"]
+    bad = [t for t in targets_wanted if t not in "abcdnsw"]
     if bad:
         raise SystemExit(f"unknown target(s) {', '.join(bad)} (choose from a, b, c, d, n, w)")
     settings = Settings(

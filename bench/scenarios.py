@@ -60,7 +60,8 @@ class Settings:
 
 
 def build_targets(settings: Settings, report: Report) -> dict[str, Target]:
-    """(a) bare aiosmtpd, (b) hub without agents, (c) hub with every built-in agent, (d) (c) on uvloop."""
+    """(a) bare aiosmtpd, (b) hub without agents, (c) hub with every built-in agent (a receive worker process
+    per core, the default), (s) (c) in one process, (d) (c) on uvloop."""
     specs, notes = discover_agents()
     shipped = _shipped_agents()
     from transport.core.pipeline import resolve_class
@@ -73,6 +74,7 @@ def build_targets(settings: Settings, report: Report) -> dict[str, Target]:
         "a": Target("a", "bare aiosmtpd (accept + discard)", "bare"),
         "b": Target("b", "hub, no agents", "hub", [], durable=True),
         "c": Target("c", "hub, all agents, durable queue, Maildir", "hub", agents, durable=True),
+        "s": Target("s", "(c) in one process (`workers: 0`)", "hub", agents, durable=True, extra={"workers": 0}),
         "d": Target("d", "(c) on uvloop", "hub", agents, durable=True, uvloop=True),
         # Not in the default set; `--targets a,n,...` shows what the durable (fsync'd) queue costs.
         "n": Target("n", "hub, no agents, queue not durable", "hub", [], durable=False),

@@ -2,7 +2,8 @@
 
 Each round starts a fresh server in its own subprocess with its own data root, so rounds do not share
 state (queue database, Maildir, tracking log). While it runs, `/proc/<pid>/status` and `/proc/<pid>/stat`
-give its memory (VmRSS, VmHWM = peak RSS) and CPU time.
+of its process and its children (a hub's receive worker processes) give its memory (VmRSS, VmHWM = peak RSS)
+and CPU time.
 """
 
 from __future__ import annotations
@@ -267,11 +268,24 @@ class ServerProcess:
             return ""
         return " | ".join(text[-lines:])
 
+    def processes(self) -> list[int]:
+        """The server's pid and those of its children (a hub's receive worker processes)."""
+        try:
+            with open(f"/proc/{self.pid}/task/{self.pid}/children") as f:
+                return [self.pid, *(int(p) for p in f.read().split())]
+        except OSError:
+            return [self.pid]
+
     def memory_kb(self) -> dict[str, int]:
-        return _proc_status(self.pid)
+        """VmRSS and VmHWM summed over the server's processes (the sum of peaks: an upper bound of the peak)."""
+        total: dict[str, int] = {}
+        for pid in self.processes():
+            for key, value in _proc_status(pid).items():
+                total[key] = total.get(key, 0) + value
+        return total
 
     def cpu_seconds(self) -> float:
-        return _proc_cpu(self.pid)
+        return sum(_proc_cpu(pid) for pid in self.processes())
 
     def delivered(self) -> int:
         """Messages in Alice's Maildir (Inbox and Junk `new/`)."""

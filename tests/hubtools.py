@@ -48,6 +48,7 @@ def base_config(data_root: Path) -> dict[str, Any]:
         "dns": {"use_network": False},
         "queue": {"durable": False},
         "agents": [],
+        "workers": 0,  # SMTP receive in the hub's process: tests reach into it (agents, clocks, resolvers)
     }
 
 

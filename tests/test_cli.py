@@ -242,7 +242,7 @@ def test_run_serves_on_uvloop_when_installed_and_says_when_it_is_not(monkeypatch
     import importlib.util
     import sys
 
-    from transport.cli import EventLoop, loop_factory
+    from transport.process_setup import EventLoop, loop_factory
     from transport.core.errors import TransportError
 
     assert loop_factory(EventLoop.ASYNCIO) is None

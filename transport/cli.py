@@ -14,14 +14,14 @@ import os
 import signal
 import sys
 import typing
-from enum import Enum
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any, Sequence
 
 from . import __version__
 from .core.commands import COMMANDS, agent_import_path, arguments, command, config_arg, load, print_table
 from .core.config import TransportConfig
 from .core.errors import AgentLoadError, ConfigError, TransportError
+from .process_setup import EventLoop, configure_logging, loop_factory
 
 __all__ = ["main"]
 
@@ -49,37 +49,12 @@ def make_resolver(config: TransportConfig) -> Any:
 
 
 # -- run ------------------------------------------------------------------------------------------------
-class EventLoop(str, Enum):
-    """`transport run --event-loop`: uvloop (the `speed` extra) when installed, else asyncio's own."""
-
-    AUTO = "auto"
-    ASYNCIO = "asyncio"
-    UVLOOP = "uvloop"
-
-
-def loop_factory(choice: EventLoop) -> Callable[[], asyncio.AbstractEventLoop] | None:
-    """The event loop `run` serves on (None: asyncio's); asking for uvloop without it installed is an error."""
-    if choice is EventLoop.ASYNCIO:
-        return None
-    try:
-        import uvloop
-    except ImportError:
-        if choice is EventLoop.UVLOOP:
-            raise TransportError("--event-loop uvloop: uvloop is not installed (pip install '.[speed]')") from None
-        return None
-    return uvloop.new_event_loop
-
-
 @command("run", "start the hub and serve until SIGINT/SIGTERM")
 @arguments(lambda p: (p.add_argument("--log-level", default="INFO", help="DEBUG, INFO, WARNING, ERROR"),
                       p.add_argument("--event-loop", choices=[e.value for e in EventLoop], default=EventLoop.AUTO.value,
                                      help="auto (uvloop when installed: pip install '.[speed]'), asyncio or uvloop")))
 def cmd_run(args: argparse.Namespace) -> int:
-    logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    if args.log_level.upper() != "DEBUG":
-        aiosmtpd_log = logging.getLogger("mail.log")
-        aiosmtpd_log.setLevel(logging.WARNING)  # aiosmtpd logs every command at INFO
-        aiosmtpd_log.addFilter(lambda r: "login_data is deprecated" not in r.getMessage())  # its own AUTH code
+    configure_logging(args.log_level)
     config = load(args)
     with asyncio.Runner(loop_factory=loop_factory(EventLoop(args.event_loop))) as runner:
         return runner.run(_serve(config, args.config))

@@ -17,6 +17,7 @@ import asyncio
 import logging
 import time
 from pathlib import Path
+from typing import Any, Callable
 
 from pickup.rules import DirectoryRules, PickupRules
 from pickup.watcher import DirectoryWatcher
@@ -44,6 +45,7 @@ from .delivery.smtp import Outbound
 from .notifications import Notifications
 from .receive_connector import ReceiveConnectors
 from .routing import RoutingTable
+from .workers import ReceiveWorkers
 from .store_driver import OutboxRules, outbox
 from .submission import Submission
 
@@ -92,6 +94,8 @@ class Hub:
         self.scheduler.register(self.mailbox_queue)
         self.connectors = ReceiveConnectors(config, self.submission, clock)
         self.receive = self.connectors.connectors[0]  # the first connector (Default Frontend in the demo)
+        self.workers = ReceiveWorkers(config.receive_workers, config, self.submission, self.pipeline, self.counters,
+                                      self._row_writers()) if config.receive_workers else None
         self.watchers: list[DirectoryWatcher] = []
         self.outboxes: list[DirectoryWatcher] = []  # the store driver: one watcher per mailbox's Outbox
         self.lock = DataRootLock(root)
@@ -104,6 +108,14 @@ class Hub:
         self._running = False
         self.housekeeping_rounds = 0  # rounds completed (tests wait on it, as on the scheduler's ticks)
         self.started = clock()
+
+    def _row_writers(self) -> dict[str, Callable[[Any], None]]:
+        """Where the rows of receive worker processes are appended, by their log's prefix."""
+        writers: dict[str, Callable[[Any], None]] = {self.tracking.file.prefix: self.tracking.append}
+        for log_ in (self.pipeline.agent_log, self.connectors.protocol_log):
+            if log_ is not None:
+                writers[log_.file.prefix] = log_.file.write
+        return writers
 
     @property
     def addresses(self) -> list[tuple[str, int]]:
@@ -134,8 +146,12 @@ class Hub:
         self._tasks = [asyncio.create_task(t, name=n) for n, t in tasks]
         self._running = True
         self._start_directories()
-        await self.connectors.start()
-        log.info("listening on %s", ", ".join(f"{h}:{p}" for h, p in self.addresses))
+        if self.workers is None:
+            await self.connectors.start()
+        else:
+            await self.workers.start(self.connectors.bind())
+        log.info("listening on %s%s", ", ".join(f"{h}:{p}" for h, p in self.addresses),
+                 f" ({self.workers.count} receive worker processes)" if self.workers else "")
 
     def _start_directories(self) -> None:
         """A watcher for the Pickup and the Replay directory, each unless its path is empty, and one for each
@@ -208,6 +224,8 @@ class Hub:
         while True:
             await asyncio.sleep(HOUSEKEEPING_INTERVAL)
             self.submission.check_disk()
+            if self.workers is not None:
+                self.workers.check_pressure()
             now = self.clock()
             if now - saved >= COUNTERS_SAVE_INTERVAL:
                 self.counters.save(self.counters_path, self.started, self.pipeline.counts())
@@ -228,7 +246,9 @@ class Hub:
         deadline = time.monotonic() + grace
         self._running = False
         await asyncio.gather(*(w.close() for w in self.watchers + self.outboxes))
-        await self.connectors.close(grace)
+        if self.workers is not None:
+            await self.workers.stop(grace)
+        await self.connectors.close(max(0.0, deadline - time.monotonic()))
         await self.idle(max(0.0, deadline - time.monotonic()))
         for task in self._tasks:
             task.cancel()

@@ -31,7 +31,6 @@ from .core.clock import Clock, real_time
 from .core.config import MetricsSettings, parse_binding
 from .core.counters import Counters
 from .core.errors import AdminError, StoreError, TransportError
-from .core.mailitem import MailItem
 from .core.pipeline import Pipeline
 from .core.tracking import TrackingEvent
 
@@ -109,12 +108,12 @@ class MetricsEndpoint:
         ProcessCollector(registry=self.registry)  # process_resident_memory_bytes, process_cpu_seconds_total, …
         self._server: "WSGIServer | None" = None
 
-    def record(self, event: TrackingEvent, item: MailItem, recipients: list[str]) -> None:
+    def record(self, event: TrackingEvent, recipients: list[str], received_at: float) -> None:
         if event is TrackingEvent.RECEIVE:
             self.received.inc()
         elif event is TrackingEvent.DELIVER or event is TrackingEvent.SEND:
             self.delivered.inc(len(recipients))
-            waited = max(0.0, self.clock() - item.received_at)
+            waited = max(0.0, self.clock() - received_at)
             for _ in recipients:  # a SEND row may carry several recipients
                 self.latency.observe(waited)
         elif event is TrackingEvent.FAIL:

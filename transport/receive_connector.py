@@ -15,6 +15,7 @@ import asyncio
 import ipaddress
 import logging
 import shutil
+import socket
 import ssl
 import subprocess
 import time
@@ -122,6 +123,7 @@ class ReceiveConnectors:
     def __init__(self, config: TransportConfig, submission: SubmissionPath, clock: Clock = real_time) -> None:
         self.connectors = [ReceiveConnectorServer(rc, config, submission) for rc in config.receive_connectors]
         self.servers: list[asyncio.AbstractServer] = []
+        self.bound: list[socket.socket] = []  # the listening sockets receive worker processes serve
         logged = [c for c in self.connectors if c.settings.protocol_logging_level is ProtocolLoggingLevel.VERBOSE]
         self.protocol_log = protocol_log(config, Direction.RECEIVE, clock) if logged else None
         for connector in self.connectors:
@@ -131,15 +133,39 @@ class ReceiveConnectors:
     def connector(self, name: str) -> ReceiveConnectorServer:
         return next(c for c in self.connectors if c.settings.name == name)
 
-    async def start(self) -> None:
-        loop = asyncio.get_running_loop()
+    def _groups(self) -> list[tuple[str, int, list[ReceiveConnectorServer]]]:
+        """(host, port, the connectors sharing it) per listening address, in the configuration's order."""
         groups: dict[tuple[str, int, int], list[ReceiveConnectorServer]] = {}
         for i, connector in enumerate(self.connectors):
             for binding in connector.settings.bindings:
                 host, port = parse_binding(binding)
                 groups.setdefault((host, port, i if port == 0 else -1), []).append(connector)  # port 0: its own
-        for (host, port, _), group in groups.items():
-            server = await loop.create_server(group[0].protocol, host, port, reuse_address=True)
+        return [(host, port, group) for (host, port, _), group in groups.items()]
+
+    def bind(self) -> list[socket.socket]:
+        """Listening sockets for every address (ports chosen), in `_groups` order, for receive worker processes
+        to serve (`start(sockets)`); this process serves none of them."""
+        sockets = []
+        try:
+            for host, port, _ in self._groups():
+                family = socket.AF_INET6 if ":" in host else socket.AF_INET
+                sockets.append(socket.create_server((host, port), family=family, backlog=511,
+                                                    dualstack_ipv6=family == socket.AF_INET6 and host == "::"))
+        except OSError:
+            for sock in sockets:
+                sock.close()
+            raise
+        self.bound = sockets
+        return sockets
+
+    async def start(self, sockets: list[socket.socket] | None = None) -> None:
+        """Listen on every address, or serve the sockets `bind` made (in a receive worker process)."""
+        loop = asyncio.get_running_loop()
+        for i, (host, port, group) in enumerate(self._groups()):
+            if sockets is None:
+                server = await loop.create_server(group[0].protocol, host, port, reuse_address=True)
+            else:
+                server = await loop.create_server(group[0].protocol, sock=sockets[i])
             local = server.sockets[0].getsockname()[:2] if server.sockets else (host, port)
             for connector in group:
                 connector.servers.append(server)
@@ -149,11 +175,15 @@ class ReceiveConnectors:
     @property
     def addresses(self) -> list[tuple[str, int]]:
         """Every listening address, the first connector's first."""
+        if self.bound:
+            return [sock.getsockname()[:2] for sock in self.bound]
         return [s.sockets[0].getsockname()[:2] for s in self.servers if s.sockets]
 
     async def close(self, grace: float) -> None:
         for server in self.servers:
             server.close()
+        for sock in self.bound:
+            sock.close()
         await asyncio.gather(*(c.close(grace) for c in self.connectors))
         if self.protocol_log is not None:
             self.protocol_log.close()

@@ -60,7 +60,7 @@ class AgentLog:
     def __init__(self, folder: Path, max_age_days: float = 7, max_file_size: int = 10 * MB,
                  max_directory_size: int = 250 * MB, clock: Clock = real_time) -> None:
         self.folder = folder
-        self._log = RollingLog(folder, "AGENTLOG", "Agent Log", FIELDS, max_file_size=max_file_size,
+        self.file = RollingLog(folder, "AGENTLOG", "Agent Log", FIELDS, max_file_size=max_file_size,
                                max_age_days=max_age_days, max_directory_size=max_directory_size, clock=clock)
 
     def record(self, agent: str, event: Event, verdicts: list[Verdict], error: BaseException | None) -> None:
@@ -88,13 +88,13 @@ class AgentLog:
             recipients, p2, entered = [rcpt.address] if rcpt is not None else [], "", ""
         local = f"{session.server_ip}:{session.server_port}" if session and session.server_ip else ""
         remote = f"{session.client_ip}:{session.client_port}" if session and session.client_ip else ""
-        self._log.write((
-            self._log.now(), session.session_id if session else "", local, remote, entered,
+        self.file.write((
+            self.file.now(), session.session_id if session else "", local, remote, entered,
             item.message_id if item is not None else "", sender, p2.strip(), ";".join(recipients), len(recipients),
             agent, event.exchange_name, action, response, reason, data))
 
     def close(self) -> None:
-        self._log.close()
+        self.file.close()
 
 
 def agent_log(config: "TransportConfig", clock: Clock = real_time) -> AgentLog | None:

@@ -8,6 +8,7 @@ so each validation error can be traced back to the line that caused it.
 from __future__ import annotations
 
 import enum
+import os
 from pathlib import Path
 from typing import Annotated, Any, Literal, NamedTuple
 
@@ -300,6 +301,10 @@ class TransportConfig(Model):
     metrics: MetricsSettings = Field(default_factory=MetricsSettings, description="The Prometheus metrics endpoint.")
     dns: DnsSettings = Field(default_factory=DnsSettings, description="DNS servers and local zone files.")
     agents: list[AgentEntry] = Field(default_factory=list, description="Transport agents, in any order (priority orders them).")
+    workers: int | None = Field(
+        None, ge=0, le=64, description="Receive worker processes: each serves SMTP receive and the receive agents on "
+        "the shared listening sockets and hands accepted mail to this process, which owns the queue. Absent: one per "
+        "CPU core; 0: SMTP receive runs in this process.")
     _source: tuple[str, dict[tuple, int]] = PrivateAttr(default=("transport.yaml", {}))
 
     def locate(self, *path: str | int) -> str:
@@ -335,6 +340,11 @@ class TransportConfig(Model):
             if score > best:
                 best, found = score, c
         return found
+
+    @property
+    def receive_workers(self) -> int:
+        """How many receive worker processes the hub starts (`workers`, or one per core when absent)."""
+        return self.workers if self.workers is not None else (os.cpu_count() or 1)
 
     @property
     def postmaster(self) -> str:

@@ -17,7 +17,7 @@ import csv
 import time
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import IO, Any, Iterator, Sequence
+from typing import IO, Any, Callable, Iterator, Sequence
 
 from .clock import Clock, real_time
 from .headers import SERVER_VERSION
@@ -29,7 +29,13 @@ MB = 1024 * 1024
 
 
 class RollingLog:
-    """One open file at a time; `now()` gives the row's date-time text and rolls to a new day's file."""
+    """One open file at a time; `now()` gives the row's date-time text and rolls to a new day's file.
+
+    In a receive worker process `sink` is set: rows go to it (with the log's prefix), for the main process,
+    which owns the files, to append; the worker opens none.
+    """
+
+    sink: Callable[[str, Sequence[Any]], None] | None = None
 
     def __init__(self, folder: Path, prefix: str, log_type: str, fields: Sequence[str], *,
                  max_file_size: int = 10 * MB, max_age_days: float = 30, max_directory_size: int = 1000 * MB,
@@ -64,6 +70,9 @@ class RollingLog:
 
     def write(self, row: Sequence[Any]) -> None:
         """Append one row (call `now()` first for its date-time: that opens the day's file)."""
+        if RollingLog.sink is not None:
+            RollingLog.sink(self.prefix, row)
+            return
         if self._file is None:
             self._open(self._day or time.strftime("%Y%m%d", time.gmtime(self.clock())))
         self._size += self._writer.writerow(row)
@@ -73,6 +82,9 @@ class RollingLog:
 
     def _open(self, day: str, roll: bool = False) -> None:
         self.close()
+        if RollingLog.sink is not None:
+            self._day = day
+            return
         self.folder.mkdir(parents=True, exist_ok=True)
         numbers = [int(n) for n in (p.name[len(self.prefix) + 9:-4] for p in self.folder.glob(f"{self.prefix}{day}-*.log"))
                    if n.isdigit()]

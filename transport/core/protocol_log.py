@@ -44,17 +44,17 @@ class ProtocolLog:
     def __init__(self, folder: Path, prefix: str, log_type: str, max_age_days: float = 30,
                  max_file_size: int = 10 * MB, max_directory_size: int = 250 * MB, clock: Clock = real_time) -> None:
         self.folder = folder
-        self._log = RollingLog(folder, prefix, log_type, FIELDS, max_file_size=max_file_size,
+        self.file = RollingLog(folder, prefix, log_type, FIELDS, max_file_size=max_file_size,
                                max_age_days=max_age_days, max_directory_size=max_directory_size, clock=clock)
 
     def session(self, connector_id: str, session_id: str, local: str, remote: str) -> "ProtocolSession":
         return ProtocolSession(self, connector_id, session_id, local, remote)
 
     def write(self, row: tuple) -> None:
-        self._log.write((self._log.now(),) + row)
+        self.file.write((self.file.now(),) + row)
 
     def close(self) -> None:
-        self._log.close()
+        self.file.close()
 
 
 class ProtocolSession:

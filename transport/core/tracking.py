@@ -20,7 +20,7 @@ import time
 import zlib
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import TYPE_CHECKING, Callable, Iterable, Iterator
+from typing import TYPE_CHECKING, Any, Callable, Iterable, Iterator, Sequence
 
 from .clock import Clock, real_time
 from .logfile import MB, SOFTWARE, RollingLog, log_files, read_rows
@@ -61,7 +61,8 @@ class TrackingEvent(enum.StrEnum):
     TRANSFER = "TRANSFER"
 
 
-Listener = Callable[[TrackingEvent, MailItem, list[str]], None]
+Listener = Callable[[TrackingEvent, list[str], float], None]
+"""Sees each row's event, its recipients and the message's arrival time."""
 
 
 class TrackingLog:
@@ -74,7 +75,7 @@ class TrackingLog:
         self.enabled = enabled
         self.listeners: list[Listener] = []
         self._server_tag = f"{zlib.crc32(server_hostname.lower().encode()) & 0xFFFF:04x}"
-        self._log = RollingLog(folder, PREFIX, "Message Tracking Log", FIELDS, max_file_size=max_file_size,
+        self.file = RollingLog(folder, PREFIX, "Message Tracking Log", FIELDS, max_file_size=max_file_size,
                                max_age_days=max_age_days, max_directory_size=max_directory_size, clock=clock)
 
     def log(self, event_id: TrackingEvent, item: MailItem, source: str, recipients: Iterable[str] | None = None,
@@ -83,17 +84,25 @@ class TrackingLog:
         """One row; `recipients` defaults to the message's envelope recipients."""
         rcpts = list(recipients) if recipients is not None else [r.address for r in item.recipients]
         for listener in self.listeners:
-            listener(event_id, item, rcpts)
+            listener(event_id, rcpts, item.received_at)
         if not self.enabled:
             return
         s = item.session
-        self._log.write((
-            self._log.now(), s.client_ip, s.helo, s.server_ip,
+        self.file.write((
+            self.file.now(), s.client_ip, s.helo, s.server_ip,
             self.server_hostname, source_context, connector_id, source, event_id, item.internal_id,
             item.message_id, self.network_message_id(item), ";".join(rcpts), recipient_status, item.size, len(rcpts),
             related_recipient, reference, item.subject, item.sender, item.sender, "", "", "",
             item.stamps.get(Stamp.ORIGINAL_CLIENT_IP, ""), "", custom_data,
         ))
+
+    def append(self, row: Sequence[Any]) -> None:
+        """A row a receive worker process logged (the files are this process's). Workers log only what happens
+        at receive (AGENTINFO, FAIL), never a delivery, so listeners are given no arrival time (0)."""
+        for listener in self.listeners:
+            listener(TrackingEvent(row[8]), row[12].split(";") if row[12] else [], 0.0)
+        if self.enabled:
+            self.file.write(row)
 
     def network_message_id(self, item: MailItem) -> str:
         """Exchange's network-message-id: one GUID per message on this server, the same in every row, across
@@ -103,7 +112,7 @@ class TrackingLog:
                 f"{item.internal_id & 0xFFFFFFFFFFFF:012x}")
 
     def close(self) -> None:
-        self._log.close()
+        self.file.close()
 
 
 def tracking_log(config: "TransportConfig", clock: Clock = real_time) -> TrackingLog:

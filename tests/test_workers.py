@@ -1,0 +1,182 @@
+"""Receive worker processes (`workers: N`): SMTP receive on every core, one queue in the hub's process.
+
+Real `transport run` processes and their workers over real sockets: messages are received by the workers,
+queued and delivered once by the hub; a worker killed with SIGKILL is started again and loses nothing that was
+answered 250; workers leave when the hub is killed; their log rows, counters and the hub's back pressure cross
+between the processes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import signal
+import socket
+from collections import Counter
+from pathlib import Path
+
+import pytest
+
+from hubtools import (
+    HubProcess, agent, free_port, header_value, make_message, messages, running_hub, send_sync,
+    smtp_load, tracking, wait_file, wait_for, write_config,
+)
+from transport.worker_channel import Channel, ChannelClosed, Frame
+
+
+def _children(pid: int) -> set[int]:
+    try:
+        with open(f"/proc/{pid}/task/{pid}/children") as f:
+            return {int(p) for p in f.read().split()}
+    except OSError:
+        return set()
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    return True
+
+
+def _delivered(root: Path) -> Counter:
+    return Counter(header_value(m, "Message-ID") for m in messages(root, "alice@contoso.com"))
+
+
+def _workers_config(tmp_path: Path, port: int, extra: dict | None = None) -> Path:
+    return write_config(tmp_path, {"workers": 2, "receive": {"bindings": [f"127.0.0.1:{port}"]},
+                                   "queue": {"durable": True},
+                                   "agents": [agent("agents.sender_filter:SenderFilterAgent")], **(extra or {})})
+
+
+def _load(port: int, ids: list[str], accepted: list[str], sessions: int = 10) -> None:
+    asyncio.run(smtp_load(port, ids, sessions, accepted))
+
+
+def test_workers_receive_and_the_hub_queues_and_delivers_each_message_once(tmp_path: Path) -> None:
+    port = free_port()
+    root = tmp_path / "data"
+    hub = HubProcess(_workers_config(tmp_path, port)).start()
+    try:
+        workers = wait_file(lambda: _children(hub.proc.pid) if len(_children(hub.proc.pid)) == 2 else None)
+        accepted: list[str] = []
+        _load(port, [f"<w{n}@load.test>" for n in range(200)], accepted)
+        assert len(accepted) == 200
+        wait_file(lambda: len(_delivered(root)) >= 200, timeout=30)
+    finally:
+        hub.signal(signal.SIGTERM)
+        assert hub.wait() == 0
+        hub.stop()
+    assert not any(_alive(pid) for pid in workers), "workers outlived the hub"
+    assert set(_delivered(root).values()) == {1} and set(_delivered(root)) == set(accepted)
+    rows = tracking(root)
+    receive = [r for r in rows if r["event-id"] == "RECEIVE"]
+    assert Counter(r["message-id"] for r in receive) == _delivered(root)
+    assert Counter(r["message-id"] for r in rows if r["event-id"] == "DELIVER") == _delivered(root)
+    session_pids = {int(r["source-context"][:-8], 16) for r in receive}  # a session id is the pid, then a count
+    assert session_pids == workers, "both workers serve the listening socket, the hub's process none"
+    counters = json.loads((root / "logs" / "counters.json").read_text())
+    assert counters["counters"]["MSExchange Sender Filter Agent"]["Messages Evaluated by Sender Filter"] == 200
+    assert counters["agents"]["Sender Filter Agent"]["calls"] >= 400  # MAIL FROM and end of data, in the workers
+
+
+def test_a_killed_worker_is_started_again_and_nothing_answered_250_is_lost(tmp_path: Path) -> None:
+    port = free_port()
+    root = tmp_path / "data"
+    hub = HubProcess(_workers_config(tmp_path, port)).start()
+    try:
+        first = wait_file(lambda: _children(hub.proc.pid) if len(_children(hub.proc.pid)) == 2 else None)
+        victim = min(first)
+        accepted: list[str] = []
+
+        async def load_and_kill() -> None:
+            task = asyncio.create_task(smtp_load(port, [f"<k{n}@load.test>" for n in range(600)], 10, accepted))
+            await wait_for(lambda: len(accepted) >= 100, timeout=30)
+            os.kill(victim, signal.SIGKILL)  # mid-load: its sessions are cut in every state
+            await task
+
+        asyncio.run(load_and_kill())
+        replaced = wait_file(lambda: (_children(hub.proc.pid) - first) or None, timeout=15)
+        assert len(replaced) == 1 and len(_children(hub.proc.pid)) == 2
+        more: list[str] = []
+        _load(port, [f"<after{n}@load.test>" for n in range(50)], more)
+        assert len(more) == 50, "the hub serves on after losing a worker"
+        wait_file(lambda: set(accepted + more) <= set(_delivered(root)), timeout=30)
+    finally:
+        hub.signal(signal.SIGTERM)
+        hub.wait()
+        hub.stop()
+    delivered = _delivered(root)
+    assert [m for m, n in delivered.items() if n > 1] == [], "delivered twice"
+    assert len(accepted) >= 100
+
+
+def test_workers_leave_when_the_hubs_process_is_killed(tmp_path: Path) -> None:
+    port = free_port()
+    hub = HubProcess(_workers_config(tmp_path, port)).start()
+    try:
+        workers = wait_file(lambda: _children(hub.proc.pid) if len(_children(hub.proc.pid)) == 2 else None)
+        hub.signal(signal.SIGKILL)
+        assert hub.wait() == -signal.SIGKILL
+        wait_file(lambda: not any(_alive(pid) for pid in workers), timeout=10)
+    finally:
+        hub.stop()
+    with pytest.raises(ConnectionRefusedError):  # nobody holds the listening socket any more
+        socket.create_connection(("127.0.0.1", port), timeout=2)
+
+
+def test_worker_log_rows_reach_the_hubs_files(tmp_path: Path) -> None:
+    """A fail-closed agent that raises in a worker: the client gets 451, the tracking log and the agent log (the
+    hub's files) have the rows, and the Verbose receive protocol log has the session."""
+    port = free_port()
+    root = tmp_path / "data"
+    config = _workers_config(tmp_path, port, {
+        "receive": {"bindings": [f"127.0.0.1:{port}"], "protocol_logging_level": "Verbose"},
+        "agents": [agent("hubtools:Crash", on_error="fail_closed", events=["on_rcpt_to"])]})
+    hub = HubProcess(config).start()
+    try:
+        with pytest.raises(Exception) as refused:
+            send_sync(port, "john@fabrikam.test", ["alice@contoso.com"], make_message())
+        assert "451" in str(refused.value)
+        wait_file(lambda: any(r["event-id"] == "AGENTINFO" for r in tracking(root)))
+    finally:
+        hub.signal(signal.SIGTERM)
+        hub.wait()
+        hub.stop()
+    info = [r for r in tracking(root) if r["event-id"] == "AGENTINFO"]
+    assert "Test Crasher: Error at on_rcpt_to (RuntimeError: boom in on_rcpt_to)" in info[0]["custom-data"]
+    agent_rows = "".join(p.read_text() for p in (root / "logs" / "AgentLog").glob("AGENTLOG*.log"))
+    assert "boom in on_rcpt_to" in agent_rows
+    protocol = "".join(p.read_text() for p in (root / "logs" / "ProtocolLog" / "SmtpReceive").glob("RECV*.log"))
+    assert "rcpt TO:<alice@contoso.com>" in protocol and "451 4.3.2" in protocol  # smtplib spells it so
+
+
+async def test_back_pressure_of_the_hub_reaches_the_workers(tmp_path: Path) -> None:
+    """Free disk under the minimum: the hub's back pressure, and so every worker's MAIL FROM, answers 452."""
+    async with running_hub(tmp_path, {"workers": 1, "queue": {"min_free_disk_space": "1000000GB"}}) as hub:
+        assert hub.workers is not None and len(hub.workers.pids) == 1
+        port = hub.addresses[0][1]
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        await reader.readline()
+        writer.write(b"EHLO client.fabrikam.test\r\n")
+        while (await reader.readline())[3:4] == b"-":
+            pass
+        writer.write(b"MAIL FROM:<john@fabrikam.test>\r\n")
+        assert (await reader.readline()).startswith(b"452 4.3.1")
+        writer.close()
+
+
+async def test_one_frame_carries_what_one_turn_sent() -> None:
+    a, b = socket.socketpair()
+    left = Channel(*await asyncio.open_unix_connection(sock=a))
+    right = Channel(*await asyncio.open_unix_connection(sock=b))
+    for n in range(3):
+        left.send(Frame.ROW, "MSGTRK", (n,))
+    assert await right.receive() == [(Frame.ROW, "MSGTRK", (0,)), (Frame.ROW, "MSGTRK", (1,)),
+                                     (Frame.ROW, "MSGTRK", (2,))]
+    left.close()
+    with pytest.raises(ChannelClosed):
+        await right.receive()
+    right.close()
