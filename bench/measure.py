@@ -36,6 +36,7 @@ class RoundResult:
     times: TrackingTimes = field(default_factory=TrackingTimes)  # RECEIVE / SUBMIT / DELIVER delays
     peak_rss_kb: int = 0
     server_cpu_s: float = 0.0
+    hub_cpu_s: float = 0.0  # the server's own process alone (a hub's queue process, without its receive workers)
     rss_samples: list[tuple[int, int]] = field(default_factory=list)  # (accepted so far, VmRSS kB)
     rss_after_delivery_kb: int = 0
     exit_status: int | None = None
@@ -89,7 +90,7 @@ async def measure_round(target: Target, spec: LoadSpec, workdir: Path, warmup: i
                     result.rss_samples.append((load.accepted, server.memory_kb().get("VmRSS", 0)))
                     await asyncio.sleep(sample_rss)
             sampler = asyncio.create_task(sample())
-        cpu0 = server.cpu_seconds()
+        cpu0, hub_cpu0 = server.cpu_seconds(), server.own_cpu_seconds()
         try:
             await run_load(spec, load)
         finally:
@@ -100,6 +101,7 @@ async def measure_round(target: Target, spec: LoadSpec, workdir: Path, warmup: i
         if target.is_hub:
             result.delivered = await server.wait_delivered(warm_accepted + load.accepted) - warm_accepted
         result.server_cpu_s = server.cpu_seconds() - cpu0
+        result.hub_cpu_s = server.own_cpu_seconds() - hub_cpu0
         mem = server.memory_kb()
         result.peak_rss_kb = mem.get("VmHWM", 0)
         result.rss_after_delivery_kb = mem.get("VmRSS", 0)
@@ -163,6 +165,12 @@ class Summary:
     @property
     def server_cpu_ms_per_msg(self) -> float | None:
         values = [r.server_cpu_s * 1000 / r.load.accepted for r in self.rounds if r.load.accepted]
+        return statistics.median(values) if values else None
+
+    @property
+    def hub_cpu_ms_per_msg(self) -> float | None:
+        """The server's own process alone: with receive workers, the queue process, which one core must carry."""
+        values = [r.hub_cpu_s * 1000 / r.load.accepted for r in self.rounds if r.load.accepted]
         return statistics.median(values) if values else None
 
     @property

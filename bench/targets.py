@@ -287,6 +287,9 @@ class ServerProcess:
     def cpu_seconds(self) -> float:
         return sum(_proc_cpu(pid) for pid in self.processes())
 
+    def own_cpu_seconds(self) -> float:
+        return _proc_cpu(self.pid)
+
     def delivered(self) -> int:
         """Messages in Alice's Maildir (Inbox and Junk `new/`)."""
         base = self.data_root / "mailboxes" / RECIPIENT

@@ -149,7 +149,7 @@ class Hub:
         if self.workers is None:
             await self.connectors.start()
         else:
-            await self.workers.start(self.connectors.bind())
+            await self.workers.start(self.connectors.bind(self.workers.count))
         log.info("listening on %s%s", ", ".join(f"{h}:{p}" for h, p in self.addresses),
                  f" ({self.workers.count} receive worker processes)" if self.workers else "")
 

@@ -50,6 +50,7 @@ class ReceiveConnectorServer:
         self.draining = False
         self.tls = self._tls_context()
         self.servers: list[asyncio.AbstractServer] = []
+        self.bound: list[socket.socket] = []  # listening sockets its receive worker processes serve
         self._template: ReceiveProtocol | None = None
         self.remote_ranges = parse_internal_servers(settings.remote_ip_ranges)
         self.xclient_trusted = parse_internal_servers(settings.xclient_trusted)
@@ -88,6 +89,8 @@ class ReceiveConnectorServer:
     @property
     def addresses(self) -> list[tuple[str, int]]:
         """Where the listeners actually are (ports resolved when the configuration said 0)."""
+        if self.bound:
+            return list(dict.fromkeys(sock.getsockname()[:2] for sock in self.bound))
         return [s.sockets[0].getsockname()[:2] for s in self.servers if s.sockets]
 
     async def close(self, grace: float) -> None:
@@ -123,7 +126,8 @@ class ReceiveConnectors:
     def __init__(self, config: TransportConfig, submission: SubmissionPath, clock: Clock = real_time) -> None:
         self.connectors = [ReceiveConnectorServer(rc, config, submission) for rc in config.receive_connectors]
         self.servers: list[asyncio.AbstractServer] = []
-        self.bound: list[socket.socket] = []  # the listening sockets receive worker processes serve
+        self.bound: list[socket.socket] = []  # one listening socket per address (receive worker processes serve them)
+        self._bound_all: list[socket.socket] = []
         logged = [c for c in self.connectors if c.settings.protocol_logging_level is ProtocolLoggingLevel.VERBOSE]
         self.protocol_log = protocol_log(config, Direction.RECEIVE, clock) if logged else None
         for connector in self.connectors:
@@ -142,21 +146,29 @@ class ReceiveConnectors:
                 groups.setdefault((host, port, i if port == 0 else -1), []).append(connector)  # port 0: its own
         return [(host, port, group) for (host, port, _), group in groups.items()]
 
-    def bind(self) -> list[socket.socket]:
-        """Listening sockets for every address (ports chosen), in `_groups` order, for receive worker processes
-        to serve (`start(sockets)`); this process serves none of them."""
-        sockets = []
+    def bind(self, workers: int) -> list[list[socket.socket]]:
+        """For each receive worker process, its listening sockets (one per address, in `_groups` order), to serve
+        with `start(sockets)`; this process serves none. The workers' sockets for one address share its port
+        with SO_REUSEPORT, so the kernel spreads new connections over them (one shared socket would let the
+        worker that wakes first accept every waiting connection)."""
+        per_worker: list[list[socket.socket]] = [[] for _ in range(workers)]
         try:
-            for host, port, _ in self._groups():
+            for host, port, group in self._groups():
                 family = socket.AF_INET6 if ":" in host else socket.AF_INET
-                sockets.append(socket.create_server((host, port), family=family, backlog=511,
-                                                    dualstack_ipv6=family == socket.AF_INET6 and host == "::"))
+                for sockets in per_worker:
+                    sock = socket.create_server((host, port), family=family, backlog=511, reuse_port=True,
+                                                dualstack_ipv6=family == socket.AF_INET6 and host == "::")
+                    port = sock.getsockname()[1]  # port 0: the others take the port the first was given
+                    sockets.append(sock)
+                    for connector in group:
+                        connector.bound.append(sock)
+                self.bound.append(per_worker[0][-1])
+            self._bound_all = [s for sockets in per_worker for s in sockets]
         except OSError:
-            for sock in sockets:
+            for sock in (s for sockets in per_worker for s in sockets):
                 sock.close()
             raise
-        self.bound = sockets
-        return sockets
+        return per_worker
 
     async def start(self, sockets: list[socket.socket] | None = None) -> None:
         """Listen on every address, or serve the sockets `bind` made (in a receive worker process)."""
@@ -182,7 +194,7 @@ class ReceiveConnectors:
     async def close(self, grace: float) -> None:
         for server in self.servers:
             server.close()
-        for sock in self.bound:
+        for sock in self._bound_all:
             sock.close()
         await asyncio.gather(*(c.close(grace) for c in self.connectors))
         if self.protocol_log is not None:

@@ -23,10 +23,12 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import socket
 import subprocess
 import sys
 import time
+from pathlib import Path
 from typing import Any, Callable
 
 from .core.config import TransportConfig
@@ -46,6 +48,13 @@ START_TIMEOUT = 60.0
 """Seconds a worker has to load its agents and say READY."""
 RESTART_DELAYS = (0.5, 1, 2, 5, 10, 30)
 """Seconds before a dead worker is started again: longer each time one dies within a minute of its start."""
+
+
+def _worker_environment() -> dict[str, str]:
+    """This environment, with the folder this `transport` package was imported from first on the path, so a
+    worker runs the very code of its hub (a checkout beside an installed copy, say)."""
+    here = str(Path(__file__).resolve().parent.parent)
+    return dict(os.environ, PYTHONPATH=os.pathsep.join(p for p in (here, os.environ.get("PYTHONPATH", "")) if p))
 
 
 class _Worker:
@@ -73,7 +82,7 @@ class ReceiveWorkers:
         self.rows = rows  # log prefix → where this process appends a worker's row
         self.workers: dict[int, _Worker] = {}
         self.restarts = 0
-        self._sockets: list[socket.socket] = []
+        self._sockets: list[list[socket.socket]] = []  # per slot - 1: that worker's listening sockets
         self._running = False
         self._pressure = False
         self._submits: set[asyncio.Task] = set()
@@ -85,8 +94,9 @@ class ReceiveWorkers:
     def pids(self) -> list[int]:
         return [w.proc.pid for w in self.workers.values()]
 
-    async def start(self, sockets: list[socket.socket]) -> None:
-        """Start every worker on the sockets and wait until each listens; TransportError when one cannot."""
+    async def start(self, sockets: list[list[socket.socket]]) -> None:
+        """Start every worker on its sockets (`ReceiveConnectors.bind`) and wait until each listens; TransportError
+        when one cannot."""
         self._sockets = sockets
         self._running = True
         self._pressure = self.submission.back_pressure
@@ -97,15 +107,15 @@ class ReceiveWorkers:
         try:
             proc = await asyncio.create_subprocess_exec(
                 sys.executable, "-m", "transport.worker_process", "--channel", str(child.fileno()),
-                "--event-loop", running_loop_kind().value, stdin=subprocess.DEVNULL,
-                pass_fds=[child.fileno(), *(s.fileno() for s in self._sockets)])
+                "--event-loop", running_loop_kind().value, stdin=subprocess.DEVNULL, env=_worker_environment(),
+                pass_fds=[child.fileno(), *(s.fileno() for s in self._sockets[slot - 1])])
         finally:
             child.close()
         reader, writer = await asyncio.open_unix_connection(sock=parent)
         worker = _Worker(slot, proc, Channel(reader, writer))
         self.workers[slot] = worker
         worker.channel.send(Frame.INIT, {
-            "config": self.config, "slot": slot, "listening": [s.fileno() for s in self._sockets],
+            "config": self.config, "slot": slot, "listening": [s.fileno() for s in self._sockets[slot - 1]],
             "spool_folder": self.submission.spool_folder, "sys_path": list(sys.path), "pressure": self._pressure,
             "log_level": logging.getLevelName(logging.getLogger().getEffectiveLevel())})
         worker.reader = asyncio.create_task(self._serve(worker), name=f"receive-worker-{slot}")
