@@ -550,3 +550,13 @@ class Watch(SmtpReceiveAgent):
 
     on_connect = on_helo = on_ehlo = on_starttls = on_auth = on_mail_from = on_rcpt_to = on_data = _hook
     on_end_of_headers = on_end_of_data = on_rset = on_reject = on_disconnect = _hook
+
+
+class OddStamp(SmtpReceiveAgent):
+    """Stamps something that cannot be pickled (nor written as JSON) on the message whose subject says so."""
+
+    name = "Test Odd Stamp"
+
+    async def on_end_of_data(self, event: EndOfDataEvent) -> None:
+        if event.mail_item.subject == "odd":
+            event.mail_item.stamps["test-odd"] = lambda: None

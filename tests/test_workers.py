@@ -168,6 +168,17 @@ async def test_back_pressure_of_the_hub_reaches_the_workers(tmp_path: Path) -> N
         writer.close()
 
 
+async def test_a_message_that_cannot_cross_to_the_hub_is_answered_451_and_the_worker_serves_on(tmp_path: Path) -> None:
+    async with running_hub(tmp_path, {"workers": 1, "agents": [agent("hubtools:OddStamp")]}) as hub:
+        port = hub.addresses[0][1]
+        _, reply = await asyncio.to_thread(send_sync, port, "john@fabrikam.test", ["alice@contoso.com"],
+                                           make_message(subject="odd"))
+        assert reply[0] == 451
+        _, reply = await asyncio.to_thread(send_sync, port, "john@fabrikam.test", ["alice@contoso.com"], make_message())
+        assert reply[0] == 250
+        await wait_for(lambda: len(messages(hub, "alice@contoso.com")) == 1)
+
+
 async def test_one_frame_carries_what_one_turn_sent() -> None:
     a, b = socket.socketpair()
     left = Channel(*await asyncio.open_unix_connection(sock=a))

@@ -13,7 +13,7 @@ import asyncio
 import enum
 import pickle
 import struct
-from typing import Any
+from typing import Any, Callable
 
 from .core.errors import TransportError
 
@@ -45,10 +45,12 @@ class ChannelClosed(TransportError):
 class Channel:
     """One end: `send` queues a message for this turn's frame; `receive` waits for the next frame's messages."""
 
-    def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter,
+                 unsendable: Callable[[tuple[Any, ...], Exception], None] | None = None) -> None:
         self._reader = reader
         self._writer = writer
         self._out: list[tuple[Any, ...]] = []
+        self.unsendable = unsendable  # told of a message that cannot be pickled (an agent's odd stamp), not sent
 
     def send(self, *message: Any) -> None:
         if not self._out:
@@ -57,9 +59,23 @@ class Channel:
 
     def _flush(self) -> None:
         batch, self._out = self._out, []
-        if batch and not self._writer.is_closing():
+        if not batch or self._writer.is_closing():
+            return
+        try:
             data = pickle.dumps(batch, protocol=pickle.HIGHEST_PROTOCOL)
-            self._writer.write(_LENGTH.pack(len(data)) + data)
+        except Exception:  # one message cannot go: send the others, say which could not
+            batch = [m for m in batch if self._picklable(m)]
+            data = pickle.dumps(batch, protocol=pickle.HIGHEST_PROTOCOL)
+        self._writer.write(_LENGTH.pack(len(data)) + data)
+
+    def _picklable(self, message: tuple[Any, ...]) -> bool:
+        try:
+            pickle.dumps(message, protocol=pickle.HIGHEST_PROTOCOL)
+        except Exception as e:
+            if self.unsendable is not None:
+                self.unsendable(message, e)
+            return False
+        return True
 
     async def drain(self) -> None:
         """Send what is queued now and wait until the socket took it."""

@@ -79,6 +79,7 @@ class ReceiveWorker:
 
     def __init__(self, config: TransportConfig, channel: Channel, spool_folder: Path) -> None:
         self.channel = channel
+        channel.unsendable = self._unsendable
         self.counters = Counters()
         tracking = tracking_log(config)
         tracking.enabled = True  # the rows go to the hub, whose settings decide what is written
@@ -104,6 +105,14 @@ class ReceiveWorker:
         self._waiting[seq] = future
         self.channel.send(frame, seq, *args)
         return await future
+
+    def _unsendable(self, message: tuple[Any, ...], error: Exception) -> None:
+        """A message the hub cannot be sent (a stamp that does not pickle): its session is answered 451."""
+        log.error("cannot hand %s to the hub: %s: %s", message[0].name, type(error).__name__, error)
+        if message[0] in (Frame.SUBMIT, Frame.SUBMIT_AGENT):
+            future = self._waiting.pop(message[1], None)
+            if future is not None and not future.done():
+                future.set_exception(StoreError(f"the message cannot be handed to the hub ({type(error).__name__})"))
 
     async def serve(self, sockets: list[socket.socket]) -> int:
         """Listen, say READY, then answer the hub until it says STOP (0) or goes away (1)."""

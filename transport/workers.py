@@ -133,7 +133,10 @@ class ReceiveWorkers:
         try:
             while True:
                 for message in await worker.channel.receive():
-                    self._handle(worker, message)
+                    try:
+                        self._handle(worker, message)
+                    except Exception:  # one bad message must not stop the worker's channel
+                        log.exception("receive worker %d: cannot handle %s", worker.slot, message[0])
         except ChannelClosed as e:
             if not worker.ready.done():
                 worker.ready.set_exception(e)
