@@ -9,6 +9,10 @@ fed back in, so a message acknowledged before a crash or a restart is delivered 
 a recipient is handed. Nothing but this module (and the command that runs it) knows all the parts, and it hands
 each time-driven part (the queue store and scheduler, notifications, the log files, the counters) the one clock
 the hub was given (`transport.core.clock`: the real time unless a test brings its own).
+
+SMTP receive runs in the receive worker processes (`transport.workers`, `workers:` in the configuration) unless
+`workers` is 0: they hand each message to this process's submission path, which commits it as it would one
+received here. Everything else, and every file, is this process's.
 """
 
 from __future__ import annotations
