@@ -1,11 +1,13 @@
 """The hub's receive worker processes (Exchange's transport worker processes): SMTP receive on every core.
 
-With `workers: N` (one per core by default) the hub binds the receive connectors' listening sockets and starts N
-worker processes (`transport.worker_process`) that all accept on them, as Postfix's smtpd processes share a
-listening socket. Each runs the SMTP sessions and the receive agents; at the end of DATA it hands the mail item
-to this process, which owns the queue: the Submission path commits it here (one queue, one writer, so
-exactly-once delivery, recovery and the admin commands are what they are with one process) and answers with
-the internal id, and only then does the client get its 250.
+With `workers: N` (one per core by default) the hub binds the receive connectors' listening sockets, N per
+address sharing its port (SO_REUSEPORT: the kernel spreads new connections over them), and starts N worker
+processes (`transport.worker_process`), each accepting on its own, as Postfix's smtpd processes serve one port.
+The hub keeps every socket open, so connections that arrive while a worker is being replaced wait for it.
+Each worker runs the SMTP sessions and the receive agents; at the end of DATA it hands the mail item to this
+process, which owns the queue: the Submission path commits it here (one queue, one writer, so exactly-once
+delivery, recovery and the admin commands are what they are with one process) and answers with the internal
+id, and only then does the client get its 250.
 
 Workers write no files: their log rows come here and are appended to this process's tracking log, agent log and
 receive protocol log; their counters' and agents' increments are added to this process's, so `transport

@@ -303,7 +303,7 @@ class TransportConfig(Model):
     agents: list[AgentEntry] = Field(default_factory=list, description="Transport agents, in any order (priority orders them).")
     workers: int | None = Field(
         None, ge=0, le=64, description="Receive worker processes: each serves SMTP receive and the receive agents on "
-        "the shared listening sockets and hands accepted mail to this process, which owns the queue. Absent: one per "
+        "the receive connectors' ports and hands accepted mail to this process, which owns the queue. Absent: one per "
         "CPU core; 0: SMTP receive runs in this process.")
     _source: tuple[str, dict[tuple, int]] = PrivateAttr(default=("transport.yaml", {}))
 
