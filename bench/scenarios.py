@@ -24,7 +24,8 @@ from .targets import (
     tracking_times,
 )
 
-__all__ = ["Settings", "SessionMode", "build_targets", "smtp", "paced", "scaling", "memory", "pickup", "spf", "smtp_source"]
+__all__ = ["Settings", "SessionMode", "build_targets", "smtp", "paced", "scaling", "memory", "pickup", "spf",
+           "smtp_source"]
 
 TARGET_RATIO = 0.70
 ACCEPT_P99_MS = 50.0  # end of DATA → 250, at half the maximum rate
@@ -199,6 +200,8 @@ async def smtp(settings: Settings, report: Report,
     mode, sums = runs[0]
     if "c" in sums and sums["c"].median:
         await paced(settings, report, sums["c"], mode)
+    else:
+        log("smtp paced: left out, (c) is not among the targets or accepted nothing")
     return runs
 
 
@@ -252,8 +255,8 @@ def _delay_table(hubs: list[Summary]) -> list[str]:
              fmt_ms(s.latency(50, "delivery_ms"), s.latency(99, "delivery_ms")), fmt_ms(s.latency(50), s.latency(99))]
             for s in hubs]
     return ["", "Where the delay from end of DATA to delivery goes (tracking log; ms, p50 / p99):", ""] + table(
-        ["target", "RECEIVE→SUBMIT (waiting for the categorizer)", "SUBMIT→DELIVER (categorize, route, Maildir write)",
-         "RECEIVE→DELIVER"], rows)
+        ["target", "RECEIVE→SUBMIT (waiting for the categorizer)",
+         "SUBMIT→DELIVER (categorize, route, Maildir write)", "RECEIVE→DELIVER"], rows)
 
 
 def _rounds_table(sums: dict[str, Summary], rounds: int) -> list[str]:
