@@ -10,10 +10,11 @@ round so that drift hits all of them equally:
       Maildir delivery, on asyncio's event loop (`transport run --event-loop asyncio`);
   (d) (c) on uvloop (`--event-loop uvloop`, the `speed` extra), when uvloop is installed.
 
-Scenarios: ``smtp`` (the comparison above), ``scaling`` (1/10/50 sessions, 4 KB/100 KB/5 MB, session reuse),
-``memory`` (RSS over a 100,000-message run), ``pickup`` (10,000 files dropped at once vs SMTP; skipped until
-the hub has a pickup watcher), ``spf`` (runs ``bench/spf_bench.py`` when it exists), ``profile`` (where the
-hub's time goes: py-spy when installed, and cProfile). ``python -m bench --help`` lists the options.
+Scenarios: ``smtp`` (the comparison above, with a new connection per message and with reused sessions, then
+(c) paced at half the rate it reached, for its latencies), ``scaling`` (1/10/50 sessions, 4 KB/100 KB/5 MB,
+session reuse), ``memory`` (RSS over a 100,000-message run), ``pickup`` (10,000 files dropped at once vs SMTP;
+skipped until the hub has a pickup watcher), ``spf`` (runs ``bench/spf_bench.py`` when it exists), ``profile``
+(where the hub's time goes: py-spy when installed, and cProfile). ``python -m bench --help`` lists the options.
 """
 
 from pathlib import Path

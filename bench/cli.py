@@ -1,6 +1,7 @@
 """`python -m bench`: options, the order scenarios run in, the results file.
 
-    python -m bench                       # default: smtp comparison + scaling + pickup + relay + spf (a few minutes)
+    python -m bench                       # default: smtp comparison (both session modes, then paced) + scaling +
+                                          #   large + pickup + relay + spf (a few minutes)
     python -m bench --scenario memory     # 100,000 messages through (c), RSS at start / middle / end
     python -m bench --scenario large      # 10 × 30 MB at once: peak memory of (c) against (a)
     python -m bench --scenario all        # everything, memory included, plus the profile
@@ -19,7 +20,7 @@ from pathlib import Path
 from typing import Sequence
 
 from . import BENCH_DIR
-from .measure import log
+from .measure import Summary, log
 from .report import Report
 from .scenarios import Settings, build_targets
 
@@ -37,14 +38,21 @@ def build_parser() -> argparse.ArgumentParser:
                " the (c)-vs-(a) target is missed); 'all' = every scenario. Results go to stdout and to"
                " bench/results/<date>.md.")
     p.add_argument("--scenario", default="default",
-                   help="comma-separated: smtp, scaling, memory, large, pickup, relay, spf, profile, default, all")
+                   help="comma-separated: smtp, scaling, memory, large, pickup, relay, spf, profile, default, all."
+                        " smtp = the comparison with a new connection per message, again with reused sessions,"
+                        " then (c) paced at half the rate it reached (latency p50/p99 against 50 / 100 ms)")
     p.add_argument("--quick", action="store_true", help="tiny counts and one round: checks that the bench works")
     p.add_argument("--rounds", type=int, help="rounds per target in the smtp scenario (default 3; quick 1)")
     p.add_argument("--sessions", type=int, default=10, help="concurrent SMTP sessions (default 10)")
     p.add_argument("--messages", type=int, help="messages per round (default 2000; quick 60)")
     p.add_argument("--size", type=int, default=4096, help="message size in bytes (default 4096)")
-    p.add_argument("--messages-per-session", type=int, default=1,
-                   help="transactions per connection before QUIT (default 1: a new connection per message)")
+    p.add_argument("--messages-per-session", type=int,
+                   help="transactions per connection before QUIT, for every scenario; given, the smtp comparison"
+                        " runs in this mode only (default 1, a new connection per message, and the smtp comparison"
+                        " runs again with --reuse)")
+    p.add_argument("--reuse", type=int, default=20,
+                   help="messages per connection in the smtp comparison's second mode, reused sessions, run with"
+                        " one round fewer than --rounds (default 20; 0 leaves the mode out)")
     p.add_argument("--targets", default="a,b,c,s,d",
                    help="targets to compare: a (bare aiosmtpd), b (hub, no agents), c (hub, all agents, a receive"
                         " worker process per core), s (c in one process), d (c on uvloop), n (hub, no agents, queue"
@@ -80,6 +88,14 @@ def _scenarios(value: str) -> list[str]:
     return list(dict.fromkeys(chosen))
 
 
+def _ratios(sums: dict[str, Summary]) -> str:
+    """Each target's median rate over (a)'s, for the closing line; empty without (a)."""
+    base = sums.get("a")
+    if not base or not base.median:
+        return ""
+    return ", ".join(f"({k}) {s.median / base.median:.0%}" for k, s in sums.items() if k != "a")
+
+
 async def run(args: argparse.Namespace, argv: Sequence[str]) -> int:
     from . import profile as profiling
     from . import scenarios
@@ -97,7 +113,8 @@ async def run(args: argparse.Namespace, argv: Sequence[str]) -> int:
         sessions=args.sessions,
         messages=args.messages or (60 if quick else 2000),
         size=args.size,
-        messages_per_session=args.messages_per_session,
+        messages_per_session=args.messages_per_session or 1,
+        reuse=0 if args.messages_per_session else args.reuse,
         targets=targets_wanted,
         workdir=workdir,
         keep=args.keep,
@@ -113,9 +130,9 @@ async def run(args: argparse.Namespace, argv: Sequence[str]) -> int:
     print("\n".join(report.header()) + "\n", flush=True)
     targets = build_targets(settings, report)
     try:
-        sums = {}
+        runs = []
         if "smtp" in chosen:
-            sums = await scenarios.smtp(settings, report, targets)
+            runs = await scenarios.smtp(settings, report, targets)
             await scenarios.smtp_source(settings, report, targets)
         if "scaling" in chosen:
             await scenarios.scaling(settings, report, targets)
@@ -141,8 +158,8 @@ async def run(args: argparse.Namespace, argv: Sequence[str]) -> int:
             report.closing.append("Memory was not flat: the backlog line of the memory section says what is held.")
         if any(v.startswith("MISSED: pickup") for v in report.verdicts):
             report.closing.append("Pickup was slower than SMTP: compare the server CPU per message of both rows.")
-        if sums.get("a") and sums["a"].median:
-            ratios = ", ".join(f"({k}) {s.median / sums['a'].median:.0%}" for k, s in sums.items() if k != "a")
+        ratios = "; ".join(f"{_ratios(sums)} ({mode.label})" for mode, sums in runs if _ratios(sums))
+        if ratios:
             report.closing.append(f"Ratios to bare aiosmtpd (a), {settings.sessions} sessions × {settings.size:,} B:"
                                   f" {ratios}. Produced by `{report.command}`.")
     finally:

@@ -5,6 +5,10 @@ so that what is measured is the server. A session sends ``messages_per_session``
 other (no RSET between them: a successful DATA ends the transaction), then QUITs and reconnects, until the
 run's M messages are taken. The rate reported is accepted (250 after DATA) per second, from the first connect
 to the last 250.
+
+Closed loop by default: each session sends as fast as the replies come, which finds the maximum rate. With
+``rate`` set the load is paced (open loop): the k-th message of the run starts no earlier than k / rate seconds
+after the start, whichever session sends it, so latencies are measured at a load the server does not set.
 """
 
 from __future__ import annotations
@@ -53,6 +57,7 @@ class LoadSpec:
     recipient: str = "alice@contoso.com"
     tag: str = "run"  # goes into the Subject, so the tracking log can tell warm-up from measured messages
     helo: str = "loadgen.bench.test"
+    rate: float | None = None  # messages started per second over all sessions; None: as fast as replies come
 
 
 @dataclass
@@ -92,6 +97,22 @@ class _Tickets:
         self.left += 1
 
 
+class _Pacer:
+    """Hands out start times 1 / rate apart; a session late for its slot starts at once (it catches up)."""
+
+    def __init__(self, rate: float | None, start: float) -> None:
+        self.interval = 1 / rate if rate else 0.0
+        self.next = start
+
+    async def wait(self) -> None:
+        if not self.interval:
+            return
+        slot, self.next = self.next, self.next + self.interval
+        delay = slot - asyncio.get_running_loop().time()
+        if delay > 0:
+            await asyncio.sleep(delay)
+
+
 RETRY_DELAY = 0.1  # seconds a session waits after a 4xx (back pressure) before sending the message again
 
 
@@ -122,7 +143,8 @@ class _Session:
         self.writer.close()
 
 
-async def _worker(spec: LoadSpec, tickets: _Tickets, result: LoadResult, state: dict, body: bytes) -> None:
+async def _worker(spec: LoadSpec, tickets: _Tickets, pacer: _Pacer, result: LoadResult, state: dict,
+                  body: bytes) -> None:
     mail = f"MAIL FROM:<{spec.sender}>\r\n".encode()
     rcpt = f"RCPT TO:<{spec.recipient}>\r\n".encode()
     ehlo = f"EHLO {spec.helo}\r\n".encode()
@@ -132,6 +154,9 @@ async def _worker(spec: LoadSpec, tickets: _Tickets, result: LoadResult, state: 
                 f"Content-Type: text/plain; charset=us-ascii\r\n\r\n").encode()
     loop = asyncio.get_running_loop()
     while tickets.left > 0:
+        await pacer.wait()  # the slot of the session's first message: connecting is part of sending it
+        if tickets.left <= 0:  # taken by other sessions while this one waited
+            break
         try:
             reader, writer = await asyncio.open_connection(spec.host, spec.port)
         except OSError as e:
@@ -151,6 +176,8 @@ async def _worker(spec: LoadSpec, tickets: _Tickets, result: LoadResult, state: 
                 continue
             sent = 0
             while sent < spec.messages_per_session and tickets.take():
+                if sent:
+                    await pacer.wait()
                 sent += 1
                 state["n"] += 1
                 n = state["n"]
@@ -215,7 +242,9 @@ async def run_load(spec: LoadSpec, result: LoadResult | None = None) -> LoadResu
     result.started_wall = time.time()
     t0 = loop.time()
     state = {"n": 0, "last": t0}
-    workers = [asyncio.create_task(_worker(spec, tickets, result, state, body)) for _ in range(spec.sessions)]
+    pacer = _Pacer(spec.rate, t0)
+    workers = [asyncio.create_task(_worker(spec, tickets, pacer, result, state, body))
+               for _ in range(spec.sessions)]
     try:
         await asyncio.gather(*workers)
     finally:

@@ -75,7 +75,8 @@ async def measure_round(target: Target, spec: LoadSpec, workdir: Path, warmup: i
         spec = replace(spec, host=server.host, port=server.port)
         warm_accepted = 0
         if warmup:
-            warm = await run_load(replace(spec, messages=warmup, sessions=min(spec.sessions, 5), tag="warmup"))
+            warm = await run_load(replace(spec, messages=warmup, sessions=min(spec.sessions, 5), tag="warmup",
+                                         rate=None))
             warm_accepted = warm.accepted
             if target.is_hub:
                 await server.wait_delivered(warm_accepted, stall=10)

@@ -24,9 +24,12 @@ from .targets import (
     tracking_times,
 )
 
-__all__ = ["Settings", "build_targets", "smtp", "scaling", "memory", "pickup", "spf", "smtp_source"]
+__all__ = ["Settings", "SessionMode", "build_targets", "smtp", "paced", "scaling", "memory", "pickup", "spf",
+           "smtp_source"]
 
 TARGET_RATIO = 0.70
+ACCEPT_P99_MS = 50.0  # end of DATA → 250, at half the maximum rate
+DELIVER_P99_MS = 100.0  # end of DATA → Maildir, at half the maximum rate
 
 
 @dataclass
@@ -36,7 +39,8 @@ class Settings:
     sessions: int
     messages: int
     size: int
-    messages_per_session: int
+    messages_per_session: int  # the first mode of the smtp comparison, and the other scenarios' mode
+    reuse: int  # messages per connection in the smtp comparison's second mode; 0: no second mode
     targets: list[str]
     workdir: Path
     keep: bool
@@ -154,79 +158,165 @@ async def run_alternating(targets: list[Target], spec: LoadSpec, rounds: int, se
 
 
 # -- smtp: the main comparison ------------------------------------------------------------------------------
-async def smtp(settings: Settings, report: Report, targets: dict[str, Target]) -> dict[str, Summary]:
+COLUMNS = ("Python asyncio load generator (no pipelining, closed loop: each session sends as fast as the replies"
+           " come). msg/s = accepted (250 after DATA) per second from the first connect to the last 250; end-to-end"
+           " = delivered per second from the first connect to the last DELIVER row. Server CPU = the user + system"
+           " time of the server's processes (a hub's and its receive workers') from the start of the load to the"
+           " last delivery, per message; hub process CPU = the hub's own process alone (the queue, the categorizer,"
+           " delivery: with enough cores for the workers, one core carrying it caps the hub at 1000 / that msg/s);"
+           " \"CPU vs (a)\" = (a)'s CPU per message over the target's (the ratio if the server had a core to"
+           " itself). Peak RSS sums the peaks of the server's processes.")
+
+
+@dataclass(frozen=True)
+class SessionMode:
+    """How the load uses its connections in one comparison, and where that comparison's figures go."""
+
+    per_session: int  # messages per connection before QUIT
+    rounds: int
+    key: str  # its entry in the JSON results
+
+    @property
+    def label(self) -> str:
+        return ("a new connection per message" if self.per_session == 1
+                else f"{self.per_session} messages per connection")
+
+
+def session_modes(settings: Settings) -> list[SessionMode]:
+    """The first mode (a new connection per message unless `--messages-per-session` chose one), then reused
+    sessions (`--reuse`) with one round fewer, so that comparing both modes does not double the run."""
+    modes = [SessionMode(settings.messages_per_session, settings.rounds, "smtp")]
+    if settings.reuse:
+        modes.append(SessionMode(settings.reuse, max(1, settings.rounds - 1), "smtp_reused"))
+    return modes
+
+
+async def smtp(settings: Settings, report: Report,
+               targets: dict[str, Target]) -> list[tuple[SessionMode, dict[str, Summary]]]:
+    """The comparison in each session mode, then (c) paced at half the rate it reached in the first mode."""
     chosen = [targets[k] for k in settings.targets]
-    spec = settings.spec()
-    log(f"smtp: {settings.rounds} round(s) of {spec.messages} messages, {spec.sessions} sessions, {spec.size} bytes,"
-        f" {spec.messages_per_session} message(s) per session, targets {', '.join(t.key for t in chosen)}")
-    sums = await run_alternating(chosen, spec, settings.rounds, settings, "smtp")
+    runs = [(mode, await _comparison(settings, report, chosen, mode, explain=i == 0))
+            for i, mode in enumerate(session_modes(settings))]
+    mode, sums = runs[0]
+    if "c" in sums and sums["c"].median:
+        await paced(settings, report, sums["c"], mode)
+    else:
+        log("smtp paced: left out, (c) is not among the targets or accepted nothing")
+    return runs
+
+
+async def _comparison(settings: Settings, report: Report, chosen: list[Target], mode: SessionMode,
+                      explain: bool) -> dict[str, Summary]:
+    """Every chosen target, round by round, in one session mode: the comparison table and its verdicts
+    (`explain`: say what the columns mean, the first time)."""
+    spec = settings.spec(messages_per_session=mode.per_session)
+    log(f"smtp: {mode.rounds} round(s) of {spec.messages} messages, {spec.sessions} sessions, {spec.size} bytes,"
+        f" {mode.label}, targets {', '.join(t.key for t in chosen)}")
+    sums = await run_alternating(chosen, spec, mode.rounds, settings, mode.key.replace("_", "-"))
     base = sums.get("a")
-    rows = []
-    for key, s in sums.items():
-        ratio = s.median / base.median if base and base.median else None
-        cpu = s.server_cpu_ms_per_msg
-        cpu_ratio = base.server_cpu_ms_per_msg / cpu if base and base.server_cpu_ms_per_msg and cpu else None
-        rows.append([
-            f"({key}) {s.target.label}", fmt(s.median), fmt(min(s.rates)), fmt(max(s.rates)),
+    lines = [f"{mode.rounds} round(s) per target, alternating; each round {spec.messages} messages of"
+             f" {spec.size:,} bytes over {spec.sessions} concurrent sessions, {mode.label}. "
+             + (COLUMNS if explain else "Columns as in the first comparison."), ""]
+    lines += table(["target", "msg/s (median)", "min", "max", "vs (a)", "accepted", "delivered",
+                    "end-to-end msg/s", "RECEIVE→DELIVER p50 / p99 ms", "DATA→250 p50 / p99 ms",
+                    "server CPU ms/msg", "hub process CPU ms/msg", "CPU vs (a)", "client CPU ms/msg",
+                    "peak RSS MB"], [_target_row(s, base) for s in sums.values()])
+    hubs = [s for s in sums.values() if s.target.is_hub]
+    if hubs:
+        lines += _delay_table(hubs) + _agent_table(hubs)
+    lines += ["", "Every round, in the order run:", ""] + _rounds_table(sums, mode.rounds)
+    problems = [f"- ({k}): {s.problems()}" for k, s in sums.items() if s.problems()]
+    if problems:
+        lines += ["", "Problems seen:", ""] + problems
+    report.add(f"SMTP load: the comparison, {mode.label}", lines)
+    report.results[mode.key] = {key: _summary_json(s, base) for key, s in sums.items()}
+    if base and "c" in sums and base.median:
+        _speed_verdicts(report, sums["c"], base, spec, mode)
+    return sums
+
+
+def _target_row(s: Summary, base: Summary | None) -> list[str]:
+    ratio = s.median / base.median if base and base.median else None
+    cpu = s.server_cpu_ms_per_msg
+    cpu_ratio = base.server_cpu_ms_per_msg / cpu if base and base.server_cpu_ms_per_msg and cpu else None
+    return [f"({s.target.key}) {s.target.label}", fmt(s.median), fmt(min(s.rates)), fmt(max(s.rates)),
             fmt(ratio * 100, 0, " %") if ratio is not None else "n/a",
             f"{s.accepted}/{s.sent}", "n/a" if s.delivered is None else f"{s.delivered}",
             fmt(s.delivered_median), fmt_ms(s.latency(50), s.latency(99)),
             fmt_ms(s.accept_latency(50), s.accept_latency(99)), fmt(cpu, 2),
             fmt(s.hub_cpu_ms_per_msg, 2) if s.target.is_hub else "n/a",
             fmt(cpu_ratio * 100, 0, " %") if cpu_ratio is not None else "n/a",
-            fmt(s.client_cpu_ms_per_msg, 2), fmt(s.peak_rss_mb, 0),
-        ])
-    lines = [f"{settings.rounds} round(s) per target, alternating; each round {spec.messages} messages of"
-             f" {spec.size:,} bytes over {spec.sessions} concurrent sessions, {spec.messages_per_session} message(s)"
-             f" per session, Python asyncio load generator (no pipelining). msg/s = accepted (250 after DATA) per"
-             f" second from the first connect to the last 250; end-to-end = delivered per second from the first"
-             f" connect to the last DELIVER row. Server CPU = the user + system time of the server's processes"
-             f" (a hub's and its receive workers') from the start of the load to the last delivery, per message;"
-             f" hub process CPU = the hub's own process alone (the queue, the categorizer, delivery: with enough"
-             f" cores for the workers, one core carrying it caps the hub at 1000 / that msg/s); \"CPU vs (a)\" ="
-             f" (a)'s CPU per message over the target's (the ratio if the server had a core to itself). Peak RSS"
-             f" sums the peaks of the server's processes.", ""]
-    lines += table(["target", "msg/s (median)", "min", "max", "vs (a)", "accepted", "delivered",
-                    "end-to-end msg/s", "RECEIVE→DELIVER p50 / p99 ms", "DATA→250 p50 / p99 ms",
-                    "server CPU ms/msg", "hub process CPU ms/msg", "CPU vs (a)", "client CPU ms/msg",
-                    "peak RSS MB"], rows)
-    hubs = [s for s in sums.values() if s.target.is_hub]
-    if hubs:
-        lines += ["", "Where the delay from end of DATA to delivery goes (tracking log; ms, p50 / p99):", ""]
-        lines += table(["target", "RECEIVE→SUBMIT (waiting for the categorizer)",
-                        "SUBMIT→DELIVER (categorize, route, Maildir write)", "RECEIVE→DELIVER"],
-                       [[f"({s.target.key}) {s.target.label}", fmt_ms(s.latency(50, "queued_ms"), s.latency(99, "queued_ms")),
-                         fmt_ms(s.latency(50, "delivery_ms"), s.latency(99, "delivery_ms")),
-                         fmt_ms(s.latency(50), s.latency(99))] for s in hubs])
-        lines += _agent_table(hubs)
-    lines += ["", "Every round, in the order run:", ""]
+            fmt(s.client_cpu_ms_per_msg, 2), fmt(s.peak_rss_mb, 0)]
+
+
+def _delay_table(hubs: list[Summary]) -> list[str]:
+    """RECEIVE→DELIVER split where the tracking log can: waiting for the categorizer, then the delivery."""
+    rows = [[f"({s.target.key}) {s.target.label}", fmt_ms(s.latency(50, "queued_ms"), s.latency(99, "queued_ms")),
+             fmt_ms(s.latency(50, "delivery_ms"), s.latency(99, "delivery_ms")), fmt_ms(s.latency(50), s.latency(99))]
+            for s in hubs]
+    return ["", "Where the delay from end of DATA to delivery goes (tracking log; ms, p50 / p99):", ""] + table(
+        ["target", "RECEIVE→SUBMIT (waiting for the categorizer)",
+         "SUBMIT→DELIVER (categorize, route, Maildir write)", "RECEIVE→DELIVER"], rows)
+
+
+def _rounds_table(sums: dict[str, Summary], rounds: int) -> list[str]:
+    """One row per round in the order run, with the load average before it: what moved between rounds."""
     detail = []
-    for i in range(settings.rounds):
+    for i in range(rounds):
         for key, s in sums.items():
             if i < len(s.rounds):
                 r = s.rounds[i]
                 detail.append([i + 1, f"({key})", fmt(r.rate), "n/a" if r.delivered is None else r.delivered,
                                fmt(r.delivered_rate), fmt(r.server_cpu_s * 1000 / max(1, r.load.accepted), 2),
                                fmt(r.peak_rss_kb / 1024), f"{r.loadavg:.2f}"])
-    lines += table(["round", "target", "msg/s", "delivered", "end-to-end msg/s", "server CPU ms/msg",
-                    "peak RSS MB", "load average before"], detail)
-    problems = [f"- ({k}): {s.problems()}" for k, s in sums.items() if s.problems()]
-    if problems:
-        lines += ["", "Problems seen:", ""] + problems
-    report.add("SMTP load: the comparison", lines)
-    report.results["smtp"] = {key: _summary_json(s, base) for key, s in sums.items()}
-    if base and "c" in sums and base.median:
-        ratio = sums["c"].median / base.median
-        ok = ratio >= TARGET_RATIO
-        report.verdict(f"{'MET' if ok else 'MISSED'}: full pipeline (c) at {spec.sessions} sessions × {spec.size:,} B"
-                       f" is {ratio:.0%} of bare aiosmtpd (a) (target ≥ {TARGET_RATIO:.0%}):"
-                       f" {sums['c'].median:.0f} vs {base.median:.0f} msg/s.")
-        hub_cpu = sums["c"].hub_cpu_ms_per_msg
-        if hub_cpu:
-            report.verdict(f"Ceiling: (c)'s own process (the queue's) used {hub_cpu:.2f} ms of CPU per message; with a"
-                           f" core for each receive worker, that one core caps the hub at {1000 / hub_cpu:.0f} msg/s,"
-                           f" {1000 / hub_cpu / base.median:.0%} of (a) here.")
-    return sums
+    return table(["round", "target", "msg/s", "delivered", "end-to-end msg/s", "server CPU ms/msg",
+                  "peak RSS MB", "load average before"], detail)
+
+
+def _speed_verdicts(report: Report, c: Summary, base: Summary, spec: LoadSpec, mode: SessionMode) -> None:
+    """(c) against the ratio target, and the rate its own (queue) process caps it at."""
+    ratio = c.median / base.median
+    report.verdict(f"{'MET' if ratio >= TARGET_RATIO else 'MISSED'}: full pipeline (c) at {spec.sessions} sessions"
+                   f" × {spec.size:,} B, {mode.label}, is {ratio:.0%} of bare aiosmtpd (a) (target ≥"
+                   f" {TARGET_RATIO:.0%}): {c.median:.0f} vs {base.median:.0f} msg/s.")
+    hub_cpu = c.hub_cpu_ms_per_msg
+    if hub_cpu:
+        report.verdict(f"Ceiling, {mode.label}: (c)'s own process (the queue's) used {hub_cpu:.2f} ms of CPU per"
+                       f" message; with a core for each receive worker, that one core caps the hub at"
+                       f" {1000 / hub_cpu:.0f} msg/s, {1000 / hub_cpu / base.median:.0%} of (a) here.")
+
+
+# -- smtp: latency at half the maximum rate ----------------------------------------------------------------------
+async def paced(settings: Settings, report: Report, closed: Summary, mode: SessionMode) -> None:
+    """(c) paced (open loop) at half the median rate it reached closed loop: its latencies when it is not the
+    bottleneck, against the issue's p99 targets."""
+    t, rate = closed.target, closed.median / 2
+    spec = settings.spec(messages_per_session=mode.per_session, rate=rate, tag="paced")
+    log(f"smtp paced: {spec.messages} messages to ({t.key}) at {rate:.0f} msg/s, {mode.label}")
+    r = await measure_round(t, spec, settings.workdir / f"smtp-paced-{t.key}",
+                            warmup=settings.warmup, keep=settings.keep)
+    log("[smtp-paced] " + round_line(1, 1, r))
+    s = Summary(t, [r])
+    lines = [f"({t.key}) paced (open loop): messages start {1000 / rate:.1f} ms apart over {spec.sessions} sessions"
+             f" ({rate:.0f} msg/s, half the median (c) reached in the closed-loop rounds above, {closed.median:.0f}"
+             f" msg/s); a session late for its slot starts at once. One round of {spec.messages} messages;"
+             f" \"reached\" below the paced rate means the hub fell behind. DATA→250: the client's wait from the end"
+             f" of DATA to the 250; RECEIVE→DELIVER: the tracking log, from the RECEIVE row (written when the"
+             f" message is committed, just before the 250) to the DELIVER row (Maildir written).", ""]
+    lines += table(["target", "paced at msg/s", "reached msg/s", "accepted", "delivered", "DATA→250 p50 / p99 ms",
+                    "RECEIVE→DELIVER p50 / p99 ms", "server CPU ms/msg", "peak RSS MB"],
+                   [[f"({t.key}) {t.label}", fmt(rate), fmt(r.rate), f"{s.accepted}/{s.sent}", f"{s.delivered}",
+                     fmt_ms(s.accept_latency(50), s.accept_latency(99)), fmt_ms(s.latency(50), s.latency(99)),
+                     fmt(s.server_cpu_ms_per_msg, 2), fmt(s.peak_rss_mb, 0)]])
+    if s.problems():
+        lines += ["", f"Problems seen: {s.problems()}"]
+    report.add(f"SMTP latency at half the maximum rate, {mode.label}", lines)
+    report.results["smtp_paced"] = {t.key: {**_summary_json(s, None), "paced_msg_per_s": rate}}
+    for what, p99, limit in (("end of DATA → 250", s.accept_latency(99), ACCEPT_P99_MS),
+                             ("end of DATA → Maildir (RECEIVE→DELIVER)", s.latency(99), DELIVER_P99_MS)):
+        ok = p99 is not None and p99 < limit
+        report.verdict(f"{'MET' if ok else 'MISSED'}: p99 {what} for (c) at half its maximum rate ({rate:.0f}"
+                       f" msg/s, {mode.label}) is {fmt(p99, 1)} ms (target < {limit:.0f} ms).")
 
 
 def _agent_table(hubs: list[Summary]) -> list[str]:
@@ -248,7 +338,8 @@ def _agent_table(hubs: list[Summary]) -> list[str]:
 
 def _summary_json(s: Summary, base: Summary | None) -> dict:
     cpu = s.server_cpu_ms_per_msg
-    return {"label": s.target.label, "msg_per_s": s.median, "rounds_msg_per_s": s.rates,
+    return {"label": s.target.label, "messages_per_session": s.rounds[0].load.spec.messages_per_session,
+            "msg_per_s": s.median, "rounds_msg_per_s": s.rates,
             "vs_a": s.median / base.median if base and base.median else None,
             "server_cpu_ms_per_msg": cpu, "hub_process_cpu_ms_per_msg": s.hub_cpu_ms_per_msg,
             "client_cpu_ms_per_msg": s.client_cpu_ms_per_msg,
