@@ -47,7 +47,7 @@ def header_end(raw: bytes) -> int:
     if raw.startswith((b"\r\n", b"\n")):
         return 2 if raw.startswith(b"\r\n") else 1
     crlf = raw.find(b"\r\n\r\n")
-    lf = raw.find(b"\n\n")
+    lf = raw.find(b"\n\n", 0, len(raw) if crlf < 0 else crlf + 1)  # only a LF pair before the CRLF pair counts
     if crlf >= 0 and (lf < 0 or crlf < lf):
         return crlf + 4
     if lf >= 0:
