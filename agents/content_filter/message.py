@@ -13,12 +13,11 @@ import re
 from dataclasses import dataclass, field
 from email import policy
 from email.message import Message
-from email.utils import getaddresses
 from typing import Iterable
 from urllib.parse import urlsplit
 
 from agents import MailItem
-from transport.core.headers import decode_value, header_end
+from transport.core.headers import addresses, decode_value, header_end
 
 __all__ = ["MessageView", "first_address"]
 
@@ -39,7 +38,7 @@ def url_host(url: str) -> str:
 
 def first_address(item: MailItem, name: str) -> tuple[str, str]:
     """(display name, address) of the first mailbox in a header, decoded; empty strings when there is none."""
-    pairs = getaddresses([decode_value(v) for v in item.header_values(name)])
+    pairs = addresses(decode_value(v) for v in item.header_values(name))
     return next(((n, a.lower()) for n, a in pairs if "@" in a), ("", ""))
 
 

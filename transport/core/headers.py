@@ -8,14 +8,15 @@ re-serialise what they did not touch.
 
 from __future__ import annotations
 
+import functools
 import re
 import time
 from email.header import decode_header, make_header
-from email.utils import formatdate
+from email.utils import formatdate, getaddresses
 from typing import Callable, Iterable, NamedTuple, Sequence
 
 __all__ = ["not_a_message", "ORGANIZATION_HEADER_PREFIX", "FOREST_HEADER_PREFIX", "SERVER_VERSION", "Header", "HeaderEditor", "header_end", "parse_headers", "prepend_headers", "append_headers",
-           "remove_headers", "decode_value", "format_field", "date_now"]
+           "remove_headers", "decode_value", "format_field", "date_now", "addresses"]
 
 ORGANIZATION_HEADER_PREFIX = "X-MS-Exchange-Organization-"
 """Exchange's organisation headers: trusted stamps (SCL, AuthAs, …) that anonymous senders may not bring."""
@@ -232,3 +233,15 @@ def decode_value(value: str) -> str:
         return str(make_header(decode_header(value)))
     except Exception:  # malformed encoded words: show them as they are
         return value
+
+
+def addresses(values: Iterable[str]) -> tuple[tuple[str, str], ...]:
+    """(display name, address) of every mailbox in these field values, as `email.utils.getaddresses` gives them.
+
+    Several agents read the same From of a message; its parse is remembered rather than redone by each."""
+    return _addresses(", ".join(values))
+
+
+@functools.lru_cache(maxsize=1024)
+def _addresses(joined: str) -> tuple[tuple[str, str], ...]:
+    return tuple(getaddresses([joined]))
