@@ -42,6 +42,12 @@ def first_address(item: MailItem, name: str) -> tuple[str, str]:
     return next(((n, a.lower()) for n, a in pairs if "@" in a), ("", ""))
 
 
+def _urls(text: str) -> list[str]:
+    """The links in a text; the regex (case-insensitive, so without a literal to jump to) runs only on a text
+    that holds "://" at all."""
+    return _URL.findall(text) if "://" in text else []
+
+
 def _parts(item: MailItem, content: bytes) -> Iterable[Message]:
     """The message's parts. A message that is not multipart is its own only part: built from the header fields
     the item has already parsed and the body, it costs no second parse of the header block and no line-by-line
@@ -102,13 +108,13 @@ class MessageView:
             elif kind == "text/html":
                 view.has_html = True
                 raw = _text(part)
-                view.urls.update(_URL.findall(raw))  # href targets count, not only the visible text
+                view.urls.update(_urls(raw))  # href targets count, not only the visible text
                 view.links += [(href, " ".join(html.unescape(_TAG.sub(" ", text)).split()))
                                for href, text in _ANCHOR.findall(raw)]
                 body = html.unescape(_TAG.sub(" ", raw))
             else:
                 continue
-            view.urls.update(_URL.findall(body))
+            view.urls.update(_urls(body))
             texts.append(body)
         view.text = "\n".join(texts)
         view.lowered = view.text.lower()
