@@ -101,7 +101,7 @@ class Stamp(str, enum.Enum):
     SENDER_BLOCKED = "SenderBlocked"        # Sender filter StampStatus: Microsoft.Exchange.SenderBlocked
     REVERSE_DNS = "ReverseDns"              # the reverse DNS agent's ReverseDns result, for the content filter
     ANTISPAM_BYPASS = "AntispamBypass"      # why anti-spam was skipped (IPOnAllowList, …), the Antispam-Report word
-    SCL_RULES = "SclRules"                  # the content filter's scan: {scl, score, rules: [{name, weight, …}]}
+    SCL_RULES = "SclRules"                  # the content filter's scan: {scl, score, rules: [{name, weight, …}]}; not stored
     GENERATED_BY = "GeneratedMessageSource" # the agent that submitted this message (never handed back to it)
     AGENT_HOPS = "AgentHopCount"            # agent-submitted messages in the chain that led to this one
     CAUSE = "Cause"                         # the message whose event the agent was handling when it submitted
@@ -130,6 +130,8 @@ class Verdict:
     response: str = ""
 
 
+_UNSTORED_STAMPS = frozenset({Stamp.SCL_RULES})
+"""Stamps the queue store does not keep: only `transport trace` reads them, in the process that made them."""
 _SESSION_FIELDS = tuple(f.name for f in fields(SessionInfo))
 _VERDICT_FIELDS = tuple(f.name for f in fields(Verdict))
 
@@ -264,7 +266,7 @@ class MailItem:
 
     # -- persistence ----------------------------------------------------------------------------------
     def envelope_dict(self) -> dict[str, Any]:
-        """Everything but the raw bytes, as JSON-ready data."""
+        """Everything but the raw bytes (and the unstored stamps), as JSON-ready data."""
         return {
             "sender": self.sender,
             "mail_params": self.mail_params,
@@ -276,7 +278,7 @@ class MailItem:
             "source": self.source.value,
             "session": {k: getattr(self.session, k) for k in _SESSION_FIELDS} | {"auth_as": self.session.auth_as.value},
             "scl": self._scl,
-            "stamps": self.stamps,
+            "stamps": {k: v for k, v in self.stamps.items() if k not in _UNSTORED_STAMPS},
             "verdicts": [{k: getattr(v, k) for k in _VERDICT_FIELDS} for v in self.verdicts],
             "received_at": self.received_at,
         }
