@@ -138,9 +138,8 @@ class ConnectionFilteringAgent(AntispamAgent):
             item.stamps[Stamp.DNS_LIST_HITS] = list(verdict.stamped)
             event.stamp(f"{s.client_ip} is listed by {', '.join(verdict.stamped)} (StampStatus)")
         if s.on_allow_list:
-            item.scl = -1
+            item.set_scl(-1, [(ORGANIZATION_HEADER_PREFIX + "Antispam-Report", Bypass.IP_ON_ALLOW_LIST.value)])
             item.stamps[Stamp.ANTISPAM_BYPASS] = Bypass.IP_ON_ALLOW_LIST.value
-            item.set_header(ORGANIZATION_HEADER_PREFIX + "Antispam-Report", Bypass.IP_ON_ALLOW_LIST.value)
             event.stamp(f"{s.client_ip if not s.internal else 'the originating IP'} is on an IP allow list: SCL -1")
 
     async def _originating(self, event: EndOfHeadersEvent) -> None:

@@ -227,8 +227,13 @@ class MailItem:
 
     def set_header(self, name: str, value: str) -> None:
         """Replace every field of that name by one (added at the end of the header block)."""
-        self.remove_headers([name])
-        self.append_headers([(name, value)])
+        self.set_headers([(name, value)])
+
+    def set_headers(self, fields: Sequence[tuple[str, str]]) -> None:
+        """Replace every field of these names by the ones given (added at the end of the header block, in order):
+        one removal and one insertion for all of them."""
+        self.remove_headers([name for name, _ in fields])
+        self.append_headers(fields)
 
     # -- Spam Confidence Level ------------------------------------------------------------------------
     @property
@@ -239,13 +244,19 @@ class MailItem:
     @scl.setter
     def scl(self, value: int | None) -> None:
         """Set the SCL and write it as X-MS-Exchange-Organization-SCL (or remove that header for None)."""
-        if value is not None and (not isinstance(value, int) or value not in SCL_RANGE):
-            raise ValueError(f"an SCL is a whole number from -1 to 9, not {value!r}")
-        self._scl = value
         if value is None:
+            self._scl = None
             self.remove_headers([SCL_HEADER])
         else:
-            self.set_header(SCL_HEADER, str(value))
+            self.set_scl(value)
+
+    def set_scl(self, value: int, fields: Sequence[tuple[str, str]] = ()) -> None:
+        """Set the SCL and write its header, replacing `fields` too in the same edit of the header block (an
+        agent's SCL comes with its report fields)."""
+        if not isinstance(value, int) or value not in SCL_RANGE:
+            raise ValueError(f"an SCL is a whole number from -1 to 9, not {value!r}")
+        self._scl = value
+        self.set_headers([(SCL_HEADER, str(value)), *fields])
 
     # -- recipients -----------------------------------------------------------------------------------
     def pending(self) -> list[Recipient]:
