@@ -81,12 +81,12 @@ class MessageView:
     from_address: str
     reply_to_address: str
     text: str = ""                     # subject, plain text and HTML text, as a reader sees them
-    lowered: str = ""                  # the same in lower case, for the phrase rules
     has_plain: bool = False
     has_html: bool = False
     urls: set[str] = field(default_factory=set)
     links: list[tuple[str, str]] = field(default_factory=list)  # (href, the text a reader sees) of each HTML link
     attachments: list[str] = field(default_factory=list)
+    _lowered: str | None = field(default=None, repr=False)
 
     @classmethod
     def of(cls, item: MailItem, content: bytes) -> "MessageView":
@@ -117,8 +117,14 @@ class MessageView:
             view.urls.update(_urls(body))
             texts.append(body)
         view.text = "\n".join(texts)
-        view.lowered = view.text.lower()
         return view
+
+    @property
+    def lowered(self) -> str:
+        """The text in lower case, for the phrase rules: made when one first asks (without phrases, never)."""
+        if self._lowered is None:
+            self._lowered = self.text.lower()
+        return self._lowered
 
     @property
     def sender_domain(self) -> str:
