@@ -10,7 +10,7 @@ import pytest
 
 from queues.store import POISON, SUBMISSION, QueueStore
 from transport.core.errors import StoreError
-from transport.core.mailitem import AuthAs, MailItem, Recipient, SessionInfo, Source, Verdict
+from transport.core.mailitem import AuthAs, MailItem, Recipient, SessionInfo, Source, Stamp, Verdict
 
 
 def item(n: int = 0, recipients: tuple[str, ...] = ("alice@contoso.com",)) -> MailItem:
@@ -115,6 +115,15 @@ async def test_message_round_trip(store):
     assert back.recipients[0].address == "alice@contoso.com" and back.recipients[0].params == {"NOTIFY": "NEVER"}
     assert back.session == it.session and back.stamps == it.stamps and back.verdicts == it.verdicts
     assert store.load_message(mid + 1000) is None
+
+
+async def test_the_content_filters_rule_list_is_not_stored(store):
+    """Stamp.SCL_RULES is for `transport trace`, which reads it in process: the stored envelope leaves it out."""
+    it = item(1)
+    it.stamps.update({Stamp.PRD: "fabrikam.test", Stamp.SCL_RULES: {"scl": 0, "score": -1.0, "pcl": 1, "rules": []}})
+    back = store.load_message(await store.enqueue(it))
+    assert back.stamps == {"PRD": "fabrikam.test"}
+    assert Stamp.SCL_RULES in it.stamps  # the item in memory keeps it
 
 
 async def test_a_failing_operation_fails_alone(store):

@@ -21,7 +21,7 @@ from agents import (ORGANIZATION_HEADER_PREFIX, AntispamAgent, Bypass, ConnectEv
                     EndOfHeadersEvent, MailFromEvent, RcptToEvent, RecipientBypassConfig, SmtpResponse,
                     Stamp)
 from agents.senderid.origin import originating_ip, parse_internal_servers
-from transport.core.internal_servers import IPAddress, normalise
+from transport.core.internal_servers import IPAddress, client_address
 
 from .ip_list import IPListEntry, first_hit
 from .providers import ListProvider, ProviderAction, ProviderResult, look_up_all
@@ -91,7 +91,7 @@ class ConnectionFilteringAgent(AntispamAgent):
         s = event.session
         if s.internal or self.bypass(s) is not None:
             return
-        allow, block = self._static(normalise(ipaddress.ip_address(s.client_ip)))
+        allow, block = self._static(client_address(s.client_ip))
         if allow is not None:
             s.on_allow_list = True
             self._count("Connections on IP Allow List")
@@ -109,7 +109,7 @@ class ConnectionFilteringAgent(AntispamAgent):
         s = event.session
         if s.internal or self.bypass(s) is not None or self.bypassed([event.recipient]):
             return
-        ip = normalise(ipaddress.ip_address(s.client_ip))
+        ip = client_address(s.client_ip)
         key = (s.session_id, s.client_ip)
         verdict = self._sessions.get(key)
         if verdict is None:
@@ -138,9 +138,8 @@ class ConnectionFilteringAgent(AntispamAgent):
             item.stamps[Stamp.DNS_LIST_HITS] = list(verdict.stamped)
             event.stamp(f"{s.client_ip} is listed by {', '.join(verdict.stamped)} (StampStatus)")
         if s.on_allow_list:
-            item.scl = -1
+            item.set_scl(-1, [(ORGANIZATION_HEADER_PREFIX + "Antispam-Report", Bypass.IP_ON_ALLOW_LIST.value)])
             item.stamps[Stamp.ANTISPAM_BYPASS] = Bypass.IP_ON_ALLOW_LIST.value
-            item.set_header(ORGANIZATION_HEADER_PREFIX + "Antispam-Report", Bypass.IP_ON_ALLOW_LIST.value)
             event.stamp(f"{s.client_ip if not s.internal else 'the originating IP'} is on an IP allow list: SCL -1")
 
     async def _originating(self, event: EndOfHeadersEvent) -> None:

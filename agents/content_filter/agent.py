@@ -119,8 +119,7 @@ class ContentFilterAgent(AntispamAgent):
         why = self._bypass(item, session)
         if why is not None:
             self._count("Messages that Bypassed Scanning")
-            item.scl = -1
-            item.set_header(REPORT_HEADER, self._report(item, session, [why.value]))
+            item.set_scl(-1, [(REPORT_HEADER, self._report(item, session, [why.value]))])
             event.stamp(f"SCL -1: not scanned ({why.value})")
             return
         if item.size > cfg.max_scan_size:
@@ -130,7 +129,6 @@ class ContentFilterAgent(AntispamAgent):
         result = self.scan(item)
         self._count("Messages Scanned")
         self._count(f"Messages with SCL {result.scl}")
-        item.scl = result.scl
         item.stamps[Stamp.SCL_RULES] = result.as_dict()
         tokens = [f"DV:{DEFINITIONS_VERSION}"]
         if Stamp.SENDER_ID_RESULT in item.stamps:
@@ -139,10 +137,8 @@ class ContentFilterAgent(AntispamAgent):
             tokens.append("PCL:PhishingLevel SUSPICIOUS")
         if any(h.forces_scl is not None for h in result.hits):
             tokens.append("CW:CustomList")
-        stamps = [(PCL_HEADER, str(result.pcl)), (EXPLANATION_HEADER, result.explanation()),
-                  (REPORT_HEADER, self._report(item, session, tokens))]
-        item.remove_headers([name for name, _ in stamps])  # one edit of the header block for the three
-        item.append_headers(stamps)
+        item.set_scl(result.scl, [(PCL_HEADER, str(result.pcl)), (EXPLANATION_HEADER, result.explanation()),
+                                  (REPORT_HEADER, self._report(item, session, tokens))])
         self._act(event, result)
 
     def _act(self, event: EndOfDataEvent, result: Scan) -> None:

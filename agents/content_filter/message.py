@@ -13,12 +13,11 @@ import re
 from dataclasses import dataclass, field
 from email import policy
 from email.message import Message
-from email.utils import getaddresses
 from typing import Iterable
 from urllib.parse import urlsplit
 
 from agents import MailItem
-from transport.core.headers import decode_value, header_end
+from transport.core.headers import addresses, decode_value, header_end
 
 __all__ = ["MessageView", "first_address"]
 
@@ -39,8 +38,14 @@ def url_host(url: str) -> str:
 
 def first_address(item: MailItem, name: str) -> tuple[str, str]:
     """(display name, address) of the first mailbox in a header, decoded; empty strings when there is none."""
-    pairs = getaddresses([decode_value(v) for v in item.header_values(name)])
+    pairs = addresses(decode_value(v) for v in item.header_values(name))
     return next(((n, a.lower()) for n, a in pairs if "@" in a), ("", ""))
+
+
+def _urls(text: str) -> list[str]:
+    """The links in a text; the regex (case-insensitive, so without a literal to jump to) runs only on a text
+    that holds "://" at all."""
+    return _URL.findall(text) if "://" in text else []
 
 
 def _parts(item: MailItem, content: bytes) -> Iterable[Message]:
@@ -76,12 +81,12 @@ class MessageView:
     from_address: str
     reply_to_address: str
     text: str = ""                     # subject, plain text and HTML text, as a reader sees them
-    lowered: str = ""                  # the same in lower case, for the phrase rules
     has_plain: bool = False
     has_html: bool = False
     urls: set[str] = field(default_factory=set)
     links: list[tuple[str, str]] = field(default_factory=list)  # (href, the text a reader sees) of each HTML link
     attachments: list[str] = field(default_factory=list)
+    _lowered: str | None = field(default=None, repr=False)
 
     @classmethod
     def of(cls, item: MailItem, content: bytes) -> "MessageView":
@@ -103,17 +108,23 @@ class MessageView:
             elif kind == "text/html":
                 view.has_html = True
                 raw = _text(part)
-                view.urls.update(_URL.findall(raw))  # href targets count, not only the visible text
+                view.urls.update(_urls(raw))  # href targets count, not only the visible text
                 view.links += [(href, " ".join(html.unescape(_TAG.sub(" ", text)).split()))
                                for href, text in _ANCHOR.findall(raw)]
                 body = html.unescape(_TAG.sub(" ", raw))
             else:
                 continue
-            view.urls.update(_URL.findall(body))
+            view.urls.update(_urls(body))
             texts.append(body)
         view.text = "\n".join(texts)
-        view.lowered = view.text.lower()
         return view
+
+    @property
+    def lowered(self) -> str:
+        """The text in lower case, for the phrase rules: made when one first asks (without phrases, never)."""
+        if self._lowered is None:
+            self._lowered = self.text.lower()
+        return self._lowered
 
     @property
     def sender_domain(self) -> str:

@@ -10,11 +10,11 @@ does not look at the IP Allow list, so neither does this one.
 from __future__ import annotations
 
 import enum
-from email.utils import getaddresses
 
 from pydantic import Field, field_validator
 
 from agents import (AntispamAgent, AntispamConfig, EndOfHeadersEvent, MailFromEvent, SessionInfo, SmtpResponse, Stamp)
+from transport.core.headers import addresses
 
 __all__ = ["SenderFilterAgent", "SenderFilterAction", "SenderFilterConfig", "COUNTERS", "SENDER_DENIED"]
 
@@ -84,7 +84,7 @@ class SenderFilterAgent(AntispamAgent):
         if not (cfg.blocked_senders or cfg.blocked_domains or cfg.blocked_domains_and_subdomains) and (
                 item.sender or not cfg.blank_sender_blocking_enabled):
             return  # nothing it could block: the From and Sender fields are not even parsed
-        p2 = [addr for _, addr in getaddresses(item.header_values("From") + item.header_values("Sender")) if "@" in addr]
+        p2 = [addr for _, addr in addresses(item.header_values("From") + item.header_values("Sender")) if "@" in addr]
         hit = next((a for a in ([item.sender] if item.sender else []) + p2 if self.blocked(a)), None)
         if hit is None and not item.sender and not p2 and cfg.blank_sender_blocking_enabled:
             hit = "<>"

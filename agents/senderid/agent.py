@@ -104,17 +104,16 @@ class SenderIdAgent(AntispamAgent):
             self._count("Messages Missing Originating IP")
             return
         pra = find_pra((h.name, h.value) for h in item.headers)
-        fqdn = self.context.server_fqdn
         if pra.address is None:
             self._count("Messages with No PRA")
-            self._stamp(event, "fail", str(ip), pra, None, None)
+            self._stamp(event, "fail", str(ip), pra, None)
             if cfg.spoofed_domain_action is not SenderIdAction.STAMP_STATUS:
                 self._act(event, cfg.spoofed_domain_action, MISSING_PRA, bypassed, "no purported responsible address")
             return
         domain = (pra.domain or "").lower()
-        item.set_header(ORG + "PRD", domain)
         item.stamps[Stamp.PRD] = domain
         if domain in cfg.bypassed_sender_domains:
+            item.set_header(ORG + "PRD", domain)
             self._count("Messages That Bypassed Validation")
             return
         result = await self._check(domain, str(ip), pra.address, session.helo)
@@ -122,7 +121,7 @@ class SenderIdAgent(AntispamAgent):
         kind = _FAIL_COUNTER.get(result.fail_reason or "", "Fail - Not Permitted") if result.result == "fail" \
             else EXCHANGE_STATUS[result.result]
         self._count(f"Messages Validated with a {kind} Result")
-        self._stamp(event, result.result, str(ip), pra, result.fail_reason, fqdn)
+        self._stamp(event, result.result, str(ip), pra, result.fail_reason, domain)
         if result.result == "fail" and cfg.spoofed_domain_action is not SenderIdAction.STAMP_STATUS:
             text = f"Sender ID (PRA) {_FAIL_TEXT.get(result.fail_reason or '', 'Not Permitted')}"
             if result.explanation:
@@ -134,14 +133,16 @@ class SenderIdAgent(AntispamAgent):
                       f"Sender ID TempError for {pra.address}: {result.problem or ''}")
 
     def _stamp(self, event: EndOfHeadersEvent, result: str, ip: str, pra, fail_reason: str | None,
-               fqdn: str | None) -> None:
-        """SenderIdResult, Received-SPF and Authentication-Results; the status is kept on the item too."""
+               prd: str | None = None) -> None:
+        """PRD (when there is a PRA), SenderIdResult, Received-SPF and Authentication-Results, in three edits of
+        the header block rather than one per field; the status is kept on the item too."""
         item = event.mail_item
-        fqdn = fqdn or self.context.server_fqdn
+        fqdn = self.context.server_fqdn
         status = EXCHANGE_STATUS[result]
         item.stamps[Stamp.SENDER_ID_RESULT] = status
-        item.set_header(ORG + "SenderIdResult", status)
-        item.remove_headers(["Received-SPF"])
+        stamps = ([(ORG + "PRD", prd)] if prd is not None else []) + [(ORG + "SenderIdResult", status)]
+        item.remove_headers([name for name, _ in stamps] + ["Received-SPF"])
+        item.append_headers(stamps)
         fields = [("Received-SPF", received_spf(result, receiver=fqdn, client_ip=ip, helo=event.session.helo,
                                                 pra=pra.address, fail_reason=fail_reason))]
         if self.config.authentication_results:

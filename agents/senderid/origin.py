@@ -17,7 +17,8 @@ import ipaddress
 import re
 from collections.abc import Iterable
 
-from transport.core.internal_servers import IPAddress, IPNetwork, is_internal, normalise, parse_internal_servers
+from transport.core.internal_servers import (IPAddress, IPNetwork, client_address, is_internal, normalise,
+                                             parse_internal_servers)
 
 __all__ = ["IPAddress", "IPNetwork", "is_internal", "originating_ip", "parse_internal_servers", "received_from_ip"]
 
@@ -90,7 +91,7 @@ def originating_ip(
 ) -> IPAddress | None:
     """Exchange's originating IP for a message from ``connecting_ip`` with these Received values (newest first)."""
     internal = tuple(internal_servers)
-    address = normalise(ipaddress.ip_address(connecting_ip))
+    address = client_address(connecting_ip)
     if not is_internal(address, internal):
         return address
     for value in received:

@@ -53,8 +53,8 @@ def _value(text: str, *, address: bool = False) -> str:
     else a quoted-string."""
     text = _clean(text)
     local, at, domain = text.rpartition("@")
-    if (_DOT_ATOM.fullmatch(text) or _is_ip(text)
-            or (address and at and _DOT_ATOM.fullmatch(local) and _DOT_ATOM.fullmatch(domain))):
+    if (_DOT_ATOM.fullmatch(text) or (address and at and _DOT_ATOM.fullmatch(local) and _DOT_ATOM.fullmatch(domain))
+            or _is_ip(text)):  # the IP test last: for an address it raises (and catches) a ValueError
         return text
     return '"' + text.replace("\\", "\\\\").replace('"', '\\"') + '"'
 

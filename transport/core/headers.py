@@ -8,14 +8,15 @@ re-serialise what they did not touch.
 
 from __future__ import annotations
 
+import functools
 import re
 import time
 from email.header import decode_header, make_header
-from email.utils import formatdate
+from email.utils import formatdate, getaddresses
 from typing import Callable, Iterable, NamedTuple, Sequence
 
 __all__ = ["not_a_message", "ORGANIZATION_HEADER_PREFIX", "FOREST_HEADER_PREFIX", "SERVER_VERSION", "Header", "HeaderEditor", "header_end", "parse_headers", "prepend_headers", "append_headers",
-           "remove_headers", "decode_value", "format_field", "date_now"]
+           "remove_headers", "decode_value", "format_field", "date_now", "addresses"]
 
 ORGANIZATION_HEADER_PREFIX = "X-MS-Exchange-Organization-"
 """Exchange's organisation headers: trusted stamps (SCL, AuthAs, …) that anonymous senders may not bring."""
@@ -39,7 +40,11 @@ class Header(NamedTuple):
     key: str
 
     def shifted(self, by: int) -> "Header":
-        return Header(self.name, self.value, self.start + by, self.end + by, self.key)
+        return _header((self.name, self.value, self.start + by, self.end + by, self.key))
+
+
+_header = functools.partial(tuple.__new__, Header)
+"""Header(*fields) without the Python-level __new__ of a NamedTuple: edits make every header of a message anew."""
 
 
 def header_end(raw: bytes) -> int:
@@ -47,7 +52,7 @@ def header_end(raw: bytes) -> int:
     if raw.startswith((b"\r\n", b"\n")):
         return 2 if raw.startswith(b"\r\n") else 1
     crlf = raw.find(b"\r\n\r\n")
-    lf = raw.find(b"\n\n")
+    lf = raw.find(b"\n\n", 0, len(raw) if crlf < 0 else crlf + 1)  # only a LF pair before the CRLF pair counts
     if crlf >= 0 and (lf < 0 or crlf < lf):
         return crlf + 4
     if lf >= 0:
@@ -70,30 +75,29 @@ def not_a_message(raw: bytes) -> str | None:
 def parse_headers(raw: bytes) -> list[Header]:
     """Split the header block into fields; lines that are neither a field nor a continuation are skipped."""
     end = header_end(raw)
+    lines = raw[:end].split(b"\n")
+    if not lines[-1]:
+        lines.pop()  # the empty rest after the block's last line end
     fields: list[Header] = []
-    pos = 0
+    pos = start = 0
     name = value = None
-    start = 0
-    while pos < end:
-        nl = raw.find(b"\n", pos, end)
-        line_end = end if nl < 0 else nl + 1
-        line = raw[pos:line_end]
-        if line in (b"\r\n", b"\n"):
+    for line in lines:
+        if line in (b"\r", b""):  # the blank line
             break
         if line[:1] in (b" ", b"\t") and name is not None:
             value += " " + line.strip().decode("utf-8", "surrogateescape")
         else:
             if name is not None:
-                fields.append(Header(name, value, start, pos, name.lower()))
+                fields.append(_header((name, value, start, pos, name.lower())))
                 name = None
             colon = line.find(b":")
             if colon > 0 and b" " not in line[:colon].rstrip(b" \t"):
                 name = line[:colon].rstrip(b" \t").decode("ascii", "replace")
                 value = line[colon + 1:].strip().decode("utf-8", "surrogateescape")
                 start = pos
-        pos = line_end
+        pos = min(pos + len(line) + 1, end)  # the last line may have no line end
     if name is not None:
-        fields.append(Header(name, value, start, pos, name.lower()))
+        fields.append(_header((name, value, start, pos, name.lower())))
     return fields
 
 
@@ -186,7 +190,7 @@ class HeaderEditor:
             if clean != value or "\n" in clean or "\r" in clean or len(data) > 1000:  # folded or odd: parse it
                 made += [h.shifted(pos) for h in parse_headers(data)]
             else:
-                made.append(Header(name, value, pos, pos + len(data), name.lower()))
+                made.append(_header((name, value, pos, pos + len(data), name.lower())))
             parts.append(data)
             pos += len(data)
         return b"".join(parts), made
@@ -195,7 +199,7 @@ class HeaderEditor:
     def prepend(cls, raw: bytes, headers: list[Header], fields: Sequence[tuple[str, str]]) -> tuple[bytes, list[Header]]:
         block, made = cls._new(raw, fields, 0)
         n = len(block)
-        return block + raw, made + [Header(h.name, h.value, h.start + n, h.end + n, h.key) for h in headers]
+        return block + raw, made + [_header((h.name, h.value, h.start + n, h.end + n, h.key)) for h in headers]
 
     @classmethod
     def append(cls, raw: bytes, headers: list[Header], fields: Sequence[tuple[str, str]]) -> tuple[bytes, list[Header]]:
@@ -232,3 +236,15 @@ def decode_value(value: str) -> str:
         return str(make_header(decode_header(value)))
     except Exception:  # malformed encoded words: show them as they are
         return value
+
+
+def addresses(values: Iterable[str]) -> tuple[tuple[str, str], ...]:
+    """(display name, address) of every mailbox in these field values, as `email.utils.getaddresses` gives them.
+
+    Several agents read the same From of a message; its parse is remembered rather than redone by each."""
+    return _addresses(", ".join(values))
+
+
+@functools.lru_cache(maxsize=1024)
+def _addresses(joined: str) -> tuple[tuple[str, str], ...]:
+    return tuple(getaddresses([joined]))

@@ -6,10 +6,11 @@ and Sender ID walks the Received fields past them to the originating IP. IPv4-ma
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 from collections.abc import Iterable
 
-__all__ = ["IPAddress", "IPNetwork", "is_internal", "normalise", "parse_internal_servers"]
+__all__ = ["IPAddress", "IPNetwork", "is_internal", "normalise", "parse_internal_servers", "client_address"]
 
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
@@ -34,6 +35,14 @@ def normalise(address: IPAddress) -> IPAddress:
     if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
         return address.ipv4_mapped
     return address
+
+
+@functools.lru_cache(maxsize=4096)
+def client_address(text: str | IPAddress) -> IPAddress:
+    """`normalise(ip_address(text))`, remembered: several agents parse a session's client IP for each message.
+
+    Raises ValueError for what is not an IP address."""
+    return normalise(ipaddress.ip_address(text))
 
 
 def is_internal(address: str | IPAddress, internal_servers: Iterable[IPNetwork]) -> bool:

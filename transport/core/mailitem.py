@@ -101,7 +101,7 @@ class Stamp(str, enum.Enum):
     SENDER_BLOCKED = "SenderBlocked"        # Sender filter StampStatus: Microsoft.Exchange.SenderBlocked
     REVERSE_DNS = "ReverseDns"              # the reverse DNS agent's ReverseDns result, for the content filter
     ANTISPAM_BYPASS = "AntispamBypass"      # why anti-spam was skipped (IPOnAllowList, …), the Antispam-Report word
-    SCL_RULES = "SclRules"                  # the content filter's scan: {scl, score, rules: [{name, weight, …}]}
+    SCL_RULES = "SclRules"                  # the content filter's scan: {scl, score, rules: [{name, weight, …}]}; not stored
     GENERATED_BY = "GeneratedMessageSource" # the agent that submitted this message (never handed back to it)
     AGENT_HOPS = "AgentHopCount"            # agent-submitted messages in the chain that led to this one
     CAUSE = "Cause"                         # the message whose event the agent was handling when it submitted
@@ -130,6 +130,8 @@ class Verdict:
     response: str = ""
 
 
+_UNSTORED_STAMPS = frozenset({Stamp.SCL_RULES})
+"""Stamps the queue store does not keep: only `transport trace` reads them, in the process that made them."""
 _SESSION_FIELDS = tuple(f.name for f in fields(SessionInfo))
 _VERDICT_FIELDS = tuple(f.name for f in fields(Verdict))
 
@@ -225,8 +227,13 @@ class MailItem:
 
     def set_header(self, name: str, value: str) -> None:
         """Replace every field of that name by one (added at the end of the header block)."""
-        self.remove_headers([name])
-        self.append_headers([(name, value)])
+        self.set_headers([(name, value)])
+
+    def set_headers(self, fields: Sequence[tuple[str, str]]) -> None:
+        """Replace every field of these names by the ones given (added at the end of the header block, in order):
+        one removal and one insertion for all of them."""
+        self.remove_headers([name for name, _ in fields])
+        self.append_headers(fields)
 
     # -- Spam Confidence Level ------------------------------------------------------------------------
     @property
@@ -237,13 +244,19 @@ class MailItem:
     @scl.setter
     def scl(self, value: int | None) -> None:
         """Set the SCL and write it as X-MS-Exchange-Organization-SCL (or remove that header for None)."""
-        if value is not None and (not isinstance(value, int) or value not in SCL_RANGE):
-            raise ValueError(f"an SCL is a whole number from -1 to 9, not {value!r}")
-        self._scl = value
         if value is None:
+            self._scl = None
             self.remove_headers([SCL_HEADER])
         else:
-            self.set_header(SCL_HEADER, str(value))
+            self.set_scl(value)
+
+    def set_scl(self, value: int, fields: Sequence[tuple[str, str]] = ()) -> None:
+        """Set the SCL and write its header, replacing `fields` too in the same edit of the header block (an
+        agent's SCL comes with its report fields)."""
+        if not isinstance(value, int) or value not in SCL_RANGE:
+            raise ValueError(f"an SCL is a whole number from -1 to 9, not {value!r}")
+        self._scl = value
+        self.set_headers([(SCL_HEADER, str(value)), *fields])
 
     # -- recipients -----------------------------------------------------------------------------------
     def pending(self) -> list[Recipient]:
@@ -264,7 +277,7 @@ class MailItem:
 
     # -- persistence ----------------------------------------------------------------------------------
     def envelope_dict(self) -> dict[str, Any]:
-        """Everything but the raw bytes, as JSON-ready data."""
+        """Everything but the raw bytes (and the unstored stamps), as JSON-ready data."""
         return {
             "sender": self.sender,
             "mail_params": self.mail_params,
@@ -276,7 +289,7 @@ class MailItem:
             "source": self.source.value,
             "session": {k: getattr(self.session, k) for k in _SESSION_FIELDS} | {"auth_as": self.session.auth_as.value},
             "scl": self._scl,
-            "stamps": self.stamps,
+            "stamps": {k: v for k, v in self.stamps.items() if k not in _UNSTORED_STAMPS},
             "verdicts": [{k: getattr(v, k) for k in _VERDICT_FIELDS} for v in self.verdicts],
             "received_at": self.received_at,
         }
