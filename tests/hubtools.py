@@ -13,6 +13,7 @@ import os
 import smtplib
 import socket
 import subprocess
+import sys
 import time
 from pathlib import Path
 from typing import Any, AsyncIterator, Callable, Iterable
@@ -560,3 +561,13 @@ class OddStamp(SmtpReceiveAgent):
     async def on_end_of_data(self, event: EndOfDataEvent) -> None:
         if event.mail_item.subject == "odd":
             event.mail_item.stamps["test-odd"] = lambda: None
+
+
+class FailInWorker(SmtpReceiveAgent):
+    """Cannot start in a receive worker process (it starts in the hub's), as an agent missing a file there would."""
+
+    name = "Test Fail In Worker"
+
+    async def start(self) -> None:
+        if sys.argv[0].endswith("worker_process.py"):
+            raise RuntimeError("this agent cannot start in a receive worker")

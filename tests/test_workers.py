@@ -22,6 +22,9 @@ from hubtools import (
     HubProcess, agent, free_port, header_value, make_message, messages, running_hub, send_sync,
     smtp_load, tracking, wait_file, wait_for, write_config,
 )
+from transport.core.config import load_config
+from transport.core.errors import TransportError
+from transport.hub import Hub
 from transport.worker_channel import Channel, ChannelClosed, Frame
 
 
@@ -177,6 +180,18 @@ async def test_a_message_that_cannot_cross_to_the_hub_is_answered_451_and_the_wo
         _, reply = await asyncio.to_thread(send_sync, port, "john@fabrikam.test", ["alice@contoso.com"], make_message())
         assert reply[0] == 250
         await wait_for(lambda: len(messages(hub, "alice@contoso.com")) == 1)
+
+
+async def test_a_worker_that_cannot_start_stops_the_hub_from_starting_with_a_clear_error(tmp_path: Path) -> None:
+    hub = Hub(load_config(write_config(tmp_path, {"workers": 1, "agents": [agent("hubtools:FailInWorker")]})))
+    with pytest.raises(TransportError, match="receive worker 1 did not start: it exited"):
+        await hub.start()
+    assert hub.workers is not None
+    failed = hub.workers.pids
+    await asyncio.sleep(1.6)  # past the first restart delays: nothing is started again
+    assert hub.workers.pids == failed and hub.workers.restarts == 0
+    await hub.stop(grace=0)
+    assert all(w.proc.returncode is not None for w in hub.workers.workers.values())
 
 
 async def test_one_frame_carries_what_one_turn_sent() -> None:

@@ -102,7 +102,14 @@ class ReceiveWorkers:
         self._sockets = sockets
         self._running = True
         self._pressure = self.submission.back_pressure
-        await asyncio.gather(*(self._start(slot) for slot in range(1, self.count + 1)))
+        try:
+            await asyncio.gather(*(self._start(slot) for slot in range(1, self.count + 1)))
+        except TransportError:
+            self._running = False  # the hub does not start: neither restart nor keep the workers that did
+            for worker in self.workers.values():
+                if worker.proc.returncode is None:
+                    worker.proc.kill()
+            raise
 
     async def _start(self, slot: int) -> None:
         parent, child = socket.socketpair()
@@ -156,9 +163,8 @@ class ReceiveWorkers:
             try:
                 await self._start(slot)
                 self.restarts += 1
-            except TransportError as e:
+            except TransportError as e:  # its exit is seen by its channel's reader, which tries again later
                 log.error("%s", e)
-                self._later(self._restarts, self._restart(slot, RESTART_DELAYS[-1]))
 
     @staticmethod
     def _later(tasks: set[asyncio.Task], coro: Any) -> None:
