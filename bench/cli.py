@@ -23,6 +23,7 @@ from . import BENCH_DIR
 from .measure import Summary, log
 from .report import Report
 from .scenarios import Settings, build_targets
+from .smtp_source import smtp_source
 
 SCENARIOS = ("smtp", "scaling", "memory", "large", "pickup", "relay", "spf", "profile")
 DEFAULT = ("smtp", "scaling", "large", "pickup", "relay", "spf")
@@ -133,7 +134,7 @@ async def run(args: argparse.Namespace, argv: Sequence[str]) -> int:
         runs = []
         if "smtp" in chosen:
             runs = await scenarios.smtp(settings, report, targets)
-            await scenarios.smtp_source(settings, report, targets)
+            await smtp_source(settings, report, targets)
         if "scaling" in chosen:
             await scenarios.scaling(settings, report, targets)
         if "memory" in chosen:
