@@ -44,6 +44,11 @@ def _alive(pid: int) -> bool:
     return True
 
 
+def _both_workers(hub: HubProcess) -> set[int]:
+    """The pids of the hub's two receive workers, once both are there."""
+    return wait_file(lambda: _children(hub.proc.pid) if len(_children(hub.proc.pid)) == 2 else None)
+
+
 def _delivered(root: Path) -> Counter:
     return Counter(header_value(m, "Message-ID") for m in messages(root, "alice@contoso.com"))
 
@@ -63,7 +68,7 @@ def test_workers_receive_and_the_hub_queues_and_delivers_each_message_once(tmp_p
     root = tmp_path / "data"
     hub = HubProcess(_workers_config(tmp_path, port)).start()
     try:
-        workers = wait_file(lambda: _children(hub.proc.pid) if len(_children(hub.proc.pid)) == 2 else None)
+        workers = _both_workers(hub)
         accepted: list[str] = []
         _load(port, [f"<w{n}@load.test>" for n in range(200)], accepted)
         assert len(accepted) == 200
@@ -90,7 +95,7 @@ def test_a_killed_worker_is_started_again_and_nothing_answered_250_is_lost(tmp_p
     root = tmp_path / "data"
     hub = HubProcess(_workers_config(tmp_path, port)).start()
     try:
-        first = wait_file(lambda: _children(hub.proc.pid) if len(_children(hub.proc.pid)) == 2 else None)
+        first = _both_workers(hub)
         victim = min(first)
         accepted: list[str] = []
 
@@ -120,7 +125,7 @@ def test_workers_leave_when_the_hubs_process_is_killed(tmp_path: Path) -> None:
     port = free_port()
     hub = HubProcess(_workers_config(tmp_path, port)).start()
     try:
-        workers = wait_file(lambda: _children(hub.proc.pid) if len(_children(hub.proc.pid)) == 2 else None)
+        workers = _both_workers(hub)
         hub.signal(signal.SIGKILL)
         assert hub.wait() == -signal.SIGKILL
         wait_file(lambda: not any(_alive(pid) for pid in workers), timeout=10)

@@ -79,7 +79,6 @@ class ReceiveWorkers:
         self.count = count
         self.config = config
         self.submission = submission
-        self.pipeline = pipeline
         self.counters = counters
         self.rows = rows  # log prefix → where this process appends a worker's row
         self.workers: dict[int, _Worker] = {}
