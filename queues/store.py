@@ -4,6 +4,9 @@ Every write is an operation handed to the writer thread; the thread runs all ope
 moment in one transaction (each inside its own savepoint, so one bad operation fails alone) and commits once.
 While one commit's fsync is in flight the next operations pile up, so under load one fsync serves many
 receptions, and the event loop never blocks on SQLite. A caller's await returns only after the commit.
+The operations one turn of the event loop asks for leave together at the end of that turn (one hand-over, one
+wake-up of the thread), after the log rows written so far (`transport.core.logfile.flush_logs`): a row that
+records something, such as a delivery, is in its file before the commit that forgets the message.
 
 Schema (designed for the queue semantics: retry, expiry, Unreachable, Poison, suspend):
 - ``messages``: one row per mail item — envelope and session as JSON, the raw bytes, a few columns for listing.
@@ -37,6 +40,7 @@ from typing import Any, Callable, Iterable, Sequence
 
 from transport.core.clock import Clock, real_time
 from transport.core.errors import StoreError
+from transport.core.logfile import flush_logs
 from transport.core.mailitem import MailItem, Spool
 from transport.core.sources import FileClaim
 
@@ -159,7 +163,8 @@ class QueueStore:
         self.batch_size = batch_size
         self.commits = 0
         self.pending_writes = 0
-        self._ops: thread_queue.SimpleQueue[tuple[Op, asyncio.Future] | None] = thread_queue.SimpleQueue()
+        self._ops: thread_queue.SimpleQueue[list[tuple[Op, asyncio.Future]] | None] = thread_queue.SimpleQueue()
+        self._turn: list[tuple[Op, asyncio.Future]] = []  # asked for in this turn of the event loop
         self._thread: threading.Thread | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._reader: sqlite3.Connection | None = None
@@ -189,6 +194,7 @@ class QueueStore:
     async def close(self) -> None:
         if self._thread is None:
             return
+        self._hand_over()
         self._ops.put(None)
         await asyncio.to_thread(self._thread.join)
         self._thread = None
@@ -203,7 +209,7 @@ class QueueStore:
                 first = self._ops.get()
                 if first is None:
                     return
-                batch = [first]
+                batch = first
                 while len(batch) < self.batch_size:
                     try:
                         nxt = self._ops.get_nowait()
@@ -212,7 +218,7 @@ class QueueStore:
                     if nxt is None:
                         self._ops.put(None)  # finish this batch, then stop
                         break
-                    batch.append(nxt)
+                    batch += nxt
                 self._commit(conn, batch)
         finally:
             conn.close()
@@ -267,13 +273,23 @@ class QueueStore:
     async def _write(self, op: Op) -> Any:
         if self._thread is None:
             raise StoreError("the queue store is not open")
-        fut = asyncio.get_running_loop().create_future()
+        loop = asyncio.get_running_loop()
+        fut = loop.create_future()
         self.pending_writes += 1
-        self._ops.put((op, fut))
+        if not self._turn:
+            loop.call_soon(self._hand_over)
+        self._turn.append((op, fut))
         try:
             return await fut
         finally:
             self.pending_writes -= 1
+
+    def _hand_over(self) -> None:
+        """This turn's operations go to the writer thread, after the log rows written so far."""
+        if self._turn:
+            flush_logs()
+            self._ops.put(self._turn)
+            self._turn = []
 
     # -- writes ---------------------------------------------------------------------------------------
     async def enqueue(self, item: MailItem, queue: str = SUBMISSION, claim: FileClaim | None = None) -> int:

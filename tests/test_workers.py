@@ -24,6 +24,9 @@ from hubtools import (
 )
 from transport.core.config import load_config
 from transport.core.errors import TransportError
+from transport.core.mailitem import (
+    AuthAs, MailItem, Recipient, RecipientStatus, SessionInfo, Source, Spool, Stamp, Verdict,
+)
 from transport.hub import Hub
 from transport.worker_channel import Channel, ChannelClosed, Frame
 
@@ -210,4 +213,33 @@ async def test_one_frame_carries_what_one_turn_sent() -> None:
     left.close()
     with pytest.raises(ChannelClosed):
         await right.receive()
+    right.close()
+
+
+async def test_a_mail_item_crosses_the_channel_whole(tmp_path: Path) -> None:
+    """Every field a worker sets arrives in the hub's process: recipients with their state, the session,
+    stamps, verdicts, the SCL, the parsed header view (in step with the bytes), a spooled body."""
+    item = MailItem("john@fabrikam.test", [Recipient("alice@contoso.com", {"NOTIFY": "SUCCESS"}),
+                                           Recipient("bob@contoso.com", status=RecipientStatus.DEFERRED,
+                                                     response="451 later", next_hop="mailbox")],
+                    b"Subject: hi\r\nX-Folded: a\r\n b\r\n\r\nbody\r\n", source=Source.PICKUP,
+                    mail_params={"SIZE": "9"}, session=SessionInfo(session_id="s1", client_ip="192.0.2.1",
+                                                                  auth_as=AuthAs.INTERNAL, tls=True),
+                    stamps={Stamp.PRD: "fabrikam.test", "custom": [1, {"a": None}]},
+                    verdicts=[Verdict("Sender Id Agent", "on_end_of_headers", "Stamp", "Pass")], internal_id=7,
+                    spool=Spool(tmp_path / "body", 5))
+    item.set_scl(4)
+    item.stored_raw = item.raw
+    a, b = socket.socketpair()
+    left = Channel(*await asyncio.open_unix_connection(sock=a))
+    right = Channel(*await asyncio.open_unix_connection(sock=b))
+    left.send(Frame.SUBMIT, 1, item)
+    [(_, _, got)] = await right.receive()
+    assert got == item and got.stored_raw == item.raw and got.spool == item.spool
+    assert got.headers == item.headers and got.header("x-folded") == "a b" and got.scl == 4
+    assert got.recipients[1].status is RecipientStatus.DEFERRED and got.session.auth_as is AuthAs.INTERNAL
+    assert got.source is Source.PICKUP and got.stamps[Stamp.PRD] == "fabrikam.test"
+    got.append_headers([("X-After", "1")])  # the view arrived in step with the bytes: edits still work
+    assert got.header("X-After") == "1" and got.raw.endswith(b"X-After: 1\r\n\r\nbody\r\n")
+    left.close()
     right.close()

@@ -15,7 +15,7 @@ from email.header import decode_header, make_header
 from email.utils import formatdate, getaddresses
 from typing import Callable, Iterable, NamedTuple, Sequence
 
-__all__ = ["not_a_message", "ORGANIZATION_HEADER_PREFIX", "FOREST_HEADER_PREFIX", "SERVER_VERSION", "Header", "HeaderEditor", "header_end", "parse_headers", "prepend_headers", "append_headers",
+__all__ = ["not_a_message", "ORGANIZATION_HEADER_PREFIX", "FOREST_HEADER_PREFIX", "SERVER_VERSION", "Header", "as_header", "HeaderEditor", "header_end", "parse_headers", "prepend_headers", "append_headers",
            "remove_headers", "decode_value", "format_field", "date_now", "addresses"]
 
 ORGANIZATION_HEADER_PREFIX = "X-MS-Exchange-Organization-"
@@ -40,11 +40,11 @@ class Header(NamedTuple):
     key: str
 
     def shifted(self, by: int) -> "Header":
-        return _header((self.name, self.value, self.start + by, self.end + by, self.key))
+        return as_header((self.name, self.value, self.start + by, self.end + by, self.key))
 
 
-_header = functools.partial(tuple.__new__, Header)
-"""Header(*fields) without the Python-level __new__ of a NamedTuple: edits make every header of a message anew."""
+as_header = functools.partial(tuple.__new__, Header)
+"""Header(fields) from a tuple, without the Python-level __new__ of a NamedTuple: edits make every header of a message anew."""
 
 
 def header_end(raw: bytes) -> int:
@@ -88,7 +88,7 @@ def parse_headers(raw: bytes) -> list[Header]:
             value += " " + line.strip().decode("utf-8", "surrogateescape")
         else:
             if name is not None:
-                fields.append(_header((name, value, start, pos, name.lower())))
+                fields.append(as_header((name, value, start, pos, name.lower())))
                 name = None
             colon = line.find(b":")
             if colon > 0 and b" " not in line[:colon].rstrip(b" \t"):
@@ -97,7 +97,7 @@ def parse_headers(raw: bytes) -> list[Header]:
                 start = pos
         pos = min(pos + len(line) + 1, end)  # the last line may have no line end
     if name is not None:
-        fields.append(_header((name, value, start, pos, name.lower())))
+        fields.append(as_header((name, value, start, pos, name.lower())))
     return fields
 
 
@@ -190,7 +190,7 @@ class HeaderEditor:
             if clean != value or "\n" in clean or "\r" in clean or len(data) > 1000:  # folded or odd: parse it
                 made += [h.shifted(pos) for h in parse_headers(data)]
             else:
-                made.append(_header((name, value, pos, pos + len(data), name.lower())))
+                made.append(as_header((name, value, pos, pos + len(data), name.lower())))
             parts.append(data)
             pos += len(data)
         return b"".join(parts), made
@@ -199,7 +199,7 @@ class HeaderEditor:
     def prepend(cls, raw: bytes, headers: list[Header], fields: Sequence[tuple[str, str]]) -> tuple[bytes, list[Header]]:
         block, made = cls._new(raw, fields, 0)
         n = len(block)
-        return block + raw, made + [_header((h.name, h.value, h.start + n, h.end + n, h.key)) for h in headers]
+        return block + raw, made + [as_header((h.name, h.value, h.start + n, h.end + n, h.key)) for h in headers]
 
     @classmethod
     def append(cls, raw: bytes, headers: list[Header], fields: Sequence[tuple[str, str]]) -> tuple[bytes, list[Header]]:

@@ -7,13 +7,17 @@ older than the maximum age are removed, and then the oldest files until the fold
 directory size (MessageTrackingLogMaxFileSize, MessageTrackingLogMaxAge, MessageTrackingLogMaxDirectorySize).
 Dates, days and ages are read from the hub's clock (`transport.core.clock`).
 
-Each row is handed to the operating system as it is written (one write per row, no fsync): a killed process
-loses none; a power cut may lose the last rows the disk had not yet written.
+The rows a turn of the event loop writes are handed to the operating system together, in one write, at the end of
+that turn (no fsync), and before any write of the queue store leaves for its commit (`flush_logs`): a killed
+process loses no row of what was committed, and no row is ever cut in half; a power cut may lose the last rows
+the disk had not yet written. Without a running event loop (the command-line tools) each row is written at once.
 """
 
 from __future__ import annotations
 
+import asyncio
 import csv
+import io
 import time
 from datetime import datetime, timezone
 from pathlib import Path
@@ -22,10 +26,22 @@ from typing import IO, Any, Callable, Iterator, Sequence
 from .clock import Clock, real_time
 from .headers import SERVER_VERSION
 
-__all__ = ["RollingLog", "SOFTWARE", "log_files", "read_rows"]
+__all__ = ["RollingLog", "SOFTWARE", "flush_logs", "log_files", "read_rows"]
 
 SOFTWARE = "Exchange Transport Simulator"
 MB = 1024 * 1024
+
+_unflushed: list["RollingLog"] = []
+"""The logs holding rows this turn of the event loop wrote."""
+
+
+def flush_logs() -> None:
+    """Hand every log's buffered rows to the operating system (at the end of a turn of the event loop, and
+    before the queue store commits anything a row records)."""
+    logs = _unflushed[:]
+    _unflushed.clear()
+    for log_ in logs:
+        log_.flush()
 
 
 class RollingLog:
@@ -53,7 +69,8 @@ class RollingLog:
         self._stamp = ""
         self._size = 0
         self._file: IO[str] | None = None
-        self._writer: Any = None
+        self._rows = io.StringIO()  # the rows written since the last flush
+        self._writer = csv.writer(self._rows, lineterminator="\r\n")
 
     def now(self) -> str:
         """The current time as Exchange writes it (`2026-12-02T10:15:42.123Z`); the text of the second is made
@@ -76,9 +93,24 @@ class RollingLog:
         if self._file is None:
             self._open(self._day or time.strftime("%Y%m%d", time.gmtime(self.clock())))
         self._size += self._writer.writerow(row)
-        self._file.flush()
         if self._size >= self.max_file_size:
             self._open(self._day, roll=True)
+        elif self not in _unflushed:
+            _unflushed.append(self)
+            if len(_unflushed) == 1:
+                try:
+                    asyncio.get_running_loop().call_soon(flush_logs)
+                except RuntimeError:  # no event loop: write the row now
+                    flush_logs()
+
+    def flush(self) -> None:
+        """Write the buffered rows to the file in one write."""
+        rows = self._rows.getvalue()
+        if rows and self._file is not None:
+            self._rows.seek(0)
+            self._rows.truncate()
+            self._file.write(rows)
+            self._file.flush()
 
     def _open(self, day: str, roll: bool = False) -> None:
         self.close()
@@ -100,7 +132,6 @@ class RollingLog:
                 f"#Software: {SOFTWARE}\r\n#Version: {SERVER_VERSION}\r\n#Log-Type: {self.log_type}\r\n"
                 f"#Date: {datetime.fromtimestamp(self.clock(), timezone.utc).strftime('%Y-%m-%dT%H:%M:%S.%fZ')}\r\n"
                 f"#Fields: {','.join(self.fields)}\r\n")
-        self._writer = csv.writer(self._file, lineterminator="\r\n")
         self._day, self._size = day, size
         self._expire(path)
 
@@ -129,6 +160,7 @@ class RollingLog:
 
     def close(self) -> None:
         if self._file is not None:
+            self.flush()
             self._file.close()
             self._file = None
             self._second = -1  # a later row opens the file again

@@ -276,6 +276,25 @@ class MailItem:
         self.verdicts.append(verdict)
 
     # -- persistence ----------------------------------------------------------------------------------
+    def __getstate__(self) -> tuple:
+        """Pickled (a receive worker hands every message to the hub's process so) as plain tuples, not as
+        nested objects: a third of the time to pickle, half the time to unpickle."""
+        s = self.session
+        return (self.sender, [(r.address, r.params, r.status.value, r.response, r.next_hop) for r in self.recipients],
+                self.raw, self.source.value, self.mail_params, [getattr(s, k) for k in _SESSION_FIELDS], self.stamps,
+                [(v.agent, v.event, v.action, v.reason, v.response) for v in self.verdicts], self.internal_id,
+                self.received_at, self._scl, None if self._headers is None else [tuple(h) for h in self._headers],
+                self.stored_raw, self.spool)
+
+    def __setstate__(self, state: tuple) -> None:
+        (self.sender, recipients, self.raw, source, self.mail_params, session, self.stamps, verdicts,
+         self.internal_id, self.received_at, self._scl, headers, self.stored_raw, self.spool) = state
+        self.recipients = [Recipient(a, p, RecipientStatus(st), r, h) for a, p, st, r, h in recipients]
+        self.source = Source(source)
+        self.session = SessionInfo(*session)
+        self.verdicts = [Verdict(*v) for v in verdicts]
+        self._headers = None if headers is None else [hdr.as_header(h) for h in headers]
+
     def envelope_dict(self) -> dict[str, Any]:
         """Everything but the raw bytes (and the unstored stamps), as JSON-ready data."""
         return {
