@@ -98,6 +98,7 @@ class MailboxStore:
         self.config = config
         self._host = socket.gethostname().replace("/", "_").replace(":", "_")
         self._created: set[str] = set()
+        self._folders: dict[tuple[str, str], tuple[str, str]] = {}  # (mailbox, folder) → its tmp/ and new/
         self.thresholds: SclThresholds = config.scl_thresholds()  # the organisation's: junk, quarantine mailbox
 
     def maildir(self, address: str) -> Path:
@@ -116,6 +117,15 @@ class MailboxStore:
                 (folder / "maildirfolder").touch(exist_ok=True)
         self._created.add(address)
         return base
+
+    def _tmp_and_new(self, mailbox: str, folder: str) -> tuple[str, str]:
+        """The `tmp/` and `new/` paths of a mailbox's folder, made once (the folders too, if missing)."""
+        known = self._folders.get((mailbox, folder))
+        if known is None or mailbox not in self._created:
+            base = self.create(mailbox)
+            base = base / folder if folder else base
+            known = self._folders[(mailbox, folder)] = (str(base / "tmp"), str(base / "new"))
+        return known
 
     def folder_for(self, item: MailItem, address: str) -> Placement:
         """Where the copy for `address` goes: the quarantine mailbox, its Junk folder or its Inbox."""
@@ -167,7 +177,7 @@ class MailboxStore:
         module docstring). Each file is fsynced before its rename; each `new/` folder a batch touched is fsynced
         once at the end, so a batch of N messages costs N + (folders) fsyncs, not 2N.
         """
-        touched: set[Path] = set()
+        touched: set[str] = set()
         listings: dict[Path, set[str]] = {}
         date = date_now()
         out = []
@@ -183,9 +193,8 @@ class MailboxStore:
                     results.append(d)
                     continue
                 try:
-                    base = self.create(placement.mailbox)
-                    base = base / placement.folder if placement.folder else base
-                    tmp = base / "tmp" / name
+                    tmp_dir, new_dir = self._tmp_and_new(placement.mailbox, placement.folder)
+                    tmp = os.path.join(tmp_dir, name)
                     with open(tmp, "wb") as f:
                         f.write(self._trace(item, address, placement, fqdn, date))
                         f.write(item.raw)
@@ -194,10 +203,10 @@ class MailboxStore:
                                 shutil.copyfileobj(body, f, 1 << 20)
                         f.flush()
                         os.fsync(f.fileno())
-                    final = base / "new" / name
+                    final = os.path.join(new_dir, name)
                     os.rename(tmp, final)
-                    touched.add(base / "new")
-                    d.folder, d.path = placement.label, str(final)
+                    touched.add(new_dir)
+                    d.folder, d.path = placement.label, final
                 except OSError as e:
                     d.error = f"{e.strerror or e}"
                     self._created.discard(placement.mailbox)  # make the folders again on the next attempt
@@ -232,10 +241,12 @@ class MailboxQueue(QueueFeed):
         self.tracked: set[tuple[int, str]] = set()  # (message, recipient) with a DELIVER row before a restart
 
     WRITERS = 4  # threads writing one batch side by side: fsyncs of different files overlap on the disk
+    PER_WRITER = 4  # messages a thread is given at least: below that, handing work to a thread costs more CPU
+    # than overlapping the fsyncs saves time
 
     async def _write_batch(self, batch: list[Entry]) -> list[list[Delivery]]:
         entries = [(item, rcpts, recovered) for _, item, rcpts, recovered in batch]
-        size = -(-len(entries) // self.WRITERS)
+        size = max(self.PER_WRITER, -(-len(entries) // self.WRITERS))
         chunks = [entries[i:i + size] for i in range(0, len(entries), size)]
         parts = await asyncio.gather(*(asyncio.to_thread(self.mailboxes.write, c, self.fqdn) for c in chunks))
         return [r for part in parts for r in part]
