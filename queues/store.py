@@ -41,6 +41,7 @@ from typing import Any, Callable, Iterable, Sequence
 from transport.core.clock import Clock, real_time
 from transport.core.errors import StoreError
 from transport.core.logfile import flush_logs
+from transport.core.loop_threads import batch_thread
 from transport.core.mailitem import MailItem, Spool
 from transport.core.sources import FileClaim
 
@@ -204,6 +205,7 @@ class QueueStore:
 
     # -- the writer thread ----------------------------------------------------------------------------
     def _run(self, conn: sqlite3.Connection) -> None:
+        batch_thread()  # a hand-over that wakes this thread must not take the CPU from the event loop
         try:
             while True:
                 first = self._ops.get()

@@ -237,6 +237,21 @@ def test_sigkill_right_after_the_250_loses_nothing(tmp_path):
         events = events_for(rows, message_id)
         assert (events.count("RECEIVE"), events.count("DELIVER")) == (1, 1), (message_id, events)
 
+def test_the_hubs_loop_threads_do_not_preempt_the_event_loop():
+    """`to_thread` work of the hub's loop (Maildir writes) runs in SCHED_BATCH threads (transport.core.loop_threads)."""
+    import asyncio
+    import os
+
+    from transport.process_setup import EventLoop, loop_factory
+
+    loop = loop_factory(EventLoop.AUTO)()
+    try:
+        policy = loop.run_until_complete(asyncio.to_thread(os.sched_getscheduler, 0))
+    finally:
+        loop.close()
+    assert policy == os.SCHED_BATCH
+
+
 def test_run_serves_on_uvloop_when_installed_and_says_when_it_is_not(monkeypatch):
     """README: `transport run [--event-loop auto|asyncio|uvloop]` — on uvloop when it is installed."""
     import importlib.util
@@ -245,12 +260,17 @@ def test_run_serves_on_uvloop_when_installed_and_says_when_it_is_not(monkeypatch
     from transport.process_setup import EventLoop, loop_factory
     from transport.core.errors import TransportError
 
-    assert loop_factory(EventLoop.ASYNCIO) is None
-    if importlib.util.find_spec("uvloop") is not None:
-        import uvloop
+    def kind(choice: EventLoop) -> str:
+        loop = loop_factory(choice)()
+        try:
+            return type(loop).__module__.split(".")[0]
+        finally:
+            loop.close()
 
-        assert loop_factory(EventLoop.AUTO) is uvloop.new_event_loop is loop_factory(EventLoop.UVLOOP)
+    assert kind(EventLoop.ASYNCIO) == "asyncio"
+    if importlib.util.find_spec("uvloop") is not None:
+        assert kind(EventLoop.AUTO) == "uvloop" == kind(EventLoop.UVLOOP)
     monkeypatch.setitem(sys.modules, "uvloop", None)  # as without the `speed` extra: the import fails
-    assert loop_factory(EventLoop.AUTO) is None
+    assert kind(EventLoop.AUTO) == "asyncio"
     with pytest.raises(TransportError, match=r"--event-loop uvloop: uvloop is not installed \(pip install '\.\[speed\]'\)"):
         loop_factory(EventLoop.UVLOOP)

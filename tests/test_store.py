@@ -54,6 +54,27 @@ async def test_enqueues_waiting_on_a_commit_share_the_next_one(store):
     assert {s.queue for s in store.items()} == {SUBMISSION}
 
 
+async def test_log_rows_written_before_a_write_are_in_their_file_before_its_commit(tmp_path, store):
+    """A row that records something (a delivery) is in its file before the commit that forgets the message:
+    rows wait for the end of the loop turn, but a store write hands them to the OS first."""
+    import os
+
+    from transport.core.logfile import RollingLog, log_files
+
+    log_ = RollingLog(tmp_path / "logs", "TEST", "Test Log", ("date-time", "what"))
+
+    def text() -> str:
+        return "".join(p.read_text() for p in log_files(tmp_path / "logs", "TEST"))
+
+    seen: list[tuple[str, int]] = []
+    log_.write((log_.now(), "delivered"))
+    assert "delivered" not in text()  # buffered until the turn ends or a store write leaves
+    await store.run(lambda conn: seen.append((text(), os.sched_getscheduler(0))))
+    assert "delivered" in seen[0][0]
+    assert seen[0][1] == os.SCHED_BATCH  # the writer's wake-up does not preempt the event loop
+    log_.close()
+
+
 async def test_each_await_returns_after_its_commit(tmp_path, store):
     mid = await store.enqueue(item(1))
     # a separate connection sees the row as soon as enqueue returns: it is committed, not just buffered

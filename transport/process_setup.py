@@ -9,6 +9,7 @@ from enum import Enum
 from typing import Callable
 
 from .core.errors import TransportError
+from .core.loop_threads import batch_executor
 
 __all__ = ["EventLoop", "loop_factory", "configure_logging", "running_loop_kind"]
 
@@ -21,17 +22,25 @@ class EventLoop(str, Enum):
     UVLOOP = "uvloop"
 
 
-def loop_factory(choice: EventLoop) -> Callable[[], asyncio.AbstractEventLoop] | None:
-    """The event loop to serve on (None: asyncio's); asking for uvloop without it installed is an error."""
-    if choice is EventLoop.ASYNCIO:
-        return None
-    try:
-        import uvloop
-    except ImportError:
-        if choice is EventLoop.UVLOOP:
-            raise TransportError("--event-loop uvloop: uvloop is not installed (pip install '.[speed]')") from None
-        return None
-    return uvloop.new_event_loop
+def loop_factory(choice: EventLoop) -> Callable[[], asyncio.AbstractEventLoop]:
+    """The event loop to serve on (uvloop or asyncio's), with batch threads behind `to_thread`
+    (`transport.core.loop_threads`); asking for uvloop without it installed is an error."""
+    new_loop = asyncio.new_event_loop
+    if choice is not EventLoop.ASYNCIO:
+        try:
+            import uvloop
+        except ImportError:
+            if choice is EventLoop.UVLOOP:
+                raise TransportError("--event-loop uvloop: uvloop is not installed (pip install '.[speed]')") from None
+        else:
+            new_loop = uvloop.new_event_loop
+
+    def make() -> asyncio.AbstractEventLoop:
+        loop = new_loop()
+        loop.set_default_executor(batch_executor())
+        return loop
+
+    return make
 
 
 def running_loop_kind() -> EventLoop:
