@@ -571,3 +571,13 @@ class FailInWorker(SmtpReceiveAgent):
     async def start(self) -> None:
         if sys.argv[0].endswith("worker_process.py"):
             raise RuntimeError("this agent cannot start in a receive worker")
+
+
+class BlockLoop(SmtpReceiveAgent):
+    """Blocks its process's event loop (a blocking call in an agent) on a message with the subject "hang"."""
+
+    name = "Test Block Loop"
+
+    async def on_end_of_data(self, event: EndOfDataEvent) -> None:
+        if event.mail_item.subject == "hang":
+            time.sleep(120)

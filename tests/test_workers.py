@@ -11,7 +11,9 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import re
 import signal
+import smtplib
 import socket
 from collections import Counter
 from pathlib import Path
@@ -188,6 +190,25 @@ async def test_a_message_that_cannot_cross_to_the_hub_is_answered_451_and_the_wo
         _, reply = await asyncio.to_thread(send_sync, port, "john@fabrikam.test", ["alice@contoso.com"], make_message())
         assert reply[0] == 250
         await wait_for(lambda: len(messages(hub, "alice@contoso.com")) == 1)
+
+
+async def test_a_hung_worker_is_killed_and_started_again(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    """A worker whose event loop an agent blocks sends nothing; after `hang_timeout` it is killed and replaced,
+    and the client of the blocked session, never answered 250, may send again."""
+    async with running_hub(tmp_path, {"workers": 1, "agents": [agent("hubtools:BlockLoop")]},
+                           before_start=lambda hub: setattr(hub.workers, "hang_timeout", 1.5)) as hub:
+        port = hub.addresses[0][1]
+        [first] = hub.workers.pids
+        with pytest.raises(smtplib.SMTPServerDisconnected):
+            await asyncio.to_thread(send_sync, port, "john@fabrikam.test", ["alice@contoso.com"],
+                                    make_message(subject="hang"))
+        await wait_for(lambda: hub.workers.restarts == 1 and hub.workers.pids != [first], timeout=15)
+        assert re.search(r"receive worker 1 \(pid \d+\) has sent nothing for \d+s: its event loop is blocked", caplog.text)
+        _, reply = await asyncio.to_thread(send_sync, port, "john@fabrikam.test", ["alice@contoso.com"], make_message())
+        assert reply[0] == 250
+        await wait_for(lambda: len(messages(hub, "alice@contoso.com")) == 1)
+        await asyncio.sleep(2)  # a worker that answers is left alone
+        assert hub.workers.restarts == 1
 
 
 async def test_a_worker_that_cannot_start_stops_the_hub_from_starting_with_a_clear_error(tmp_path: Path) -> None:

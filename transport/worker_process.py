@@ -45,7 +45,8 @@ __all__ = ["ForwardedSubmission", "ReceiveWorker", "main"]
 log = logging.getLogger("transport.worker")
 
 COUNTS_INTERVAL = 0.5
-"""Seconds between two reports of the counters' increments to the hub."""
+"""Seconds between two reports of the counters' increments to the hub (sent even when nothing changed: the hub
+takes a worker that sends nothing for long as hung, `transport.workers.HANG_TIMEOUT`)."""
 
 
 class ForwardedSubmission(Submission):
@@ -189,7 +190,8 @@ class ReceiveWorker:
             self._send_counts()
 
     def _send_counts(self) -> None:
-        """The counters' and the agents' increments since the last report, if any."""
+        """The counters' and the agents' increments since the last report (empty ones too: the hub hears that
+        this worker's loop turns)."""
         counters: dict[str, dict[str, int]] = {}
         for counter_set, values in self.counters.snapshot().items():
             before = self._reported_counters.get(counter_set, {})
@@ -204,8 +206,7 @@ class ReceiveWorker:
             if now != before:
                 agents[la.position] = (now[0] - before[0], now[1] - before[1], now[2] - before[2])
                 self._reported_agents[la.position] = now
-        if counters or agents:
-            self.channel.send(Frame.COUNTS, counters, agents)
+        self.channel.send(Frame.COUNTS, counters, agents)
 
 
 async def _run(channel_fd: int) -> int:

@@ -14,7 +14,9 @@ receive protocol log; their counters' and agents' increments are added to this p
 counters`, `transport pipeline` and the metrics endpoint count every process. Back pressure is this process's
 and is sent to the workers with every answer and when it changes. A worker that dies (a crash, kill -9) is
 started again on the same sockets; its sessions' clients, none of which had a 250 for an unqueued message, send
-again. If this process dies, its workers see the channel close and exit.
+again. If this process dies, its workers see the channel close and exit. A worker that stops answering (its event
+loop blocked, by an agent's blocking call say) is killed after `hang_timeout` seconds without a frame (every
+worker sends one at least twice a second) and started again like a dead one.
 
 What is per worker process: an agent's own memory (its caches, anything it counts itself) and the receive
 connectors' connection limits (MaxInboundConnection and MaxInboundConnectionPerSource are counted by each
@@ -50,6 +52,8 @@ START_TIMEOUT = 60.0
 """Seconds a worker has to load its agents and say READY."""
 RESTART_DELAYS = (0.5, 1, 2, 5, 10, 30)
 """Seconds before a dead worker is started again: longer each time one dies within a minute of its start."""
+HANG_TIMEOUT = 30.0
+"""Seconds a started worker may send nothing before it counts as hung and is killed."""
 
 
 def _worker_environment() -> dict[str, str]:
@@ -68,6 +72,7 @@ class _Worker:
         self.channel = channel
         self.ready: asyncio.Future[int] = asyncio.get_running_loop().create_future()
         self.started = time.monotonic()
+        self.heard = self.started  # when its last frame came
         self.reader: asyncio.Task | None = None
 
 
@@ -90,6 +95,8 @@ class ReceiveWorkers:
         self._restarts: set[asyncio.Task] = set()
         self._quick_deaths = 0
         self._agents = {la.position: la for la in pipeline.agents}
+        self.hang_timeout = HANG_TIMEOUT
+        self._watchdog: asyncio.Task | None = None
 
     @property
     def pids(self) -> list[int]:
@@ -109,6 +116,28 @@ class ReceiveWorkers:
                 if worker.proc.returncode is None:
                     worker.proc.kill()
             raise
+        self._watchdog = asyncio.create_task(self._watch(), name="receive-worker-watchdog")
+
+    async def _watch(self) -> None:
+        """Kill a started worker that has sent nothing for `hang_timeout` seconds (its exit starts it again).
+
+        A round that comes late (this process was stopped or starved itself) only notes the time: the silence
+        it saw may be this process's, not the workers'."""
+        tick = max(0.1, self.hang_timeout / 10)
+        last = time.monotonic()
+        while True:
+            await asyncio.sleep(tick)
+            now = time.monotonic()
+            late, last = now - last > self.hang_timeout / 2, now
+            for worker in self.workers.values():
+                if late:
+                    worker.heard = now
+                elif (worker.ready.done() and worker.proc.returncode is None
+                      and now - worker.heard > self.hang_timeout):
+                    log.error("receive worker %d (pid %d) has sent nothing for %.0fs: its event loop is blocked "
+                              "(an agent's blocking call?); killing it", worker.slot, worker.proc.pid, now - worker.heard)
+                    worker.proc.kill()
+                    worker.heard = now
 
     async def _start(self, slot: int) -> None:
         parent, child = socket.socketpair()
@@ -140,7 +169,9 @@ class ReceiveWorkers:
         """Take the worker's messages until its channel closes; then, unless the hub is stopping, start it again."""
         try:
             while True:
-                for message in await worker.channel.receive():
+                messages = await worker.channel.receive()
+                worker.heard = time.monotonic()
+                for message in messages:
                     try:
                         self._handle(worker, message)
                     except Exception:  # one bad message must not stop the worker's channel
@@ -226,6 +257,8 @@ class ReceiveWorkers:
     async def stop(self, grace: float) -> None:
         """Tell every worker to stop (sessions may finish within `grace`); kill those still there after it."""
         self._running = False
+        if self._watchdog is not None:
+            self._watchdog.cancel()
         for task in list(self._restarts):
             task.cancel()
         for worker in self.workers.values():
