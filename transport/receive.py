@@ -21,7 +21,7 @@ from aiosmtpd.smtp import SMTP, AuthResult, LoginPassword, _AuthMechAttr
 
 from .core import events as ev
 from .core.config import PermissionGroup, ReceiveConnector, TransportConfig
-from .core.errors import StoreError
+from .core.errors import HandOverError, StoreError
 from .core.events import Action, Replies, SmtpResponse
 from .core.headers import header_end, date_now
 from .core.mailitem import AuthAs, MailItem, Recipient, SessionInfo, Source, Spool
@@ -565,17 +565,20 @@ class ReceiveProtocol(SMTP):
         return response
 
     async def _submit(self, item: MailItem) -> SmtpResponse | None:
+        unqueued = SmtpResponse(451, "4.3.1", "Insufficient system resources (queue database unavailable)")
         try:
             receipt = await self.submission.receive(item)
         except StoreError as e:
             log.error("could not queue a message from %s: %s", self.info.client_ip, e)
             receipt = None
+            if isinstance(e, HandOverError):
+                unqueued = SmtpResponse(451, "4.3.0", "Temporary server error (the message could not reach the queue)")
         if receipt is not None and receipt.ended is None:
             return Replies.queued(item.message_id, receipt.internal_id, self.settings.fqdn)
         if item.spool is not None:
             item.spool.path.unlink(missing_ok=True)
         if receipt is None:
-            return SmtpResponse(451, "4.3.1", "Insufficient system resources (queue database unavailable)")
+            return unqueued
         ended = receipt.ended
         if ended.action is Action.DISCONNECT:
             self._close()

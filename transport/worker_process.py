@@ -30,7 +30,7 @@ from .core.clock import real_time
 from .core.config import TransportConfig
 from .core.counters import Counters
 from .core.dns import DnsResolver
-from .core.errors import StoreError
+from .core.errors import HandOverError, StoreError
 from .core.logfile import RollingLog
 from .core.mailitem import MailItem
 from .core.pipeline import Pipeline, load_pipeline
@@ -98,9 +98,9 @@ class ReceiveWorker:
         self.exit_status = 0
 
     async def ask(self, frame: Frame, *args: Any) -> Any:
-        """Send a request to the hub and wait for its answer (StoreError when the hub could not queue, or is gone)."""
+        """Send a request to the hub and wait for its answer (StoreError when the hub could not queue, HandOverError when it is gone)."""
         if self.done.is_set():
-            raise StoreError("the hub's process is gone")
+            raise HandOverError("the hub's process is gone")
         seq = next(self._seq)
         future = asyncio.get_running_loop().create_future()
         self._waiting[seq] = future
@@ -113,7 +113,7 @@ class ReceiveWorker:
         if message[0] in (Frame.SUBMIT, Frame.SUBMIT_AGENT):
             future = self._waiting.pop(message[1], None)
             if future is not None and not future.done():
-                future.set_exception(StoreError(f"the message cannot be handed to the hub ({type(error).__name__})"))
+                future.set_exception(HandOverError(f"the message cannot be handed to the hub ({type(error).__name__})"))
 
     async def serve(self, sockets: list[socket.socket]) -> int:
         """Listen, say READY, then answer the hub until it says STOP (0) or goes away (1)."""
@@ -174,7 +174,7 @@ class ReceiveWorker:
         """The hub is gone: nothing here can be queued any more; fail what waits, close every session now."""
         for future in self._waiting.values():
             if not future.done():
-                future.set_exception(StoreError("the hub's process is gone"))
+                future.set_exception(HandOverError("the hub's process is gone"))
         self._waiting.clear()
         for server in self.connectors.servers:
             server.close()

@@ -13,8 +13,8 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     from .mailitem import MailItem
 
-__all__ = ["TransportError", "ConfigError", "AgentLoadError", "StoreError", "BadFileError", "AdminError",
-           "HubLockedError"]
+__all__ = ["TransportError", "ConfigError", "AgentLoadError", "StoreError", "HandOverError", "BadFileError",
+           "AdminError", "HubLockedError"]
 
 
 class TransportError(Exception):
@@ -38,6 +38,10 @@ class AgentLoadError(TransportError):
 
 class StoreError(TransportError):
     """The queue database could not do what was asked (disk full, corrupt file, closed store)."""
+
+
+class HandOverError(StoreError):
+    """A receive worker could not hand a message to the hub's process (gone, or the message cannot cross)."""
 
 
 class BadFileError(TransportError):
