@@ -8,9 +8,10 @@ directory size (MessageTrackingLogMaxFileSize, MessageTrackingLogMaxAge, Message
 Dates, days and ages are read from the hub's clock (`transport.core.clock`).
 
 The rows a turn of the event loop writes are handed to the operating system together, in one write, at the end of
-that turn (no fsync), and before any write of the queue store leaves for its commit (`flush_logs`): a killed
-process loses no row of what was committed, and no row is ever cut in half; a power cut may lose the last rows
-the disk had not yet written. Without a running event loop (the command-line tools) each row is written at once.
+that turn (no fsync), or earlier, before a write of the queue store leaves for its commit (`flush_logs`): a row
+is in its file before any commit that follows it, a kill -9 loses at most the rows of the turn it cuts short,
+and no row is ever cut in half; a power cut may lose the last rows the disk had not yet written. Without a
+running event loop (the command-line tools) each row is written at once.
 """
 
 from __future__ import annotations

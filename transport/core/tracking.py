@@ -4,11 +4,13 @@ Files are `MSGTRKyyyymmdd-N.log` under `<data root>/logs/MessageTracking/` (see 
 `-N` at MessageTrackingLogMaxFileSize, files removed past MessageTrackingLogMaxAge and over
 MessageTrackingLogMaxDirectorySize).
 
-What survives a crash: each row is handed to the operating system as it is written (one write per row, no
-fsync), so a killed process (kill -9) loses none; a power cut may lose the last rows the disk had not yet
-written. Rows are written right after what they record (RECEIVE after the queue's commit, DELIVER after the
-Maildir file), so the gap in between is closed at start-up: the hub writes the RECEIVE and DELIVER rows the log
-lacks for the messages the queue still holds (see `recorded`).
+What survives a crash: the rows of one turn of the event loop are handed to the operating system at its end, or
+before the queue store's next write leaves for its commit, whichever comes first (`transport.core.logfile`; no
+fsync). Rows are written right after what they record (RECEIVE after the queue's commit, DELIVER after the
+Maildir file), so a kill -9 may leave a gap: the rows of the turn it cut short. For RECEIVE and DELIVER the gap
+is closed at start-up: the hub writes the rows the log lacks for the messages the queue still holds (see
+`recorded`), and a message leaves the queue only by a store write, after its rows. A power cut may lose the last
+rows the disk had not yet written.
 
 Listeners (the metrics endpoint) see every row's event as it is logged, even with the log switched off.
 """
