@@ -30,6 +30,8 @@ _ENCODED_WORD = re.compile(r"=\?[^?\s]+\?[bBqQ]\?[^?\s]*\?=")
 _SPECIALS = '()<>[]:;@\\,."'
 _ATEXT = r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~\x80-\U0010ffff-]+"  # RFC 5322 atext, plus UTF-8 (RFC 6532)
 _DOT_ATOM = re.compile(rf"{_ATEXT}(?:\.{_ATEXT})*")
+_ASCII_DOT_ATOM = r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+(?:\.[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+)*"
+_BARE_ADDR_SPEC = re.compile(rf"({_ASCII_DOT_ATOM})@({_ASCII_DOT_ATOM})")  # ASCII: no Unicode space inside
 _ADDRESS_TOKENS = frozenset({"atom", "quoted", "literal", "@", "."})
 _CANONICAL = {"resent-sender": "Resent-Sender", "resent-from": "Resent-From", "sender": "Sender", "from": "From"}
 
@@ -101,6 +103,14 @@ def parse_mailboxes(value: str) -> list[tuple[str, str]]:
 
     Raises ValueError when the value is not an address list.
     """
+    bare = _BARE_ADDR_SPEC.fullmatch(value.strip())
+    if bare:  # the common `From: user@domain`: the tokenizer would find just these atoms, dots and one '@'
+        return [(bare.group(1), bare.group(2))]
+    return _parse_tokens(value)
+
+
+def _parse_tokens(value: str) -> list[tuple[str, str]]:
+    """parse_mailboxes the long way, token by token."""
     tokens = _tokens(_UNFOLD.sub("", value))
     mailboxes: list[tuple[str, str]] = []
     item: list[tuple[str, str]] = []
