@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from agents.senderid.pra import PraResult, find_pra, parse_mailboxes
+from agents.senderid.pra import PraResult, _parse_tokens, find_pra, parse_mailboxes
 
 RECEIVED = ("Received", "from a.example by b.example; Thu, 26 Nov 2026 10:00:00 +0000")
 
@@ -101,3 +101,24 @@ def test_malformed_values_raise(value: str) -> None:
 def test_a_comment_only_field_counts_as_present_but_holds_no_mailbox() -> None:
     result = find_pra([("Sender", "(nobody)"), ("From", "a@x.example")])
     assert result.address is None and result.header == "Sender"
+
+
+def _long_way(value: str) -> object:
+    try:
+        return _parse_tokens(value)
+    except ValueError as e:
+        return f"ValueError: {e}"
+
+
+@pytest.mark.parametrize("value", [
+    "a@x.example", "  a@x.example \r\n", "\r\n a@x.example", "\x1ca@x.example\x1f", "A.B+tag@Sub.X.Example",
+    "!#$%&'*+/=?^_`{|}~-@x.example", "=?utf-8?q?a.b?=@x.example", "a@=?x?q?y.z?=", "a.@x.example", ".a@x.example",
+    "a..b@x.example", "a@x.example.", "a@b@x.example", "a\u00a0b@x.example", "a\u2028@x.example", "é@x.example",
+    "a@x.exa\r\n mple", "a @x.example", "a@x.example ,", "a@[192.0.2.1]", '"a"@x.example', "",
+])
+def test_the_bare_address_shortcut_agrees_with_the_tokenizer(value: str) -> None:
+    try:
+        fast: object = parse_mailboxes(value)
+    except ValueError as e:
+        fast = f"ValueError: {e}"
+    assert fast == _long_way(value)

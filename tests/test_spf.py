@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import ipaddress
 from pathlib import Path
 
 import pytest
 
 from agents.senderid.pra import find_pra
-from agents.senderid.received_spf import EXCHANGE_STATUS, authentication_results, received_spf
+from agents.senderid.received_spf import EXCHANGE_STATUS, _is_ip, authentication_results, received_spf
 from agents.senderid.spf import DOMAIN_DOES_NOT_EXIST, MALFORMED_DOMAIN, NOT_PERMITTED, SpfChecker
 from dnsserver import LocalDnsServer
 from spfsuite import ZoneResolver
@@ -202,3 +203,16 @@ class TestHeaders:
         assert authentication_results("hub", sender_id="fail", pra=no_pra) == (
             'hub; sender-id=fail reason="no Resent-Sender, Resent-From, Sender or From field"')
         assert authentication_results("hub") == "hub; none"
+
+
+@pytest.mark.parametrize("text", [
+    "192.0.2.1", "[192.0.2.1]", "2001:db8::1", "::ffff:192.0.2.1", "fe80::1%eth0", "1.2.3", "01.2.3.4", "1.2.3.4.",
+    "hub.contoso.com", "².2.3.4", "١.٢.٣.٤", "12345", "", ".", "a@b.example",
+])
+def test_the_ip_shortcut_agrees_with_ipaddress(text: str) -> None:
+    try:
+        ipaddress.ip_address(text)
+        expected = True
+    except ValueError:
+        expected = False
+    assert _is_ip(text) is expected

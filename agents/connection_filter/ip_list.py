@@ -47,12 +47,13 @@ class IPListEntry(BaseModel):
     def model_post_init(self, context: Any) -> None:
         self._span = _span_of(self.ip_range)
 
-    def covers(self, address: IPAddress, now: datetime) -> bool:
-        """Whether the entry lists the address at `now` (an expired entry lists nothing)."""
+    def covers(self, version: int, value: int, now: datetime) -> bool:
+        """Whether the entry lists the address (IP version, integer value) at `now` (an expired entry lists
+        nothing); the caller turns the address into integers once for the whole list."""
         if self.expiration_time is not None and now >= self.expiration_time:
             return False
-        version, first, last = self._span
-        return address.version == version and first <= int(address) <= last
+        listed, first, last = self._span  # a pydantic private attribute: one look-up, not three
+        return version == listed and first <= value <= last
 
 
 def _span_of(text: str) -> tuple[int, int, int]:
@@ -74,5 +75,7 @@ def _span_of(text: str) -> tuple[int, int, int]:
 
 def first_hit(entries: list[IPListEntry], address: IPAddress, now: datetime | None = None) -> IPListEntry | None:
     """The first entry listing the address now, or None."""
-    now = now or datetime.now(timezone.utc)
-    return next((e for e in entries if e.covers(address, now)), None)
+    if not entries:
+        return None
+    now, version, value = now or datetime.now(timezone.utc), address.version, int(address)
+    return next((e for e in entries if e.covers(version, value, now)), None)

@@ -141,4 +141,6 @@ async def look_up_all(resolver: Resolver, providers: list[ListProvider], ip: IPA
     """Every enabled provider asked at once (so one slow list costs one DNS timeout, not one per list), the
     results in priority order."""
     ordered = sorted((p for p in providers if p.enabled), key=lambda p: p.priority)
+    if len(ordered) == 1:  # nothing to wait for at once: spare the task gather would make
+        return [await look_up(resolver, ordered[0], ip)]
     return list(await asyncio.gather(*(look_up(resolver, p, ip) for p in ordered)))

@@ -137,13 +137,15 @@ class ContentFilterAgent(AntispamAgent):
             tokens.append("PCL:PhishingLevel SUSPICIOUS")
         if any(h.forces_scl is not None for h in result.hits):
             tokens.append("CW:CustomList")
-        item.set_scl(result.scl, [(PCL_HEADER, str(result.pcl)), (EXPLANATION_HEADER, result.explanation()),
+        reason = result.explanation()
+        item.set_scl(result.scl, [(PCL_HEADER, str(result.pcl)), (EXPLANATION_HEADER, reason),
                                   (REPORT_HEADER, self._report(item, session, tokens))])
-        self._act(event, result)
+        self._act(event, result, reason)
 
-    def _act(self, event: EndOfDataEvent, result: Scan) -> None:
-        """Each recipient's action; bypassed recipients get the message whatever the others' fate."""
-        item, reason = event.mail_item, result.explanation()
+    def _act(self, event: EndOfDataEvent, result: Scan, reason: str) -> None:
+        """Each recipient's action; bypassed recipients get the message whatever the others' fate. `reason` is
+        the scan's explanation (made once: it is both the header and the verdict)."""
+        item = event.mail_item
         kept = self.bypassed(item.recipients)
         actions: dict[SclAction, list[str]] = {}
         for r in item.recipients:

@@ -10,6 +10,7 @@ for the PTR lookup (Postfix's `[UNAVAILABLE]`/`[TEMPUNAVAIL]` count as a failed 
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 
 from pydantic import Field
@@ -17,6 +18,7 @@ from pydantic import Field
 from agents import (AntispamAgent, AntispamConfig, EhloEvent, EndOfHeadersEvent, HeloEvent, ReverseDns, SessionInfo,
                     Stamp)
 from transport.core.dns import DnsError
+from transport.core.internal_servers import IPAddress
 
 __all__ = ["ReverseDnsAgent", "ReverseDnsConfig", "COUNTERS", "check_helo"]
 
@@ -30,16 +32,23 @@ class ReverseDnsConfig(AntispamConfig):
     max_ptr_names: int = Field(10, ge=1, description="Most PTR names forward-confirmed per client.")
 
 
+@functools.lru_cache(maxsize=4096)
+def _client(text: str) -> tuple[IPAddress, str]:
+    """A client IP as an address and its PTR query name, remembered: the same clients connect again and again."""
+    ip = ipaddress.ip_address(text)
+    return ip, ip.reverse_pointer
+
+
 async def check_helo(resolver, session: SessionInfo, helo: str, max_names: int = 10) -> ReverseDns:
     """Whether the client's forward-confirmed reverse DNS names `helo`."""
-    ip = ipaddress.ip_address(session.client_ip)
+    ip, reverse_pointer = _client(session.client_ip)
     if session.client_hostname:
         if session.client_hostname in _UNAVAILABLE:
             return ReverseDns.FAILED
         names: tuple[str, ...] = (session.client_hostname.rstrip(".").lower(),)
     else:
         try:
-            answer = await resolver.lookup(ip.reverse_pointer, "PTR")
+            answer = await resolver.lookup(reverse_pointer, "PTR")
         except DnsError:
             return ReverseDns.FAILED
         names = tuple(str(n).lower() for n in answer.records)

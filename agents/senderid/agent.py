@@ -103,10 +103,11 @@ class SenderIdAgent(AntispamAgent):
         if ip is None:
             self._count("Messages Missing Originating IP")
             return
+        ip_text = str(ip)
         pra = find_pra((h.name, h.value) for h in item.headers)
         if pra.address is None:
             self._count("Messages with No PRA")
-            self._stamp(event, "fail", str(ip), pra, None)
+            self._stamp(event, "fail", ip_text, pra, None)
             if cfg.spoofed_domain_action is not SenderIdAction.STAMP_STATUS:
                 self._act(event, cfg.spoofed_domain_action, MISSING_PRA, bypassed, "no purported responsible address")
             return
@@ -116,12 +117,12 @@ class SenderIdAgent(AntispamAgent):
             item.set_header(ORG + "PRD", domain)
             self._count("Messages That Bypassed Validation")
             return
-        result = await self._check(domain, str(ip), pra.address, session.helo)
+        result = await self._check(domain, ip_text, pra.address, session.helo)
         self._count("Messages Validated")
         kind = _FAIL_COUNTER.get(result.fail_reason or "", "Fail - Not Permitted") if result.result == "fail" \
             else EXCHANGE_STATUS[result.result]
         self._count(f"Messages Validated with a {kind} Result")
-        self._stamp(event, result.result, str(ip), pra, result.fail_reason, domain)
+        self._stamp(event, result.result, ip_text, pra, result.fail_reason, domain)
         if result.result == "fail" and cfg.spoofed_domain_action is not SenderIdAction.STAMP_STATUS:
             text = f"Sender ID (PRA) {_FAIL_TEXT.get(result.fail_reason or '', 'Not Permitted')}"
             if result.explanation:

@@ -30,6 +30,8 @@ _ENCODED_WORD = re.compile(r"=\?[^?\s]+\?[bBqQ]\?[^?\s]*\?=")
 _SPECIALS = '()<>[]:;@\\,."'
 _ATEXT = r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~\x80-\U0010ffff-]+"  # RFC 5322 atext, plus UTF-8 (RFC 6532)
 _DOT_ATOM = re.compile(rf"{_ATEXT}(?:\.{_ATEXT})*")
+_ASCII_DOT_ATOM = r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+(?:\.[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+)*"
+_BARE_ADDR_SPEC = re.compile(rf"({_ASCII_DOT_ATOM})@({_ASCII_DOT_ATOM})")  # ASCII: no Unicode space inside
 _ADDRESS_TOKENS = frozenset({"atom", "quoted", "literal", "@", "."})
 _CANONICAL = {"resent-sender": "Resent-Sender", "resent-from": "Resent-From", "sender": "Sender", "from": "From"}
 
@@ -57,28 +59,27 @@ class _Malformed(ValueError):
 
 def find_pra(headers: Iterable[tuple[str, str]]) -> PraResult:
     """RFC 4407 §2 over ``(name, value)`` pairs in message order; values may be folded or unfolded."""
-    fields = [(name.strip().lower(), value) for name, value in headers]
-    present = [bool(value.strip()) for _, value in fields]
-
-    def first(name: str, before: int | None = None) -> int | None:
-        return next((i for i, (field, _) in enumerate(fields[:before]) if field == name and present[i]), None)
-
-    resent_sender = first("resent-sender")
-    if resent_sender is not None:
-        resent_from = first("resent-from", resent_sender)
-        older = resent_from is not None and any(
-            field in ("received", "return-path") for field, _ in fields[resent_from + 1:resent_sender])
-        if not older:
-            return _select("resent-sender", fields[resent_sender][1])
-    resent_from = first("resent-from")
-    if resent_from is not None:
-        return _select("resent-from", fields[resent_from][1])
+    fields: list[str] = []  # every field's name, lower case
+    candidates: dict[str, list[tuple[int, str]]] = {name: [] for name in _CANONICAL}  # the non-empty ones, in order
+    for name, value in headers:
+        key = name.strip().lower()
+        if key in candidates and value.strip():
+            candidates[key].append((len(fields), value))
+        fields.append(key)
+    resent_senders, resent_froms = candidates["resent-sender"], candidates["resent-from"]
+    if resent_senders:
+        at, value = resent_senders[0]
+        above = next((i for i, _ in resent_froms if i < at), None)
+        if above is None or not any(field in ("received", "return-path") for field in fields[above + 1:at]):
+            return _select("resent-sender", value)
+    if resent_froms:
+        return _select("resent-from", resent_froms[0][1])
     for name in ("sender", "from"):
-        found = [value for i, (field, value) in enumerate(fields) if field == name and present[i]]
+        found = candidates[name]
         if len(found) > 1:
             return PraResult(None, None, f"more than one {_CANONICAL[name]} field")
         if found:
-            return _select(name, found[0])
+            return _select(name, found[0][1])
     return PraResult(None, None, "no Resent-Sender, Resent-From, Sender or From field")
 
 
@@ -101,6 +102,14 @@ def parse_mailboxes(value: str) -> list[tuple[str, str]]:
 
     Raises ValueError when the value is not an address list.
     """
+    bare = _BARE_ADDR_SPEC.fullmatch(value.strip())
+    if bare:  # the common `From: user@domain`: the tokenizer would find just these atoms, dots and one '@'
+        return [(bare.group(1), bare.group(2))]
+    return _parse_tokens(value)
+
+
+def _parse_tokens(value: str) -> list[tuple[str, str]]:
+    """parse_mailboxes the long way, token by token."""
     tokens = _tokens(_UNFOLD.sub("", value))
     mailboxes: list[tuple[str, str]] = []
     item: list[tuple[str, str]] = []

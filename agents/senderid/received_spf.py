@@ -42,6 +42,7 @@ _SENTENCES = {
 _ATEXT = r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+"
 _DOT_ATOM = re.compile(rf"{_ATEXT}(?:\.{_ATEXT})*")
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+_COMMENT_SPECIAL = re.compile(r"([()\\])")
 
 
 def _clean(text: str) -> str:
@@ -54,12 +55,14 @@ def _value(text: str, *, address: bool = False) -> str:
     text = _clean(text)
     local, at, domain = text.rpartition("@")
     if (_DOT_ATOM.fullmatch(text) or (address and at and _DOT_ATOM.fullmatch(local) and _DOT_ATOM.fullmatch(domain))
-            or _is_ip(text)):  # the IP test last: for an address it raises (and catches) a ValueError
+            or _is_ip(text)):  # the IP test last: it is the dearest
         return text
     return '"' + text.replace("\\", "\\\\").replace('"', '\\"') + '"'
 
 
 def _is_ip(text: str) -> bool:
+    if ":" not in text and not text.replace(".", "").isdigit():
+        return False  # without a colon only dotted digits can be an address: spare ipaddress its ValueError
     try:
         ipaddress.ip_address(text)
     except ValueError:
@@ -68,7 +71,7 @@ def _is_ip(text: str) -> bool:
 
 
 def _comment(text: str) -> str:
-    return re.sub(r"([()\\])", r"\\\1", _clean(text))
+    return _COMMENT_SPECIAL.sub(r"\\\1", _clean(text))
 
 
 def received_spf(
