@@ -63,6 +63,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--memory-messages", type=int,
                    help="messages in the memory run (default 100,000 with --scenario memory/all; quick 500)")
     p.add_argument("--pickup-messages", type=int, help="files in the pickup scenario (default 10,000; quick 100)")
+    p.add_argument("--baseline", type=_checkout, metavar="CHECKOUT",
+                   help="another checkout of the project (an earlier commit: `git worktree add /tmp/before REV`);"
+                        " its (c) runs as target (p) in the same rounds, the before of a change beside its after")
     p.add_argument("--no-profile", action="store_true", help="do not add the profile when a target is missed")
     p.add_argument("--no-smtp-source", action="store_true", help="do not use Postfix's smtp-source even if installed")
     p.add_argument("--smtp-source", metavar="PATH", help="Postfix's smtp-source to use (default: found on PATH)")
@@ -97,6 +100,13 @@ def _ratios(sums: dict[str, Summary]) -> str:
     return ", ".join(f"({k}) {s.median / base.median:.0%}" for k, s in sums.items() if k != "a")
 
 
+def _checkout(value: str) -> Path:
+    path = Path(value).resolve()
+    if not (path / "transport" / "__main__.py").is_file():
+        raise argparse.ArgumentTypeError(f"{value} is not a checkout of this project (no transport/__main__.py)")
+    return path
+
+
 async def run(args: argparse.Namespace, argv: Sequence[str]) -> int:
     from . import profile as profiling
     from . import scenarios
@@ -105,9 +115,11 @@ async def run(args: argparse.Namespace, argv: Sequence[str]) -> int:
     quick = args.quick
     workdir = args.workdir or Path(tempfile.mkdtemp(prefix="bench-"))
     targets_wanted = [t.strip() for t in args.targets.split(",") if t.strip()]
-    bad = [t for t in targets_wanted if t not in "abcdnsw"]
+    bad = [t for t in targets_wanted if t not in "abcdnsw" + ("p" if args.baseline else "")]
     if bad:
-        raise SystemExit(f"unknown target(s) {', '.join(bad)} (choose from a, b, c, d, n, w)")
+        raise SystemExit(f"unknown target(s) {', '.join(bad)} (choose from a, b, c, d, n, s, w; p with --baseline)")
+    if args.baseline and "p" not in targets_wanted:
+        targets_wanted.append("p")
     settings = Settings(
         quick=quick,
         rounds=args.rounds or (1 if quick else 3),
@@ -126,6 +138,7 @@ async def run(args: argparse.Namespace, argv: Sequence[str]) -> int:
         use_smtp_source=not args.no_smtp_source,
         smtp_source_path=args.smtp_source,
         smtp_source_rounds=args.smtp_source_rounds,
+        baseline=args.baseline,
     )
     report = Report(argv, quick, args.smtp_source if not args.no_smtp_source else None)
     print("\n".join(report.header()) + "\n", flush=True)

@@ -7,6 +7,7 @@ import asyncio
 import importlib.util
 import os
 import shutil
+import subprocess
 import sys
 import time
 from dataclasses import dataclass, replace
@@ -49,6 +50,7 @@ class Settings:
     use_smtp_source: bool
     smtp_source_path: str | None = None
     smtp_source_rounds: int = 1
+    baseline: Path | None = None  # another checkout (an earlier commit): its (c) is target (p)
     sender: str = "bench@fabrikam.com"
 
     @property
@@ -84,6 +86,9 @@ def build_targets(settings: Settings, report: Report) -> dict[str, Target]:
         "w": Target("w", "(c) with the dashboard open (overview and queues fetched every 2 s)", "hub", agents,
                     durable=True, dashboard=True),
     }
+    if settings.baseline is not None:  # `--baseline`: the before of a change, in the same rounds as the after
+        targets["p"] = Target("p", f"(c) at {_commit(settings.baseline)} (the baseline checkout)", "hub", agents,
+                              durable=True, checkout=settings.baseline)
     lines = ["(c) and (d) run with these agents: those of the shipped `transport.yaml`, with its demo settings"
              " (block lists, blocked senders, phrases), then any other built-in agent (discovered as agent classes in"
              " modules under `agents/`) with its defaults; the example custom agent is added to exercise"
@@ -105,6 +110,15 @@ def build_targets(settings: Settings, report: Report) -> dict[str, Target]:
     report.add("Targets and agents", lines)
     log(f"(c) agents: {', '.join(a['class'] for a in agents)}")
     return targets
+
+
+def _commit(checkout: Path) -> str:
+    """The short commit a checkout is at (or its path, when git cannot say)."""
+    try:
+        return subprocess.run(["git", "-C", str(checkout), "rev-parse", "--short", "HEAD"], capture_output=True,
+                              text=True, check=True, timeout=10).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        return str(checkout)
 
 
 def _shipped_agents() -> list[dict]:

@@ -53,6 +53,7 @@ class Target:
     uvloop: bool = False
     extra: dict[str, Any] = field(default_factory=dict)  # settings added to (or replacing those of) the config
     dashboard: bool = False  # serve the dashboard and fetch its refreshing pages as an open browser does
+    checkout: Path | None = None  # run the hub of this other checkout of the project (`--baseline`)
 
     @property
     def is_hub(self) -> bool:
@@ -232,10 +233,11 @@ class ServerProcess:
         config_path = self.workdir / "transport.yaml"
         if self.target.is_hub:
             config_path.write_text(yaml.safe_dump(hub_config(self.target, self.data_root, pickup), sort_keys=False))
-        env = dict(os.environ, PYTHONPATH=str(REPO) + os.pathsep + os.environ.get("PYTHONPATH", ""),
+        root = self.target.checkout or REPO
+        env = dict(os.environ, PYTHONPATH=str(root) + os.pathsep + os.environ.get("PYTHONPATH", ""),
                    PYTHONUNBUFFERED="1")
         with open(self.stdout_path, "wb") as out, open(self.stderr_path, "wb") as err:
-            self.proc = subprocess.Popen(self.command(config_path, profile), cwd=REPO, stdout=out, stderr=err,
+            self.proc = subprocess.Popen(self.command(config_path, profile), cwd=root, stdout=out, stderr=err,
                                          stdin=subprocess.DEVNULL, env=env)
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:

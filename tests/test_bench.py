@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import re
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -43,6 +44,30 @@ def test_quick_smtp_scenario_writes_the_comparison_table(tmp_path: Path) -> None
     assert results["a"]["agent_us_per_msg"] == {} and results["b"]["agent_us_per_msg"] == {}
     assert results["c"]["agent_us_per_msg"]["Content Filter Agent"] > 0 and results["c"]["msg_per_s"] > 0
     assert not (tmp_path / "work").exists() or not any((tmp_path / "work").glob("smtp-*")), "server data left behind"
+
+
+def test_a_baseline_checkout_runs_as_target_p_in_the_same_rounds(tmp_path: Path) -> None:
+    """`--baseline CHECKOUT`: the hub of another copy of the project (the before of a change) runs as (p),
+    alternating with (a) and (c); a folder that is no checkout is refused before anything starts."""
+    before = tmp_path / "before"
+    for name in ("transport", "agents", "queues", "pickup", "replay", "examples", "transport.yaml"):
+        copy = shutil.copytree if (REPO / name).is_dir() else shutil.copy
+        copy(REPO / name, before / name)
+    main = before / "transport" / "__main__.py"
+    main.write_text('import sys; print("served by the baseline copy", file=sys.stderr)\n' + main.read_text())
+    proc = subprocess.run(
+        [sys.executable, "-m", "bench", "--quick", "--scenario", "smtp", "--no-smtp-source", "--targets", "a,c",
+         "--reuse", "0", "--baseline", str(before), "--no-results-file", "--keep", "--workdir", str(tmp_path / "work")],
+        cwd=REPO, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    rows = {m["key"]: m for m in ROW.finditer(proc.stdout)}
+    assert set(rows) == {"a", "c", "p"}, proc.stdout
+    assert rows["p"]["label"] == f"(c) at {before} (the baseline checkout)" and int(rows["p"]["accepted"]) > 0
+    served = {p.parent.name for p in (tmp_path / "work").rglob("server.err") if "baseline copy" in p.read_text()}
+    assert served and all(name.startswith("smtp-p-") for name in served), served  # (p), and only (p), ran the copy's code
+    refused = subprocess.run([sys.executable, "-m", "bench", "--quick", "--baseline", str(tmp_path / "work")],
+                             cwd=REPO, capture_output=True, text=True, timeout=60)
+    assert refused.returncode == 2 and "is not a checkout of this project" in refused.stderr
 
 
 def test_quick_relay_scenario_compares_a_smart_host_with_mailboxes(tmp_path: Path) -> None:
