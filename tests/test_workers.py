@@ -203,7 +203,8 @@ async def test_a_hung_worker_is_killed_and_started_again(tmp_path: Path, caplog:
             await asyncio.to_thread(send_sync, port, "john@fabrikam.test", ["alice@contoso.com"],
                                     make_message(subject="hang"))
         await wait_for(lambda: hub.workers.restarts == 1 and hub.workers.pids != [first], timeout=15)
-        assert re.search(r"receive worker 1 \(pid \d+\) has sent nothing for \d+s: its event loop is blocked", caplog.text)
+        assert re.search(r"receive worker 1 \(pid \d+\) has sent nothing for \d+s: its event loop is blocked",
+                         caplog.text)
         _, reply = await asyncio.to_thread(send_sync, port, "john@fabrikam.test", ["alice@contoso.com"], make_message())
         assert reply[0] == 250
         await wait_for(lambda: len(messages(hub, "alice@contoso.com")) == 1)

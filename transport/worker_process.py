@@ -98,7 +98,8 @@ class ReceiveWorker:
         self.exit_status = 0
 
     async def ask(self, frame: Frame, *args: Any) -> Any:
-        """Send a request to the hub and wait for its answer (StoreError when the hub could not queue, HandOverError when it is gone)."""
+        """Send a request to the hub and wait for its answer (StoreError when the hub could not queue,
+        HandOverError when it is gone)."""
         if self.done.is_set():
             raise HandOverError("the hub's process is gone")
         seq = next(self._seq)

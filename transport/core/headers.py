@@ -44,7 +44,8 @@ class Header(NamedTuple):
 
 
 as_header = functools.partial(tuple.__new__, Header)
-"""Header(fields) from a tuple, without the Python-level __new__ of a NamedTuple: edits make every header of a message anew."""
+"""Header(fields) from a tuple, without the Python-level __new__ of a NamedTuple: edits make every header of a
+message anew, and a mail item unpickled in the hub's process makes them all."""
 
 
 def header_end(raw: bytes) -> int:
