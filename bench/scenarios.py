@@ -113,7 +113,9 @@ def build_targets(settings: Settings, report: Report) -> dict[str, Target]:
 
 
 def _commit(checkout: Path) -> str:
-    """The short commit a checkout is at (or its path, when git cannot say)."""
+    """The short commit a checkout is at (or its path, when it is no git checkout of its own)."""
+    if not (checkout / ".git").exists():  # a plain copy: not the commit of a repository it happens to sit in
+        return str(checkout)
     try:
         return subprocess.run(["git", "-C", str(checkout), "rev-parse", "--short", "HEAD"], capture_output=True,
                               text=True, check=True, timeout=10).stdout.strip()
