@@ -237,6 +237,7 @@ def test_sigkill_right_after_the_250_loses_nothing(tmp_path):
         events = events_for(rows, message_id)
         assert (events.count("RECEIVE"), events.count("DELIVER")) == (1, 1), (message_id, events)
 
+
 def test_the_hubs_loop_threads_do_not_preempt_the_event_loop():
     """`to_thread` work of the hub's loop (Maildir writes) runs in SCHED_BATCH threads (transport.core.loop_threads)."""
     import asyncio
