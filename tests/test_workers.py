@@ -124,6 +124,9 @@ def test_a_killed_worker_is_started_again_and_nothing_answered_250_is_lost(tmp_p
     delivered = _delivered(root)
     assert [m for m, n in delivered.items() if n > 1] == [], "delivered twice"
     assert len(accepted) >= 100
+    counters = json.loads((root / "logs" / "counters.json").read_text())["counters"]
+    assert counters["MSExchange Transport Receive Workers"] == {
+        "Hung Worker Processes Killed": 0, "Worker Process Exits": 1, "Worker Process Restarts": 1}
 
 
 def test_workers_leave_when_the_hubs_process_is_killed(tmp_path: Path) -> None:
@@ -203,6 +206,8 @@ async def test_a_hung_worker_is_killed_and_started_again(tmp_path: Path, caplog:
             await asyncio.to_thread(send_sync, port, "john@fabrikam.test", ["alice@contoso.com"],
                                     make_message(subject="hang"))
         await wait_for(lambda: hub.workers.restarts == 1 and hub.workers.pids != [first], timeout=15)
+        assert hub.counters.snapshot()["MSExchange Transport Receive Workers"] == {
+            "Hung Worker Processes Killed": 1, "Worker Process Exits": 1, "Worker Process Restarts": 1}
         assert re.search(r"receive worker 1 \(pid \d+\) has sent nothing for \d+s: its event loop is blocked",
                          caplog.text)
         _, reply = await asyncio.to_thread(send_sync, port, "john@fabrikam.test", ["alice@contoso.com"], make_message())

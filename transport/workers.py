@@ -54,6 +54,8 @@ RESTART_DELAYS = (0.5, 1, 2, 5, 10, 30)
 """Seconds before a dead worker is started again: longer each time one dies within a minute of its start."""
 HANG_TIMEOUT = 30.0
 """Seconds a started worker may send nothing before it counts as hung and is killed."""
+COUNTERS = "MSExchange Transport Receive Workers"
+"""The counter set of the workers' lives: exits (a crash, kill -9, a hang's kill), hangs, restarts."""
 
 
 def _worker_environment() -> dict[str, str]:
@@ -107,6 +109,8 @@ class ReceiveWorkers:
         when one cannot."""
         self._sockets = sockets
         self._running = True
+        for name in ("Worker Process Exits", "Hung Worker Processes Killed", "Worker Process Restarts"):
+            self.counters.increment(COUNTERS, name, 0)  # the set is there (at 0) before anything happens
         self._pressure = self.submission.back_pressure
         try:
             await asyncio.gather(*(self._start(slot) for slot in range(1, self.count + 1)))
@@ -138,6 +142,7 @@ class ReceiveWorkers:
                               "(an agent's blocking call?); killing it", worker.slot, worker.proc.pid, now - worker.heard)
                     worker.proc.kill()
                     worker.heard = now
+                    self.counters.increment(COUNTERS, "Hung Worker Processes Killed")
 
     async def _start(self, slot: int) -> None:
         parent, child = socket.socketpair()
@@ -183,6 +188,7 @@ class ReceiveWorkers:
         if self._running and self.workers.get(worker.slot) is worker:
             self._quick_deaths = self._quick_deaths + 1 if time.monotonic() - worker.started < 60 else 0
             delay = RESTART_DELAYS[min(self._quick_deaths, len(RESTART_DELAYS) - 1)]
+            self.counters.increment(COUNTERS, "Worker Process Exits")
             log.error("receive worker %d (pid %d) exited with status %s; starting it again in %gs", worker.slot,
                       worker.proc.pid, status, delay)
             self._later(self._restarts, self._restart(worker.slot, delay))
@@ -193,6 +199,7 @@ class ReceiveWorkers:
             try:
                 await self._start(slot)
                 self.restarts += 1
+                self.counters.increment(COUNTERS, "Worker Process Restarts")
             except TransportError as e:  # its exit is seen by its channel's reader, which tries again later
                 log.error("%s", e)
 
