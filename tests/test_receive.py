@@ -10,7 +10,7 @@ import smtplib
 import pytest
 
 from hubtools import (
-    PASSWORD, RawSmtp, data, header_value, make_message, messages, raw_session, running_hub, send, tracking,
+    PASSWORD, RawSmtp, data, header_value, make_message, messages, raw_session, running_hub, send, tracking, wait_for,
 )
 
 
@@ -445,3 +445,19 @@ async def test_sessions_built_from_the_template_match_aiosmtpds_own_constructor(
     assert fast._authenticator.__self__ is fast
     assert not set(template._settings) & set(vars(asyncio.StreamReaderProtocol(
         asyncio.StreamReader(), client_connected_cb=fast._cb_client_connected)))  # stream state is never shared
+
+
+async def test_a_queue_that_refuses_the_write_is_answered_451_and_nothing_is_delivered(tmp_path):
+    """The queue database refuses the commit (here an SQLite trigger standing in for a full disk): the client is
+    told to send again, not 250; once the database takes writes again, so does the hub."""
+    async with running_hub(tmp_path) as hub:
+        await hub.store.run(lambda conn: conn.execute(
+            "CREATE TRIGGER refuse BEFORE INSERT ON messages BEGIN SELECT RAISE(ABORT, 'database or disk is full'); END"))
+        port = hub.addresses[0][1]
+        _, reply = await send(port, "john@fabrikam.test", ["alice@contoso.com"], make_message(message_id="<r1@f.test>"))
+        assert reply == (451, b"4.3.1 Insufficient system resources (queue database unavailable)")
+        await hub.store.run(lambda conn: conn.execute("DROP TRIGGER refuse"))
+        _, reply = await send(port, "john@fabrikam.test", ["alice@contoso.com"], make_message(message_id="<r2@f.test>"))
+        assert reply[0] == 250
+        await wait_for(lambda: messages(hub, "alice@contoso.com"))
+        assert [header_value(m, "Message-ID") for m in messages(hub, "alice@contoso.com")] == ["<r2@f.test>"]

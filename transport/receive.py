@@ -565,14 +565,12 @@ class ReceiveProtocol(SMTP):
         return response
 
     async def _submit(self, item: MailItem) -> SmtpResponse | None:
-        unqueued = SmtpResponse(451, "4.3.1", "Insufficient system resources (queue database unavailable)")
         try:
             receipt = await self.submission.receive(item)
         except StoreError as e:
             log.error("could not queue a message from %s: %s", self.info.client_ip, e)
             receipt = None
-            if isinstance(e, HandOverError):
-                unqueued = SmtpResponse(451, "4.3.0", "Temporary server error (the message could not reach the queue)")
+            unqueued = Replies.NOT_HANDED_OVER if isinstance(e, HandOverError) else Replies.QUEUE_UNAVAILABLE
         if receipt is not None and receipt.ended is None:
             return Replies.queued(item.message_id, receipt.internal_id, self.settings.fqdn)
         if item.spool is not None:

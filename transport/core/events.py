@@ -60,6 +60,8 @@ class Replies:
     HEADER_SIZE_EXCEEDED = SmtpResponse(552, "5.3.4", "Header size exceeds fixed maximum size")
     RESOURCES = SmtpResponse(452, "4.3.1", "Insufficient system resources")
     AGENT_ERROR = SmtpResponse(451, "4.3.2", "System not accepting network messages")
+    QUEUE_UNAVAILABLE = SmtpResponse(451, "4.3.1", "Insufficient system resources (queue database unavailable)")
+    NOT_HANDED_OVER = SmtpResponse(451, "4.3.0", "Temporary server error (the message could not reach the queue)")
     SHUTTING_DOWN = SmtpResponse(421, "4.3.2", "Service not available, closing transmission channel")
     TOO_MANY_ERRORS = SmtpResponse(421, "4.7.0", "Too many errors on this connection, closing transmission channel")
     AUTH_FAILED = SmtpResponse(535, "5.7.3", "Authentication unsuccessful")
