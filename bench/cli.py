@@ -54,10 +54,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--reuse", type=int, default=20,
                    help="messages per connection in the smtp comparison's second mode, reused sessions, run with"
                         " one round fewer than --rounds (default 20; 0 leaves the mode out)")
-    p.add_argument("--targets", default="a,b,c,s,d",
+    p.add_argument("--targets", default="a,b,c,s,d,m",
                    help="targets to compare: a (bare aiosmtpd), b (hub, no agents), c (hub, all agents, a receive"
-                        " worker process per core), s (c in one process), d (c on uvloop), n (hub, no agents, queue"
-                        " not durable), w (c with the dashboard open); default a,b,c,s,d")
+                        " worker process per core), s (c in one process), d (c on uvloop), m (c with its data root"
+                        " in memory, tmpfs), n (hub, no agents, queue not durable), w (c with the dashboard open);"
+                        " default a,b,c,s,d,m")
     p.add_argument("--scaling-messages", type=int, help="messages per 4 KB scaling point (default 1000; quick 30)")
     p.add_argument("--scaling-rounds", type=int, default=1, help="rounds per scaling point (default 1)")
     p.add_argument("--memory-messages", type=int,
@@ -115,7 +116,7 @@ async def run(args: argparse.Namespace, argv: Sequence[str]) -> int:
     quick = args.quick
     workdir = args.workdir or Path(tempfile.mkdtemp(prefix="bench-"))
     targets_wanted = [t.strip() for t in args.targets.split(",") if t.strip()]
-    bad = [t for t in targets_wanted if t not in "abcdnsw" + ("p" if args.baseline else "")]
+    bad = [t for t in targets_wanted if t not in "abcdmnsw" + ("p" if args.baseline else "")]
     if bad:
         raise SystemExit(f"unknown target(s) {', '.join(bad)} (choose from a, b, c, d, n, s, w; p with --baseline)")
     if args.baseline and "p" not in targets_wanted:

@@ -9,6 +9,7 @@ import os
 import shutil
 import subprocess
 import sys
+import tempfile
 import time
 from dataclasses import dataclass, replace
 
@@ -20,8 +21,8 @@ from .loadgen import LoadSpec
 from .measure import RoundResult, Summary, log, measure_round, round_line
 from .report import Report, fmt, fmt_ms, table
 from .targets import (
-    EXAMPLE_AGENT, RECIPIENT, ServerProcess, Target, backlog_at, discover_agents, pickup_supported, spf_pass_sender,
-    tracking_times,
+    EXAMPLE_AGENT, RECIPIENT, ServerProcess, Target, backlog_at, discover_agents, memory_folder, pickup_supported,
+    spf_pass_sender, tracking_times,
 )
 
 __all__ = ["Settings", "SessionMode", "build_targets", "smtp", "paced", "scaling", "memory", "pickup", "spf"]
@@ -80,6 +81,7 @@ def build_targets(settings: Settings, report: Report) -> dict[str, Target]:
         "c": Target("c", "hub, all agents, durable queue, Maildir", "hub", agents, durable=True),
         "s": Target("s", "(c) in one process (`workers: 0`)", "hub", agents, durable=True, extra={"workers": 0}),
         "d": Target("d", "(c) on uvloop", "hub", agents, durable=True, uvloop=True),
+        "m": Target("m", "(c) with its data root in memory (tmpfs)", "hub", agents, durable=True, in_memory=True),
         # Not in the default set; `--targets a,n,...` shows what the durable (fsync'd) queue costs.
         "n": Target("n", "hub, no agents, queue not durable", "hub", [], durable=False),
         # Not in the default set; `--targets a,c,w` shows what an open dashboard costs the receive path.
@@ -100,9 +102,15 @@ def build_targets(settings: Settings, report: Report) -> dict[str, Target]:
         lines += ["", "Left out:", ""] + [f"- {n}" for n in notes]
     lines += ["", f"Load: MAIL FROM `<{sender}>` ({why}), RCPT TO `<{RECIPIENT}>`."]
     settings.workdir.mkdir(parents=True, exist_ok=True)
-    p50, p99 = fsync_cost(settings.workdir)
+    p50, p99, cpu = fsync_cost(settings.workdir)
+    memory = memory_folder()
+    in_memory = f" ({fsync_cost(memory)[2]:.3f} ms on the memory file system)" if memory is not None else ""
     lines += ["", f"Disk under the work folder: writing a 4 KB file, fsync, rename and fsync of the folder (what"
-              f" a durable Maildir delivery does) takes {p50:.2f} ms p50 / {p99:.2f} ms p99."]
+              f" a durable Maildir delivery does) takes {p50:.2f} ms p50 / {p99:.2f} ms p99, and {cpu:.3f} ms of"
+              f" CPU per file{in_memory}."]
+    if "m" in settings.targets and memory is None:
+        settings.targets = [t for t in settings.targets if t != "m"]
+        lines += ["", "(m) skipped: no memory file system (tmpfs at /dev/shm) to put its data root on."]
     if "d" in settings.targets:
         if importlib.util.find_spec("uvloop") is None:
             settings.targets = [t for t in settings.targets if t != "d"]
@@ -132,15 +140,18 @@ def _shipped_agents() -> list[dict]:
     return [a for a in data.get("agents") or [] if isinstance(a, dict) and a.get("enabled", True)]
 
 
-def fsync_cost(folder: Path, n: int = 100) -> tuple[float, float]:
-    """ms per durable 4 KB file creation in `folder` (p50, p99)."""
+def fsync_cost(folder: Path, n: int = 100) -> tuple[float, float, float]:
+    """ms per durable 4 KB file creation in `folder`: wall time p50 and p99, and the CPU it cost (mostly the
+    kernel's) on average."""
     from .loadgen import percentile
 
-    work = folder / "fsync-probe"
-    (work / "tmp").mkdir(parents=True, exist_ok=True)
+    folder.mkdir(parents=True, exist_ok=True)
+    work = Path(tempfile.mkdtemp(prefix="fsync-probe-", dir=folder))
+    (work / "tmp").mkdir()
     (work / "new").mkdir(exist_ok=True)
     data = b"x" * 4096
     times = []
+    cpu0 = os.times()
     for i in range(n):
         t0 = time.perf_counter()
         with open(work / "tmp" / str(i), "wb") as f:
@@ -154,8 +165,10 @@ def fsync_cost(folder: Path, n: int = 100) -> tuple[float, float]:
         finally:
             os.close(fd)
         times.append((time.perf_counter() - t0) * 1000)
+    cpu1 = os.times()
     shutil.rmtree(work, ignore_errors=True)
-    return percentile(times, 50) or 0.0, percentile(times, 99) or 0.0
+    cpu_ms = (cpu1.user - cpu0.user + cpu1.system - cpu0.system) * 1000 / n
+    return percentile(times, 50) or 0.0, percentile(times, 99) or 0.0, cpu_ms
 
 
 async def run_alternating(targets: list[Target], spec: LoadSpec, rounds: int, settings: Settings,
@@ -246,6 +259,11 @@ async def _comparison(settings: Settings, report: Report, chosen: list[Target], 
     report.results[mode.key] = {key: _summary_json(s, base) for key, s in sums.items()}
     if base and "c" in sums and base.median:
         _speed_verdicts(report, sums["c"], base, spec, mode)
+    if base and "m" in sums and base.median:
+        m = sums["m"]
+        report.verdict(f"Without the disk, {mode.label}: (m), (c) with its data root in memory, is"
+                       f" {m.median / base.median:.0%} of (a) ({m.median:.0f} msg/s, {m.server_cpu_ms_per_msg:.2f} ms of"
+                       f" CPU per message): what the hub's own work costs when this machine's disk costs nothing.")
     return sums
 
 

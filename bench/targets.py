@@ -19,6 +19,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -30,7 +31,7 @@ import yaml
 from . import REPO
 
 __all__ = ["Target", "ServerProcess", "discover_agents", "spf_pass_sender", "hub_config", "tracking_times", "TrackingTimes", "backlog_at",
-           "HUB_FQDN", "RECIPIENT", "pickup_supported"]
+           "HUB_FQDN", "RECIPIENT", "pickup_supported", "memory_folder"]
 
 HUB_FQDN = "hub.bench.test"
 RECIPIENT = "alice@contoso.com"
@@ -54,6 +55,7 @@ class Target:
     extra: dict[str, Any] = field(default_factory=dict)  # settings added to (or replacing those of) the config
     dashboard: bool = False  # serve the dashboard and fetch its refreshing pages as an open browser does
     checkout: Path | None = None  # run the hub of this other checkout of the project (`--baseline`)
+    in_memory: bool = False  # the data root on a memory file system (`memory_folder`), not under the work folder
 
     @property
     def is_hub(self) -> bool:
@@ -202,6 +204,17 @@ def _proc_cpu(pid: int) -> float:
         return 0.0
 
 
+def memory_folder() -> Path | None:
+    """A folder on a memory file system (tmpfs) this user may write to, or None: /dev/shm on Linux."""
+    try:
+        with open("/proc/mounts") as f:
+            mounts = {fields[1]: fields[2] for fields in (line.split() for line in f) if len(fields) > 2}
+    except OSError:
+        return None
+    shm = Path("/dev/shm")
+    return shm if mounts.get(str(shm)) == "tmpfs" and os.access(shm, os.W_OK) else None
+
+
 class ServerError(RuntimeError):
     pass
 
@@ -213,6 +226,11 @@ class ServerProcess:
         self.target = target
         self.workdir = workdir
         self.data_root = workdir / "var"
+        if target.in_memory:
+            memory = memory_folder()
+            if memory is None:
+                raise ServerError(f"{target.label}: no memory file system (tmpfs at /dev/shm) to put the data root on")
+            self.data_root = Path(tempfile.mkdtemp(prefix=f"bench-{workdir.name}-", dir=memory)) / "var"
         self.proc: subprocess.Popen | None = None
         self.host = "127.0.0.1"
         self.port = 0
@@ -342,6 +360,8 @@ class ServerProcess:
 
     def cleanup(self) -> None:
         shutil.rmtree(self.workdir, ignore_errors=True)
+        if self.target.in_memory:
+            shutil.rmtree(self.data_root.parent, ignore_errors=True)
 
 
 # -- the tracking log -----------------------------------------------------------------------------------------

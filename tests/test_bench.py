@@ -13,6 +13,10 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
+from bench.targets import memory_folder
+
 REPO = Path(__file__).resolve().parent.parent
 ROW = re.compile(r"^\| \((?P<key>[a-z])\) (?P<label>[^|]+?)\s+\| (?P<median>[\d,]+)\s+\|.*?\| (?P<ratio>\d+ %)\s+\| "
                  r"(?P<accepted>\d+)/(?P<sent>\d+)\s+\|", re.M)
@@ -68,6 +72,34 @@ def test_a_baseline_checkout_runs_as_target_p_in_the_same_rounds(tmp_path: Path)
     refused = subprocess.run([sys.executable, "-m", "bench", "--quick", "--baseline", str(tmp_path / "work")],
                              cwd=REPO, capture_output=True, text=True, timeout=60)
     assert refused.returncode == 2 and "is not a checkout of this project" in refused.stderr
+
+
+def test_target_m_keeps_its_data_root_on_the_memory_file_system(tmp_path: Path) -> None:
+    """(m) is (c) with its data root on tmpfs (/dev/shm): the queue, the Maildir and the logs are there, not
+    under the work folder, and go with the round; the disk line gives the CPU a durable file costs."""
+    memory = memory_folder()
+    if memory is None:
+        pytest.skip("no tmpfs at /dev/shm on this machine: (m) is skipped by the bench too")
+    before = set(memory.glob("bench-*"))
+    proc = subprocess.run(
+        [sys.executable, "-m", "bench", "--quick", "--scenario", "smtp", "--no-smtp-source", "--targets", "a,m",
+         "--reuse", "0", "--no-results-file", "--keep", "--workdir", str(tmp_path / "work")],
+        cwd=REPO, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    rows = {m["key"]: m for m in ROW.finditer(proc.stdout)}
+    assert set(rows) == {"a", "m"} and int(rows["m"]["accepted"]) > 0, proc.stdout
+    assert re.search(r"and \d+\.\d{3} ms of CPU per file \(\d+\.\d{3} ms on the memory file system\)", proc.stdout)
+    assert "Without the disk, a new connection per message: (m)" in proc.stdout
+    kept = set(memory.glob("bench-*")) - before
+    try:
+        assert len(kept) == 1, kept  # --keep: the round's data root stays, in memory
+        [root] = kept
+        assert list((root / "var" / "mailboxes" / "alice@contoso.com" / "new").iterdir())
+        assert (root / "var" / "queue" / "mail.que").exists()
+        assert not list((tmp_path / "work").rglob("mail.que")), "a queue database under the work folder"
+    finally:
+        for path in kept:
+            shutil.rmtree(path, ignore_errors=True)
 
 
 def test_quick_relay_scenario_compares_a_smart_host_with_mailboxes(tmp_path: Path) -> None:
