@@ -7,6 +7,7 @@ assert speed.
 from __future__ import annotations
 
 import json
+import os
 import re
 import shutil
 import subprocess
@@ -100,6 +101,35 @@ def test_target_m_keeps_its_data_root_on_the_memory_file_system(tmp_path: Path) 
     finally:
         for path in kept:
             shutil.rmtree(path, ignore_errors=True)
+
+
+def _smtp_source() -> str | None:
+    return shutil.which("smtp-source") or next((p for p in ("/usr/sbin/smtp-source",) if Path(p).exists()), None)
+
+
+@pytest.mark.skipif(_smtp_source() is None and not os.environ.get("CI"),
+                    reason="Postfix's smtp-source is not installed (.ci/run installs Debian's postfix package)")
+def test_smtp_source_loads_every_target_in_both_session_modes(tmp_path: Path) -> None:
+    """With Postfix's smtp-source the smtp scenario loads (a) and (c) with a new connection per message and
+    with each session's connection kept (`-d`): one table per mode, every message delivered, the hub process's
+    CPU beside the server's."""
+    tool = _smtp_source()
+    assert tool is not None, "under CI smtp-source must be there: .ci/run installs it"
+    proc = subprocess.run(
+        [sys.executable, "-m", "bench", "--quick", "--scenario", "smtp", "--targets", "a,c", "--smtp-source", tool,
+         "--no-results-file", "--workdir", str(tmp_path / "work")], cwd=REPO, capture_output=True, text=True, timeout=180)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    section = proc.stdout.split("## SMTP load with Postfix's smtp-source", 1)[1].split("\n## ", 1)[0]
+    tables = section.split("`smtp-source -s ")[1:]
+    assert len(tables) == 2, section
+    assert " -l 4096`, a new connection per message" in tables[0]
+    assert " -l 4096 -d`, each session's connection kept for all its messages (-d)" in tables[1]
+    for text in tables:
+        row = re.search(r"^\| \(c\) hub, all agents[^|]*\| (?P<rate>[\d,]+) .*\| (?P<ok>\d+)/(?P<sent>\d+)\s+\|"
+                        r" (?P<cpu>\d+\.\d\d)\s+\| (?P<own>\d+\.\d\d)\s+\|$", text, re.M)
+        assert row and row["ok"] == row["sent"] == "60", text
+        assert 0 < float(row["own"]) <= float(row["cpu"]), text  # the hub's own process is part of the server
+        assert re.search(r"^\| \(a\) bare aiosmtpd[^|]*\| [\d,]+ .*\| 100 %\s+\| n/a\s+\|", text, re.M), text
 
 
 def test_quick_relay_scenario_compares_a_smart_host_with_mailboxes(tmp_path: Path) -> None:
