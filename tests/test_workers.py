@@ -29,16 +29,31 @@ from transport.core.errors import TransportError
 from transport.core.mailitem import (
     AuthAs, MailItem, Recipient, RecipientStatus, SessionInfo, Source, Spool, Stamp, Verdict,
 )
+from transport.delivery.maildir import Copy
+from transport.delivery.mailbox_process import DeliveryProcessLost, MailboxDeliveryProcess
 from transport.hub import Hub
 from transport.worker_channel import Channel, ChannelClosed, Frame
 
 
-def _children(pid: int) -> set[int]:
+def _children(pid: int, module: str = "transport.worker_process") -> set[int]:
+    """The hub's child processes running that module: its receive workers unless told otherwise."""
     try:
         with open(f"/proc/{pid}/task/{pid}/children") as f:
-            return {int(p) for p in f.read().split()}
+            kids = {int(p) for p in f.read().split()}
     except OSError:
         return set()
+    found = set()
+    for kid in kids:
+        try:
+            with open(f"/proc/{kid}/cmdline", "rb") as f:
+                if module.encode() in f.read().split(b"\0"):
+                    found.add(kid)
+        except OSError:
+            pass
+    return found
+
+
+MAILBOX_PROCESS = "transport.delivery.mailbox_process"
 
 
 def _alive(pid: int) -> bool:
@@ -111,7 +126,7 @@ def test_a_killed_worker_is_started_again_and_nothing_answered_250_is_lost(tmp_p
             await task
 
         asyncio.run(load_and_kill())
-        replaced = wait_file(lambda: (_children(hub.proc.pid) - first) or None, timeout=15)
+        replaced = wait_file(lambda: (_children(hub.proc.pid) - first) or None, timeout=15)  # receive workers only
         assert len(replaced) == 1 and len(_children(hub.proc.pid)) == 2
         more: list[str] = []
         _load(port, [f"<after{n}@load.test>" for n in range(50)], more)
@@ -129,18 +144,61 @@ def test_a_killed_worker_is_started_again_and_nothing_answered_250_is_lost(tmp_p
         "Hung Worker Processes Killed": 0, "Worker Process Exits": 1, "Worker Process Restarts": 1}
 
 
-def test_workers_leave_when_the_hubs_process_is_killed(tmp_path: Path) -> None:
+def test_workers_and_the_mailbox_delivery_process_leave_when_the_hubs_process_is_killed(tmp_path: Path) -> None:
     port = free_port()
     hub = HubProcess(_workers_config(tmp_path, port)).start()
     try:
         workers = _both_workers(hub)
+        send_sync(port, "john@fabrikam.test", ["alice@contoso.com"], make_message(message_id="<first@load.test>"))
+        # its delivery started the mailbox delivery process
+        delivery = wait_file(lambda: _children(hub.proc.pid, MAILBOX_PROCESS) or None, timeout=10)
         hub.signal(signal.SIGKILL)
         assert hub.wait() == -signal.SIGKILL
-        wait_file(lambda: not any(_alive(pid) for pid in workers), timeout=10)
+        wait_file(lambda: not any(_alive(pid) for pid in workers | delivery), timeout=10)
     finally:
         hub.stop()
     with pytest.raises(ConnectionRefusedError):  # nobody holds the listening socket any more
         socket.create_connection(("127.0.0.1", port), timeout=2)
+
+
+def test_the_mailbox_delivery_process_writes_the_copies_and_one_killed_mid_load_loses_and_doubles_nothing(
+        tmp_path: Path) -> None:
+    """With receive workers the Maildir files are written by a process of their own (Mailbox Transport
+    Delivery). Killed with SIGKILL while it writes, its batch is planned again by the hub, which finds the copies
+    already written and writes the rest; the next batch starts a new process; SIGTERM of the hub ends it."""
+    port = free_port()
+    root = tmp_path / "data"
+    hub = HubProcess(_workers_config(tmp_path, port)).start()
+    try:
+        _both_workers(hub)
+        accepted: list[str] = []
+
+        async def load_and_kill() -> set[int]:
+            task = asyncio.create_task(smtp_load(port, [f"<d{n}@load.test>" for n in range(600)], 10, accepted))
+            await wait_for(lambda: len(_delivered(root)) >= 100, timeout=30)
+            first = _children(hub.proc.pid, MAILBOX_PROCESS)
+            assert len(first) == 1, "one mailbox delivery process, started by the first batch"
+            os.kill(next(iter(first)), signal.SIGKILL)  # mid-load: with a batch in hand, or between two
+            await task
+            return first
+
+        first = asyncio.run(load_and_kill())
+        assert len(accepted) == 600
+        wait_file(lambda: set(accepted) <= set(_delivered(root)), timeout=30)
+        now = _children(hub.proc.pid, MAILBOX_PROCESS)
+        assert len(now) == 1 and now != first, "a new mailbox delivery process took the next batches"
+    finally:
+        hub.signal(signal.SIGTERM)
+        code = hub.wait()
+        errors = hub.proc.stderr.read() if hub.proc and hub.proc.stderr else ""  # after exit: no pipe fills up
+        hub.stop()
+    assert code == 0, errors
+    assert not any(_alive(pid) for pid in now), "the mailbox delivery process outlived the hub"
+    delivered = _delivered(root)
+    assert [m for m, n in delivered.items() if n > 1] == [], "delivered twice"
+    assert set(delivered) == set(accepted)
+    rows = [r for r in tracking(root) if r["event-id"] == "DELIVER"]
+    assert Counter(r["message-id"] for r in rows) == delivered, "one DELIVER row per copy"
 
 
 def test_worker_log_rows_reach_the_hubs_files(tmp_path: Path) -> None:
@@ -270,3 +328,37 @@ async def test_a_mail_item_crosses_the_channel_whole(tmp_path: Path) -> None:
     assert got.header("X-After") == "1" and got.raw.endswith(b"X-After: 1\r\n\r\nbody\r\n")
     left.close()
     right.close()
+
+
+async def test_a_mailbox_delivery_process_killed_with_a_batch_in_hand_fails_that_batch_and_the_next_starts_anew(
+        tmp_path: Path) -> None:
+    """The process blocks on a spooled body that is a FIFO nobody writes; killed then, its batch's write raises
+    DeliveryProcessLost (the mailbox queue plans that batch again); the next write starts a new process."""
+    new = tmp_path / "new"
+    (tmp_path / "tmp").mkdir()
+    new.mkdir()
+
+    def copy(name: str, spool: Spool | None = None) -> Copy:
+        return Copy(str(tmp_path / "tmp" / name), str(new / name), [b"Subject: x\r\n\r\n", b"body\r\n"], spool)
+
+    writer = MailboxDeliveryProcess()
+    try:
+        assert await writer.write([copy("a"), copy("b")]) == ["", ""]
+        assert (new / "a").read_bytes() == b"Subject: x\r\n\r\nbody\r\n" and writer.starts == 1
+        first = writer.pid
+        fifo = tmp_path / "body.fifo"
+        os.mkfifo(fifo)
+        pending = asyncio.create_task(writer.write([copy("c", Spool(fifo, 10))]))
+        await wait_for(lambda: (tmp_path / "tmp" / "c").exists(), timeout=10)  # it is writing c, stuck on the body
+        os.kill(first, signal.SIGKILL)
+        with pytest.raises(DeliveryProcessLost, match=r"the mailbox delivery process ended \(exit status -9\)"):
+            await asyncio.wait_for(pending, 10)
+        assert not (new / "c").exists()
+        assert await writer.write([copy("d")]) == [""] and writer.starts == 2 and writer.pid not in (None, first)
+        assert (new / "d").exists()
+        lost = Copy(str(tmp_path / "gone" / "e"), str(new / "e"), [b"x"], None)  # its tmp/ folder is missing
+        assert await writer.write([lost, copy("f")]) == ["No such file or directory", ""]  # its error; f written
+        assert (new / "f").exists() and not (new / "e").exists()
+    finally:
+        await writer.stop()
+    assert writer.pid is None

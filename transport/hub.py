@@ -44,6 +44,7 @@ from .data_root_lock import DataRootLock
 from .core.delivery import DeliveryQueue
 from .delivery.connectors import SendConnectors
 from .delivery.mailbox import MailboxQueue, MailboxStore
+from .delivery.mailbox_process import MailboxDeliveryProcess
 from .metrics import MetricsEndpoint
 from .delivery.smtp import Outbound
 from .notifications import Notifications
@@ -93,8 +94,10 @@ class Hub:
                                      lambda: self.categorizer.backlog, clock)
         context.submit = self.submission.submit_from_agent
         self.mailboxes = MailboxStore(root / "mailboxes", config)
+        # with receive worker processes, the Maildir files are written by a process of their own too
+        self.mailbox_delivery = MailboxDeliveryProcess() if config.receive_workers else None
         self.mailbox_queue = MailboxQueue(self.mailboxes, self.tracking, self.scheduler, config.receive.fqdn,
-                                          notifier=self.notifications)
+                                          notifier=self.notifications, writer=self.mailbox_delivery)
         self.scheduler.register(self.mailbox_queue)
         self.connectors = ReceiveConnectors(config, self.submission, clock)
         self.receive = self.connectors.connectors[0]  # the first connector (Default Frontend in the demo)
@@ -259,6 +262,8 @@ class Hub:
         await asyncio.gather(*self._tasks, return_exceptions=True)
         await self.pipeline.stop()
         self.pipeline.close()
+        if self.mailbox_delivery is not None:
+            await self.mailbox_delivery.stop()
         await self.store.close()
         self.tracking.close()
         if self.outbound.protocol_log is not None:

@@ -1,5 +1,5 @@
-"""The channel between the hub's process and one of its receive worker processes: batches of messages, pickled,
-over a Unix socket pair.
+"""The channel between the hub's process and one of its receive worker processes (or its mailbox delivery process):
+batches of messages, pickled, over a Unix socket pair.
 
 Both ends are this program's own processes (the hub starts its workers and hands each one end of a socketpair),
 so pickle is safe here and keeps a mail item's hand-over cheap. What one side sends in one turn of its event
@@ -36,6 +36,9 @@ class Frame(enum.IntEnum):
     SUBMIT_AGENT = 12  # seq, mail item, agent name, causing mail item or None
     ROW = 13  # log prefix, row
     COUNTS = 14  # {counter set: {name: increment}}, {agent position: (calls, errors, time ns)}
+    # the hub ↔ the mailbox delivery process (`transport.delivery.mailbox_process`)
+    WRITE = 20  # seq, copies (`transport.delivery.mailbox.Copy`)
+    WRITTEN = 21  # seq, per copy "" or its error
 
 
 class ChannelClosed(TransportError):

@@ -4,8 +4,12 @@ quarantine mailbox.
 `MailboxStore.folder_for` is the one place that says where a recipient's copy goes: the quarantine mailbox
 when an agent quarantined that recipient (the copy then names the original sender and recipient in its own
 headers), else the Maildir++ folder `.Junk` when the SCL is above the mailbox's SCLJunkThreshold (the
-organisation's unless the mailbox overrides it; `transport.core.scl` decides), else the Inbox. Files are written to `tmp/`, fsynced, then renamed into `new/`; the `new/` folders touched by
-a batch are fsynced once per batch, so a delivery is on disk before its queue item is completed.
+organisation's unless the mailbox overrides it; `transport.core.scl` decides), else the Inbox.
+
+A batch is planned here (`MailboxStore.plan`: folders, names, trace lines, the look-up below) and its files are
+written by `write_copies`: to `tmp/`, fsynced, renamed into `new/`, and each `new/` folder the batch touched
+fsynced once, so a delivery is on disk before its queue item is completed. Threads of this process write them,
+or, when the hub runs receive workers, the mailbox delivery process (`transport.delivery.mailbox_process`).
 
 Exactly once: a copy's file name is made from the message (its arrival time and internal id), so the same
 message in the same mailbox always has the same name. A queue item read back from the store (after a crash,
@@ -21,21 +25,22 @@ import asyncio
 import hashlib
 import logging
 import os
-import shutil
 import socket
 from dataclasses import dataclass
 
 from pathlib import Path
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol
 
 from ..core.config import TransportConfig
 from ..core.headers import ORGANIZATION_HEADER_PREFIX, date_now
-from ..core.mailitem import MailItem, Spool
+from ..core.mailitem import MailItem
 from ..core.tracking import TrackingEvent
 from ..core.scl import SclThresholds
 from ..spool import give_back_memory
 from .feed import Entry, QueueFeed
+from .maildir import Copy, write_side_by_side
+from .mailbox_process import DeliveryProcessLost
 
 if TYPE_CHECKING:
     from queues.scheduler import QueueScheduler
@@ -43,7 +48,7 @@ if TYPE_CHECKING:
     from ..core.dsn_params import Notifier
     from ..core.tracking import TrackingLog
 
-__all__ = ["MailboxStore", "MailboxQueue", "Delivery", "Placement", "JUNK_FOLDER", "SENT_ITEMS_FOLDER", "OUTBOX_FOLDER",
+__all__ = ["MailboxStore", "MailboxQueue", "Delivery", "Placement", "CopyWriter", "JUNK_FOLDER", "SENT_ITEMS_FOLDER", "OUTBOX_FOLDER",
            "QUARANTINE", "MAILBOX_QUEUE"]
 
 log = logging.getLogger("transport.delivery.mailbox")
@@ -60,6 +65,14 @@ QUARANTINE = "Quarantine"
 ORIGINAL_SENDER_HEADER = ORGANIZATION_HEADER_PREFIX + "Original-Sender"
 ORIGINAL_RECIPIENTS_HEADER = ORGANIZATION_HEADER_PREFIX + "OriginalEnvelopeRecipients"
 QUARANTINE_REASON_HEADER = "X-Transport-Quarantine-Reason"
+
+
+class CopyWriter(Protocol):
+    """Who writes planned copies besides this process's threads: the mailbox delivery process
+    (`transport.delivery.mailbox_process`)."""
+
+    async def write(self, copies: list["Copy"]) -> list[str]:
+        """Per copy "" or why it could not be written; DeliveryProcessLost when the writer died meanwhile."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -170,76 +183,69 @@ class MailboxStore:
                 return folder, cur / name
         return None
 
-    def write(self, batch: list[tuple[MailItem, list[str], bool]], fqdn: str) -> list[list[Delivery]]:
-        """Write one copy per recipient of each message (blocking: run it off the event loop).
+    def plan(self, batch: list[tuple[MailItem, list[str], bool]], fqdn: str) -> tuple[list[list[Delivery]], list[Pending]]:
+        """Where one copy per recipient of each message goes, and the copies still to write (see `write_copies`).
 
         Each entry is (message, recipients, recovered); a recovered entry's copies are looked for first (see the
-        module docstring). Each file is fsynced before its rename; each `new/` folder a batch touched is fsynced
-        once at the end, so a batch of N messages costs N + (folders) fsyncs, not 2N.
+        module docstring), and one found is counted as delivered, not written again.
         """
-        touched: set[str] = set()
         listings: dict[Path, set[str]] = {}
         date = date_now()
-        out = []
+        out, todo = [], []
         for item, recipients, recovered in batch:
             results = []
             for address in recipients:
                 placement = self.folder_for(item, address)
                 name = self.name(item, address if placement.quarantined else "")
                 d = Delivery(address, mailbox=placement.mailbox)
+                results.append(d)
                 earlier = self._earlier(placement.mailbox, name, listings) if recovered else None
                 if earlier is not None:
                     d.folder, d.path, d.earlier = QUARANTINE if placement.quarantined else earlier[0], str(earlier[1]), True
-                    results.append(d)
                     continue
                 try:
                     tmp_dir, new_dir = self._tmp_and_new(placement.mailbox, placement.folder)
-                    tmp = os.path.join(tmp_dir, name)
-                    _write_copy(tmp, [self._trace(item, address, placement, fqdn, date), item.raw], item.spool)
-                    final = os.path.join(new_dir, name)
-                    os.rename(tmp, final)
-                    touched.add(new_dir)
-                    d.folder, d.path = placement.label, final
                 except OSError as e:
                     d.error = f"{e.strerror or e}"
-                    self._created.discard(placement.mailbox)  # make the folders again on the next attempt
-                results.append(d)
+                    continue
+                parts = [self._trace(item, address, placement, fqdn, date), item.raw]
+                todo.append(Pending(d, placement.label, Copy(os.path.join(tmp_dir, name), os.path.join(new_dir, name),
+                                                             parts, item.spool)))
             out.append(results)
-        for folder in touched:
-            fd = os.open(folder, os.O_RDONLY)
-            try:
-                os.fsync(fd)
-            finally:
-                os.close(fd)
-        return out
+        return out, todo
+
+    def settle(self, todo: list[Pending], errors: list[str]) -> None:
+        """What writing the planned copies gave (an error text per copy, "" when written)."""
+        for pending, error in zip(todo, errors):
+            d = pending.delivery
+            if error:
+                d.error = error
+                self._created.discard(d.mailbox)  # make the folders again on the next attempt
+            else:
+                d.folder, d.path = pending.label, pending.copy.final
 
 
-def _write_copy(path: str, parts: list[bytes], spool: Spool | None) -> None:
-    """A copy's file, fsynced: what is in memory in one `writev` (no buffer, no terminal check of a Python
-    file), then a spooled body."""
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o666)
-    try:
-        written = os.writev(fd, parts)
-        rest = memoryview(b"".join(parts))[written:] if written < sum(map(len, parts)) else b""
-        while rest:  # a short write (rare for a file): the remainder
-            rest = rest[os.write(fd, rest):]
-        if spool is not None:
-            with open(spool.path, "rb") as body, open(fd, "wb", closefd=False) as out:
-                shutil.copyfileobj(body, out, 1 << 20)
-        os.fsync(fd)
-    finally:
-        os.close(fd)
+@dataclass(slots=True)
+class Pending:
+    """A planned copy and the recipient's delivery it completes (in that folder: Inbox, .Junk or Quarantine)."""
+
+    delivery: Delivery
+    label: str
+    copy: Copy
 
 
 class MailboxQueue(QueueFeed):
-    """The delivery queue for local mailboxes: batches of copies written off the loop, then completed."""
+    """The delivery queue for local mailboxes: batches of copies planned here, written off the loop (by the
+    mailbox delivery process when the hub has one, else by threads of this process), then completed."""
 
     next_hop = MAILBOX_QUEUE
     delivery_type = "SmtpDeliveryToMailbox"
 
     def __init__(self, mailboxes: MailboxStore, tracking: "TrackingLog", scheduler: "QueueScheduler", fqdn: str,
-                 batch_size: int = 64, notifier: "Notifier | None" = None) -> None:
+                 batch_size: int = 64, notifier: "Notifier | None" = None,
+                 writer: CopyWriter | None = None) -> None:
         self.mailboxes = mailboxes
+        self.writer = writer  # the mailbox delivery process, or None: this process's threads write
         self.notifier = notifier  # delivered notices for NOTIFY=SUCCESS
         self.tracking = tracking
         self.scheduler = scheduler
@@ -250,16 +256,23 @@ class MailboxQueue(QueueFeed):
         self.capacity = 16 * batch_size  # messages held in memory; the rest wait in the store
         self.tracked: set[tuple[int, str]] = set()  # (message, recipient) with a DELIVER row before a restart
 
-    WRITERS = 4  # threads writing one batch side by side: fsyncs of different files overlap on the disk
-    PER_WRITER = 4  # messages a thread is given at least: below that, handing work to a thread costs more CPU
-    # than overlapping the fsyncs saves time
-
     async def _write_batch(self, batch: list[Entry]) -> list[list[Delivery]]:
         entries = [(item, rcpts, recovered) for _, item, rcpts, recovered in batch]
-        size = max(self.PER_WRITER, -(-len(entries) // self.WRITERS))
-        chunks = [entries[i:i + size] for i in range(0, len(entries), size)]
-        parts = await asyncio.gather(*(asyncio.to_thread(self.mailboxes.write, c, self.fqdn) for c in chunks))
-        return [r for part in parts for r in part]
+        deliveries, todo = self.mailboxes.plan(entries, self.fqdn)
+        if not todo:
+            return deliveries
+        copies = [p.copy for p in todo]
+        if self.writer is None:
+            self.mailboxes.settle(todo, await write_side_by_side(copies))
+            return deliveries
+        try:
+            self.mailboxes.settle(todo, await self.writer.write(copies))
+        except DeliveryProcessLost as e:
+            # Some copies may be in the mailboxes already: planned again as recovered, they are found, not doubled.
+            log.warning("%s; writing its batch of %d message(s) here", e, len(batch))
+            deliveries, todo = self.mailboxes.plan([(item, rcpts, True) for item, rcpts, _ in entries], self.fqdn)
+            self.mailboxes.settle(todo, await write_side_by_side([p.copy for p in todo]))
+        return deliveries
 
     async def run(self) -> None:
         while True:
@@ -284,7 +297,7 @@ class MailboxQueue(QueueFeed):
                     continue
                 self.tracking.log(TrackingEvent.DELIVER, item, "STOREDRIVER", [d.recipient], "250 2.0.0 Delivered",
                                   source_context=d.folder, related_recipient=d.mailbox if d.mailbox != d.recipient else "",
-                                  custom_data="copy written before a restart" if d.earlier else "")
+                                  custom_data="copy already in the mailbox" if d.earlier else "")
             if failed:
                 error = "432 4.2.0 STOREDRV.Deliver; mailbox unavailable: " + "; ".join(d.error for d in deliveries if d.error)
                 self.tracking.log(TrackingEvent.DEFER, item, "STOREDRIVER", failed, error)
