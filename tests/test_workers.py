@@ -362,3 +362,23 @@ async def test_a_mailbox_delivery_process_killed_with_a_batch_in_hand_fails_that
     finally:
         await writer.stop()
     assert writer.pid is None
+
+
+async def test_a_batch_larger_than_a_frame_crosses_in_several_and_every_copy_is_answered_in_order(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from transport.delivery import mailbox_process
+
+    monkeypatch.setattr(mailbox_process, "FRAME_BYTES", 14)  # a, b and c are 13 bytes each: one frame each
+    (tmp_path / "tmp").mkdir()
+    (tmp_path / "new").mkdir()
+    copies = [Copy(str(tmp_path / "tmp" / n), str(tmp_path / "new" / n), [b"0123456789ab", n.encode()], None)
+              for n in ("a", "b", "c")]
+    copies.insert(1, Copy(str(tmp_path / "gone" / "x"), str(tmp_path / "new" / "x"), [b"x"], None))
+    assert [len(f) for f in mailbox_process._frames(copies)] == [2, 1, 1]  # x (1 byte) rides with a
+    writer = MailboxDeliveryProcess()
+    try:
+        assert await writer.write(copies) == ["", "No such file or directory", "", ""]
+    finally:
+        await writer.stop()
+    assert sorted(p.name for p in (tmp_path / "new").iterdir()) == ["a", "b", "c"]
+    assert (tmp_path / "new" / "b").read_bytes() == b"0123456789abb"

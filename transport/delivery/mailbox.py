@@ -7,7 +7,7 @@ headers), else the Maildir++ folder `.Junk` when the SCL is above the mailbox's 
 organisation's unless the mailbox overrides it; `transport.core.scl` decides), else the Inbox.
 
 A batch is planned here (`MailboxStore.plan`: folders, names, trace lines, the look-up below) and its files are
-written by `write_copies`: to `tmp/`, fsynced, renamed into `new/`, and each `new/` folder the batch touched
+written by `transport.delivery.maildir`: to `tmp/`, fsynced, renamed into `new/`, and each `new/` folder the batch touched
 fsynced once, so a delivery is on disk before its queue item is completed. Threads of this process write them,
 or, when the hub runs receive workers, the mailbox delivery process (`transport.delivery.mailbox_process`).
 
@@ -184,7 +184,7 @@ class MailboxStore:
         return None
 
     def plan(self, batch: list[tuple[MailItem, list[str], bool]], fqdn: str) -> tuple[list[list[Delivery]], list[Pending]]:
-        """Where one copy per recipient of each message goes, and the copies still to write (see `write_copies`).
+        """Where one copy per recipient of each message goes, and the copies still to write (`maildir.Copy`).
 
         Each entry is (message, recipients, recovered); a recovered entry's copies are looked for first (see the
         module docstring), and one found is counted as delivered, not written again.

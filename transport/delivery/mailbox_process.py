@@ -54,10 +54,12 @@ class MailboxDeliveryProcess:
         if self._channel is None:
             await self._start()
         assert self._channel is not None
-        self._seq += 1
-        answer = self._pending[self._seq] = asyncio.get_running_loop().create_future()
-        self._channel.send(Frame.WRITE, self._seq, copies)
-        return await answer
+        answers = []
+        for part in _frames(copies):  # a batch of large messages crosses in several frames, not one huge one
+            self._seq += 1
+            answers.append(self._pending.setdefault(self._seq, asyncio.get_running_loop().create_future()))
+            self._channel.send(Frame.WRITE, self._seq, part)
+        return [error for errors in await asyncio.gather(*answers) for error in errors]
 
     async def _start(self) -> None:
         parent, child = socket.socketpair()
@@ -119,6 +121,23 @@ class MailboxDeliveryProcess:
                 await proc.wait()
         if self._reader is not None:
             await asyncio.gather(self._reader, return_exceptions=True)
+
+
+FRAME_BYTES = 8 * 1024 * 1024
+"""At most this much message data in one frame (unless one copy alone is more)."""
+
+
+def _frames(copies: list[Copy]) -> list[list[Copy]]:
+    parts: list[list[Copy]] = [[]]
+    size = 0
+    for c in copies:
+        n = sum(map(len, c.parts))
+        if parts[-1] and size + n > FRAME_BYTES:
+            parts.append([])
+            size = 0
+        parts[-1].append(c)
+        size += n
+    return parts
 
 
 async def _serve(fd: int) -> None:
