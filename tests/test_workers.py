@@ -21,7 +21,7 @@ from pathlib import Path
 import pytest
 
 from hubtools import (
-    HubProcess, agent, free_port, header_value, make_message, messages, running_hub, send_sync,
+    HubProcess, agent, free_port, header_value, maildir, make_message, messages, running_hub, send_sync,
     smtp_load, tracking, wait_file, wait_for, write_config,
 )
 from transport.core.config import load_config
@@ -382,3 +382,34 @@ async def test_a_batch_larger_than_a_frame_crosses_in_several_and_every_copy_is_
         await writer.stop()
     assert sorted(p.name for p in (tmp_path / "new").iterdir()) == ["a", "b", "c"]
     assert (tmp_path / "new" / "b").read_bytes() == b"0123456789abb"
+
+
+async def test_a_batch_whose_delivery_process_died_is_planned_again_and_nothing_in_it_is_written_twice(
+        tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    """The mailbox queue's side: the process wrote the first copy of a batch and was killed on the second (its
+    body a FIFO nobody writes yet). The hub plans the batch again as recovered: the first copy is found in the
+    mailbox (not written again), the second is written by the hub's own threads."""
+    fifo = tmp_path / "body.fifo"
+    os.mkfifo(fifo)
+    writer = MailboxDeliveryProcess()
+    async with running_hub(tmp_path, before_start=lambda h: setattr(h.mailbox_queue, "writer", writer)) as hub:
+        queue = hub.mailbox_queue
+        first = MailItem("john@fabrikam.test", [Recipient("alice@contoso.com")], b"Subject: one\r\n\r\nbody 1\r\n",
+                         internal_id=901, received_at=1_800_000_000.25)
+        second = MailItem("john@fabrikam.test", [Recipient("alice@contoso.com")], b"Subject: two\r\n\r\n",
+                          internal_id=902, received_at=1_800_000_000.5, spool=Spool(fifo, 8))
+        inbox = maildir(hub, "alice@contoso.com")
+        batch = asyncio.create_task(queue._write_batch([(1, first, ["alice@contoso.com"], False),
+                                                        (2, second, ["alice@contoso.com"], False)]))
+        await wait_for(lambda: len(list((inbox / "new").iterdir())) == 1 and any((inbox / "tmp").iterdir()),
+                       timeout=10)  # the first copy is in new/, the second is being written, stuck on its body
+        os.kill(writer.pid, signal.SIGKILL)
+        await wait_for(lambda: writer.pid is None, timeout=10)
+        await asyncio.to_thread(fifo.write_bytes, b"body 2\r\n")  # the hub's own thread reads it now
+        one, two = await asyncio.wait_for(batch, 10)
+        assert one[0].earlier and not one[0].error, "the copy the process wrote was found, not written again"
+        assert not two[0].earlier and not two[0].error and two[0].folder == "Inbox"
+        files = sorted(p.read_bytes() for p in (inbox / "new").iterdir())
+        await writer.stop()
+    assert "the mailbox delivery process ended (exit status -9); writing its batch of 2 message(s) here" in caplog.text
+    assert len(files) == 2 and files[0].endswith(b"body 1\r\n") and files[1].endswith(b"Subject: two\r\n\r\nbody 2\r\n")
