@@ -24,6 +24,7 @@ from .measure import Summary, log
 from .report import Report
 from .scenarios import Settings, build_targets
 from .smtp_source import smtp_source
+from .targets import remove_left_on_disk
 
 SCENARIOS = ("smtp", "scaling", "memory", "large", "pickup", "relay", "spf", "profile")
 DEFAULT = ("smtp", "scaling", "large", "pickup", "relay", "spf")
@@ -178,6 +179,8 @@ async def run(args: argparse.Namespace, argv: Sequence[str]) -> int:
             report.closing.append(f"Ratios to bare aiosmtpd (a), {settings.sessions} sessions × {settings.size:,} B:"
                                   f" {ratios}. Produced by `{report.command}`.")
     finally:
+        if not args.keep:
+            remove_left_on_disk()
         if args.workdir is None and not args.keep:
             shutil.rmtree(workdir, ignore_errors=True)
         elif args.keep:

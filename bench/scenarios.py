@@ -6,7 +6,6 @@ from __future__ import annotations
 import asyncio
 import importlib.util
 import os
-import shutil
 import subprocess
 import sys
 import tempfile
@@ -22,7 +21,7 @@ from .measure import RoundResult, Summary, log, measure_round, round_line
 from .report import Report, fmt, fmt_ms, table
 from .targets import (
     EXAMPLE_AGENT, RECIPIENT, ServerProcess, Target, backlog_at, discover_agents, memory_folder, pickup_supported,
-    spf_pass_sender, tracking_times,
+    remove_at_end, spf_pass_sender, tracking_times,
 )
 
 __all__ = ["Settings", "SessionMode", "build_targets", "smtp", "paced", "scaling", "memory", "pickup", "spf"]
@@ -166,7 +165,7 @@ def fsync_cost(folder: Path, n: int = 100) -> tuple[float, float, float]:
             os.close(fd)
         times.append((time.perf_counter() - t0) * 1000)
     cpu1 = time.process_time()
-    shutil.rmtree(work, ignore_errors=True)
+    remove_at_end(work)
     cpu_ms = (cpu1 - cpu0) * 1000 / n
     return percentile(times, 50) or 0.0, percentile(times, 99) or 0.0, cpu_ms
 
@@ -437,7 +436,7 @@ async def memory(settings: Settings, report: Report, targets: dict[str, Target])
     received, waiting_categorizer, waiting_delivery = backlog_at(workdir / "var", load_end)
     queue_files = {f.name: f.stat().st_size for f in (workdir / "var" / "queue").glob("mail.que*")}
     if not settings.keep:
-        shutil.rmtree(workdir, ignore_errors=True)
+        remove_at_end(workdir)
     samples = r.rss_samples
     if not samples:
         report.add("Memory over a long run", ["No samples (the server did not run)."])

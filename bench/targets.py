@@ -31,7 +31,8 @@ import yaml
 from . import REPO
 
 __all__ = ["Target", "ServerProcess", "discover_agents", "spf_pass_sender", "hub_config", "tracking_times", "TrackingTimes", "backlog_at",
-           "HUB_FQDN", "RECIPIENT", "pickup_supported", "memory_folder"]
+           "HUB_FQDN", "RECIPIENT", "pickup_supported", "memory_folder",
+           "remove_at_end", "remove_left_on_disk"]
 
 HUB_FQDN = "hub.bench.test"
 RECIPIENT = "alice@contoso.com"
@@ -359,9 +360,27 @@ class ServerProcess:
         return self.proc.returncode
 
     def cleanup(self) -> None:
-        shutil.rmtree(self.workdir, ignore_errors=True)
+        """Remove this round's data: a data root in memory now, what is on disk at the end of the run."""
         if self.target.in_memory:
             shutil.rmtree(self.data_root.parent, ignore_errors=True)
+        remove_at_end(self.workdir)
+
+
+_ON_DISK: list[Path] = []
+
+
+def remove_at_end(folder: Path) -> None:
+    """Leave `folder` until `remove_left_on_disk()`. Deleting a round's thousands of files just before the next
+    round would charge that round for them: ext4 without a journal (this machine's disk) skips recently freed
+    inodes one by one when it creates a file, which made each file the next hub created cost 3–4× the CPU
+    (0.6 against 0.17 ms of the kernel's per fsynced 4 KB file, `bench/README.md`)."""
+    _ON_DISK.append(folder)
+
+
+def remove_left_on_disk() -> None:
+    """Delete what the rounds left on disk, once nothing more is measured."""
+    while _ON_DISK:
+        shutil.rmtree(_ON_DISK.pop(), ignore_errors=True)
 
 
 # -- the tracking log -----------------------------------------------------------------------------------------

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from bench.targets import memory_folder
+from bench.targets import ServerProcess, Target, memory_folder, remove_left_on_disk
 
 REPO = Path(__file__).resolve().parent.parent
 ROW = re.compile(r"^\| \((?P<key>[a-z])\) (?P<label>[^|]+?)\s+\| (?P<median>[\d,]+)\s+\|.*?\| (?P<ratio>\d+ %)\s+\| "
@@ -73,6 +73,25 @@ def test_a_baseline_checkout_runs_as_target_p_in_the_same_rounds(tmp_path: Path)
     refused = subprocess.run([sys.executable, "-m", "bench", "--quick", "--baseline", str(tmp_path / "work")],
                              cwd=REPO, capture_output=True, text=True, timeout=60)
     assert refused.returncode == 2 and "is not a checkout of this project" in refused.stderr
+
+
+def test_a_rounds_data_on_disk_stays_until_the_run_ends(tmp_path: Path) -> None:
+    """A round's files deleted just before the next round would make the next round's files dearer to create
+    (ext4 without a journal skips recently freed inodes one by one), so a round's data on disk goes when
+    nothing more is measured; one in memory goes with its round."""
+    memory = memory_folder()
+    rounds = [ServerProcess(Target(key, key, "hub", in_memory=key == "m" and memory is not None), tmp_path / key)
+              for key in ("c", "m")]
+    for server in rounds:
+        (server.data_root / "mailboxes").mkdir(parents=True)
+        (server.data_root / "mailboxes" / "copy").write_bytes(b"x")
+        server.workdir.mkdir(exist_ok=True)
+        server.cleanup()
+    assert (tmp_path / "c" / "var" / "mailboxes" / "copy").exists() and (tmp_path / "m").exists()
+    if memory is not None:
+        assert not rounds[1].data_root.parent.exists(), "a data root in memory outlived its round"
+    remove_left_on_disk()
+    assert not (tmp_path / "c").exists() and not (tmp_path / "m").exists()
 
 
 def test_target_m_keeps_its_data_root_on_the_memory_file_system(tmp_path: Path) -> None:
