@@ -179,12 +179,12 @@ async def run(args: argparse.Namespace, argv: Sequence[str]) -> int:
             report.closing.append(f"Ratios to bare aiosmtpd (a), {settings.sessions} sessions × {settings.size:,} B:"
                                   f" {ratios}. Produced by `{report.command}`.")
     finally:
-        if not args.keep:
-            remove_left_on_disk()
-        if args.workdir is None and not args.keep:
-            shutil.rmtree(workdir, ignore_errors=True)
-        elif args.keep:
+        if args.keep:
             log(f"server data kept under {workdir}")
+        else:
+            remove_left_on_disk()
+            if args.workdir is None:
+                shutil.rmtree(workdir, ignore_errors=True)
     report.print_closing()
     if not args.no_results_file:
         name = dt.date.today().isoformat()
