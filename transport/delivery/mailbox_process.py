@@ -97,10 +97,8 @@ class MailboxDeliveryProcess:
             self._channel = None
         channel.close()
         proc, self._proc = self._proc, None
-        if proc is not None and proc.returncode is None:
-            proc.kill()
         if proc is not None:
-            await proc.wait()
+            await _ended(proc)
         pending, self._pending = self._pending, {}
         for answer in pending.values():
             if not answer.done():
@@ -121,6 +119,18 @@ class MailboxDeliveryProcess:
                 await proc.wait()
         if self._reader is not None:
             await asyncio.gather(self._reader, return_exceptions=True)
+
+
+async def _ended(proc: asyncio.subprocess.Process, grace: float = 2.0) -> None:
+    """Wait for a process whose channel broke: it has usually ended already, and is killed only after `grace`.
+
+    Not killed at once: `Process.kill` polls the child first (reaping it), which leaves asyncio's child watcher
+    nothing to wait for, so it reports exit status 255 instead of the real one (a SIGKILL's -9, say)."""
+    try:
+        await asyncio.wait_for(asyncio.shield(proc.wait()), grace)
+    except asyncio.TimeoutError:
+        proc.kill()
+        await proc.wait()
 
 
 FRAME_BYTES = 8 * 1024 * 1024
