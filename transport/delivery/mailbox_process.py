@@ -112,22 +112,18 @@ class MailboxDeliveryProcess:
         proc, self._proc = self._proc, None  # it ends by itself now: not killed as lost
         self._channel.close()
         if proc is not None:
-            try:
-                await asyncio.wait_for(proc.wait(), timeout)
-            except asyncio.TimeoutError:
-                proc.kill()
-                await proc.wait()
+            await _ended(proc, timeout)
         if self._reader is not None:
             await asyncio.gather(self._reader, return_exceptions=True)
 
 
 async def _ended(proc: asyncio.subprocess.Process, grace: float = 2.0) -> None:
-    """Wait for a process whose channel broke: it has usually ended already, and is killed only after `grace`.
+    """Wait for the process to end (with its channel closed or broken, it ends by itself); kill it after `grace`.
 
     Not killed at once: `Process.kill` polls the child first (reaping it), which leaves asyncio's child watcher
     nothing to wait for, so it reports exit status 255 instead of the real one (a SIGKILL's -9, say)."""
     try:
-        await asyncio.wait_for(asyncio.shield(proc.wait()), grace)
+        await asyncio.wait_for(proc.wait(), grace)
     except asyncio.TimeoutError:
         proc.kill()
         await proc.wait()
