@@ -441,10 +441,32 @@ async def test_sessions_built_from_the_template_match_aiosmtpds_own_constructor(
     assert set(vars(slow)) == set(vars(fast))
     assert {k: type(v) for k, v in vars(slow).items()} == {k: type(v) for k, v in vars(fast).items()}
     assert all(a.method.__self__ is fast for a in fast._auth_methods.values())
-    assert all(m.__self__ is fast for m in fast._smtp_methods.values())
+    assert all(m.__self__ is fast for _, m in fast._smtp_methods.items())
+    assert fast._smtp_methods.functions is template._smtp_methods.functions  # shared, bound on look-up
+    assert fast._smtp_methods.get("NOOP").__self__ is fast
+    assert fast._smtp_methods.get("FOO") == fast._unrecognized
+    assert {n for n, _ in slow._smtp_methods.items()} == {n for n, _ in fast._smtp_methods.items()} >= {"EHLO", "DATA"}
     assert fast._authenticator.__self__ is fast
     assert not set(template._settings) & set(vars(asyncio.StreamReaderProtocol(
         asyncio.StreamReader(), client_connected_cb=fast._cb_client_connected)))  # stream state is never shared
+
+
+async def test_help_walks_the_command_table_and_an_unknown_verb_gets_exchanges_reply(tmp_path):
+    """The command table binds a method only when a session looks it up: HELP (which walks the table) and an
+    unknown verb must still be answered."""
+    async with running_hub(tmp_path) as hub:
+        port = hub.addresses[0][1]
+
+        def client() -> tuple[tuple[int, bytes], tuple[int, bytes]]:
+            with smtplib.SMTP("127.0.0.1", port, local_hostname="client.fabrikam.test", timeout=10) as s:
+                s.ehlo()
+                return s.docmd("HELP"), s.docmd("FROB")
+
+        import asyncio
+
+        listing, unknown = await asyncio.to_thread(client)
+        assert listing[0] == 250 and listing[1].startswith(b"Supported commands:") and b"HELP" in listing[1]
+        assert unknown == (500, b"5.3.3 Unrecognized command")
 
 
 async def test_a_queue_that_refuses_the_write_is_answered_451_and_nothing_is_delivered(tmp_path):

@@ -15,7 +15,7 @@ import logging
 import os
 import ssl
 from dataclasses import replace
-from typing import Any, Awaitable, Callable, Optional, Protocol
+from typing import Any, Awaitable, Callable, Iterator, Optional, Protocol
 
 from aiosmtpd.smtp import SMTP, AuthResult, LoginPassword, _AuthMechAttr
 
@@ -40,16 +40,24 @@ MAX_HOP_COUNT = 30
 _session_ids = itertools.count(1)
 
 
-class _CommandTable(dict):
-    """aiosmtpd's table of command methods, answering an unknown verb with Exchange's reply (and counting it
-    as a protocol error) instead of aiosmtpd's own text."""
+class _CommandTable:
+    """aiosmtpd's table of command methods (it calls `get` and, for HELP, `items`), answering an unknown verb
+    with Exchange's reply (and counting it as a protocol error) instead of aiosmtpd's own text.
 
-    def __init__(self, methods: dict[str, Any], fallback: Any) -> None:
-        super().__init__(methods)
-        self.fallback = fallback
+    The functions are shared by every session of a connector; one is bound to its session only when the session
+    looks it up: binding all of them for each connection cost more than the commands a session sends.
+    """
+
+    def __init__(self, functions: dict[str, Any], session: "ReceiveProtocol") -> None:
+        self.functions = functions
+        self.session = session
 
     def get(self, key: str, default: Any = None) -> Any:
-        return super().get(key) or self.fallback
+        function = self.functions.get(key)
+        return self.session._unrecognized if function is None else function.__get__(self.session)
+
+    def items(self) -> Iterator[tuple[str, Any]]:
+        return ((name, f.__get__(self.session)) for name, f in self.functions.items())
 
 
 class _NoHooks:
@@ -111,8 +119,9 @@ class ReceiveProtocol(SMTP):
             self._authenticator = self._check_password
             self._auth_methods = {name: _AuthMechAttr(getattr(self, a.method.__name__), True) if a.is_builtin else a
                                   for name, a in template._auth_methods.items()}
-            self._smtp_methods = {name: getattr(self, f"smtp_{name}") for name in template._smtp_methods}
-        self._smtp_methods = _CommandTable(self._smtp_methods, self._unrecognized)
+        functions = ({name: m.__func__ for name, m in self._smtp_methods.items()} if template is None
+                     else template._smtp_methods.functions)
+        self._smtp_methods = _CommandTable(functions, self)
         self.connector = connector
         self.settings = rc
         self.submission = connector.submission
