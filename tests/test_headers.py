@@ -208,3 +208,24 @@ def test_mail_item_edits_keep_the_parsed_view_in_step(raw):
             item.remove_headers(["X-MS-Exchange-"], prefix=True)
         assert item.headers == parse_headers(item.raw), (op, name)
     assert body_of(item.raw) == body_of(raw)  # the body (whatever follows the header block) never changes
+
+
+@pytest.mark.parametrize("raw", [b"Subject: a\r\nFrom: b@c\r\n\r\nbody\r\n", b"Subject: a\nX-A: y\n\nbody\n",
+                                 b"Subject: a\r\n", b"", b"\r\nbody", b"Subject: a\r\nX-A: b", b"X-A: b",
+                                 b"Subject: a\r\n folded\r\nX-A: x\r\n\r\n.\r\n", b"junk line\r\nX-A: 1\r\n\r\nb"])
+def test_one_edit_gives_what_the_removal_the_prepend_and_the_append_give_one_after_the_other(raw):
+    """`edit_headers` does an agent's stamps in one walk; bytes and view must be those of the three edits
+    made one by one, whatever the shape of the header block (no blank line, no line end, odd lines)."""
+    from transport.core.headers import fields_named
+    from transport.core.mailitem import MailItem
+
+    one, steps = MailItem("s@x", [], raw), MailItem("s@x", [], raw)
+    one.edit_headers(fields_named(["x-a", "Subject"]), prepend=[("Received", "r"), ("X-B", "1")], append=[("X-A", "n")])
+    steps.remove_headers(["X-A", "subject"])
+    steps.prepend_headers([("Received", "r"), ("X-B", "1")])
+    steps.append_headers([("X-A", "n")])
+    assert one.raw == steps.raw
+    assert one.headers == steps.headers == parse_headers(one.raw)
+    names = [(h.name, h.value) for h in one.headers]
+    assert names[:2] == [("Received", "r"), ("X-B", "1")] and names[-1] == ("X-A", "n")
+    assert not any(n in ("Subject", "X-A") for n, _ in names[2:-1])

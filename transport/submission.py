@@ -53,6 +53,10 @@ def received_header(session: SessionInfo, fqdn: str) -> str:
             f" with {with_} id {SERVER_VERSION}; {date_now()}")
 
 
+_FIREWALLED = (ORGANIZATION_HEADER_PREFIX.lower(), FOREST_HEADER_PREFIX.lower())
+"""The header firewall's prefixes, as a header field's lower-cased `key` starts."""
+
+
 def _authserv_id(value: str) -> str:
     """The authserv-id an Authentication-Results value starts with (RFC 8601 §2.2), lower-cased."""
     return value.split(";", 1)[0].strip().split()[0].lower() if value.strip() else ""
@@ -81,10 +85,11 @@ class SubmissionSteps:
         """
         s = item.session
         fqdn = self.config.receive.fqdn
+        firewall = None
         if not (s.authenticated or s.internal or s.antispam_bypass):
-            item.remove_headers([ORGANIZATION_HEADER_PREFIX, FOREST_HEADER_PREFIX], prefix=True)
-            item.remove_fields(lambda h: h.key == "authentication-results" and _authserv_id(h.value) == fqdn.lower())
-        item.prepend_headers([("Received", received or received_header(s, fqdn))])
+            own = fqdn.lower()
+            firewall = lambda h: h.key.startswith(_FIREWALLED) or (  # noqa: E731
+                h.key == "authentication-results" and _authserv_id(h.value) == own)
         stamps = [
             (ORGANIZATION_HEADER_PREFIX + "AuthAs", s.auth_as.value),
             (ORGANIZATION_HEADER_PREFIX + "AuthSource", fqdn),
@@ -95,7 +100,7 @@ class SubmissionSteps:
             stamps.append(("X-Originating-IP", f"[{s.client_ip}]"))
         if not item.message_id:
             stamps.append(("Message-ID", new_message_id(fqdn)))
-        item.append_headers(stamps)
+        item.edit_headers(firewall, prepend=[("Received", received or received_header(s, fqdn))], append=stamps)
 
     async def message_events(self, item: MailItem) -> MessageEvent | None:
         """Fire OnEndOfHeaders, then OnEndOfData; the event whose agent ended the message, or None to submit.

@@ -19,7 +19,7 @@ from collections import OrderedDict
 from pydantic import Field, field_validator
 
 from agents import (ORGANIZATION_HEADER_PREFIX, AntispamAgent, EndOfHeadersEvent, RecipientBypassConfig,
-                    SmtpResponse, Stamp)
+                    SmtpResponse, Stamp, fields_named)
 
 from .origin import originating_ip, parse_internal_servers
 from .pra import find_pra
@@ -135,20 +135,18 @@ class SenderIdAgent(AntispamAgent):
 
     def _stamp(self, event: EndOfHeadersEvent, result: str, ip: str, pra, fail_reason: str | None,
                prd: str | None = None) -> None:
-        """PRD (when there is a PRA), SenderIdResult, Received-SPF and Authentication-Results, in three edits of
+        """PRD (when there is a PRA), SenderIdResult, Received-SPF and Authentication-Results, in one edit of
         the header block rather than one per field; the status is kept on the item too."""
         item = event.mail_item
         fqdn = self.context.server_fqdn
         status = EXCHANGE_STATUS[result]
         item.stamps[Stamp.SENDER_ID_RESULT] = status
         stamps = ([(ORG + "PRD", prd)] if prd is not None else []) + [(ORG + "SenderIdResult", status)]
-        item.remove_headers([name for name, _ in stamps] + ["Received-SPF"])
-        item.append_headers(stamps)
         fields = [("Received-SPF", received_spf(result, receiver=fqdn, client_ip=ip, helo=event.session.helo,
                                                 pra=pra.address, fail_reason=fail_reason))]
         if self.config.authentication_results:
             fields.append(("Authentication-Results", authentication_results(fqdn, sender_id=result, pra=pra)))
-        item.prepend_headers(fields)
+        item.edit_headers(fields_named([name for name, _ in stamps] + ["Received-SPF"]), prepend=fields, append=stamps)
         event.stamp(f"Sender ID {status} for {pra.address or 'no PRA'} from {ip}")
 
     def _act(self, event: EndOfHeadersEvent, action: SenderIdAction, response: SmtpResponse,

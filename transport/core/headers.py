@@ -16,7 +16,7 @@ from email.utils import formatdate, getaddresses
 from typing import Callable, Iterable, NamedTuple, Sequence
 
 __all__ = ["not_a_message", "ORGANIZATION_HEADER_PREFIX", "FOREST_HEADER_PREFIX", "SERVER_VERSION", "Header", "as_header", "HeaderEditor", "header_end", "parse_headers", "prepend_headers", "append_headers",
-           "remove_headers", "decode_value", "format_field", "date_now", "addresses"]
+           "remove_headers", "fields_named", "decode_value", "format_field", "date_now", "addresses"]
 
 ORGANIZATION_HEADER_PREFIX = "X-MS-Exchange-Organization-"
 """Exchange's organisation headers: trusted stamps (SCL, AuthAs, …) that anonymous senders may not bring."""
@@ -149,31 +149,16 @@ def append_headers(raw: bytes, fields: Sequence[tuple[str, str]]) -> bytes:
     return raw[:at - len(sep)] + sep + _block(raw, fields) + tail + raw[at - len(sep):]
 
 
-def _removal(raw: bytes, headers: Sequence[Header], names: Iterable[str], prefix: bool) -> tuple[bytes, list[Header]]:
+def fields_named(names: Iterable[str], prefix: bool = False) -> Callable[[Header], bool]:
+    """A test of a header field: its name is one of `names` (or starts with one, when prefix is set),
+    case-insensitively."""
     keys = tuple(n.lower() for n in names)
-    return _removal_where(raw, headers, (lambda h: h.key.startswith(keys)) if prefix else (lambda h: h.key in keys))
-
-
-def _removal_where(raw: bytes, headers: Sequence[Header], drop: Callable[[Header], bool]) -> tuple[bytes, list[Header]]:
-    parts: list[bytes] = []
-    kept: list[Header] = []
-    pos = removed = 0
-    for h in headers:
-        if drop(h):
-            parts.append(raw[pos:h.start])
-            pos = h.end
-            removed += h.end - h.start
-        else:
-            kept.append(h.shifted(-removed) if removed else h)
-    if not parts:
-        return raw, list(headers)
-    parts.append(raw[pos:])
-    return b"".join(parts), kept
+    return (lambda h: h.key.startswith(keys)) if prefix else (lambda h: h.key in keys)
 
 
 def remove_headers(raw: bytes, names: Iterable[str], prefix: bool = False) -> bytes:
     """Drop every field whose name is in names (or starts with one, when prefix is set), case-insensitively."""
-    return _removal(raw, parse_headers(raw), names, prefix)[0]
+    return HeaderEditor.edit(raw, parse_headers(raw), drop=fields_named(names, prefix))[0]
 
 
 class HeaderEditor:
@@ -181,9 +166,8 @@ class HeaderEditor:
     are stamped by several agents is parsed once, not once per stamp."""
 
     @staticmethod
-    def _new(raw: bytes, fields: Sequence[tuple[str, str]], at: int) -> tuple[bytes, list[Header]]:
+    def _new(fields: Sequence[tuple[str, str]], at: int, eol: bytes) -> tuple[bytes, list[Header]]:
         """The fields as bytes and as the Headers a parse of them at offset `at` would give."""
-        eol = _eol(raw)
         parts, made, pos = [], [], at
         for name, value in fields:
             data = format_field(name, value, eol)
@@ -197,24 +181,34 @@ class HeaderEditor:
         return b"".join(parts), made
 
     @classmethod
-    def prepend(cls, raw: bytes, headers: list[Header], fields: Sequence[tuple[str, str]]) -> tuple[bytes, list[Header]]:
-        block, made = cls._new(raw, fields, 0)
-        n = len(block)
-        return block + raw, made + [as_header((h.name, h.value, h.start + n, h.end + n, h.key)) for h in headers]
+    def edit(cls, raw: bytes, headers: list[Header], drop: Callable[[Header], bool] | None = None,
+             prepend: Sequence[tuple[str, str]] = (), append: Sequence[tuple[str, str]] = ()) -> tuple[bytes, list[Header]]:
+        """Remove the fields `drop` is true of, put `prepend` at the top of the block and `append` at its end.
 
-    @classmethod
-    def append(cls, raw: bytes, headers: list[Header], fields: Sequence[tuple[str, str]]) -> tuple[bytes, list[Header]]:
-        at, sep, tail = _insertion_point(raw)
-        block, made = cls._new(raw, fields, at)
-        return raw[:at - len(sep)] + sep + block + tail + raw[at - len(sep):], headers + made
-
-    @staticmethod
-    def remove(raw: bytes, headers: list[Header], names: Iterable[str], prefix: bool = False) -> tuple[bytes, list[Header]]:
-        return _removal(raw, headers, names, prefix)
-
-    @staticmethod
-    def remove_where(raw: bytes, headers: list[Header], drop: Callable[[Header], bool]) -> tuple[bytes, list[Header]]:
-        return _removal_where(raw, headers, drop)
+        One walk over the fields does the removal and moves the ones kept below the new top; an agent's stamps
+        (remove the old, add the new, here and there) are one edit of the message, not one per kind of change.
+        """
+        eol = _eol(raw)
+        top, kept = cls._new(prepend, 0, eol) if prepend else (b"", [])
+        if drop is not None or top:
+            parts, pos, shift = [top], 0, len(top)
+            for h in headers:
+                if drop is not None and drop(h):
+                    parts.append(raw[pos:h.start])
+                    pos = h.end
+                    shift -= h.end - h.start
+                else:
+                    kept.append(as_header((h.name, h.value, h.start + shift, h.end + shift, h.key)) if shift else h)
+            if pos or top:
+                parts.append(raw[pos:])
+                raw = b"".join(parts)
+            headers = kept
+        if append:
+            at, sep, tail = _insertion_point(raw)
+            block, made = cls._new(append, at, eol)
+            raw = raw[:at - len(sep)] + sep + block + tail + raw[at - len(sep):]
+            headers = headers + made
+        return raw, headers
 
 
 _date_cache: tuple[int, str] = (0, "")

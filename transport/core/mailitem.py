@@ -212,28 +212,33 @@ class MailItem:
         return self.raw if self.spool is None else self.raw + self.spool.read()
 
     # -- header edits (applied to the raw bytes) ------------------------------------------------------
+    def edit_headers(self, drop: Callable[[hdr.Header], bool] | None = None,
+                     prepend: Sequence[tuple[str, str]] = (), append: Sequence[tuple[str, str]] = ()) -> None:
+        """Remove the fields `drop` is true of, put `prepend` at the top of the header block (trace headers go
+        first) and `append` at its end, in one edit (`hdr.fields_named` makes a `drop` of field names)."""
+        self.raw, self._headers = hdr.HeaderEditor.edit(self.raw, self.headers, drop, prepend, append)
+
     def prepend_headers(self, fields: Sequence[tuple[str, str]]) -> None:
-        self.raw, self._headers = hdr.HeaderEditor.prepend(self.raw, self.headers, fields)
+        self.edit_headers(prepend=fields)
 
     def append_headers(self, fields: Sequence[tuple[str, str]]) -> None:
-        self.raw, self._headers = hdr.HeaderEditor.append(self.raw, self.headers, fields)
+        self.edit_headers(append=fields)
 
     def remove_headers(self, names: Iterable[str], prefix: bool = False) -> None:
-        self.raw, self._headers = hdr.HeaderEditor.remove(self.raw, self.headers, names, prefix)
+        self.edit_headers(hdr.fields_named(names, prefix))
 
-    def remove_fields(self, drop: "Callable[[hdr.Header], bool]") -> None:
+    def remove_fields(self, drop: Callable[[hdr.Header], bool]) -> None:
         """Remove every header field for which `drop` is true."""
-        self.raw, self._headers = hdr.HeaderEditor.remove_where(self.raw, self.headers, drop)
+        self.edit_headers(drop)
 
     def set_header(self, name: str, value: str) -> None:
         """Replace every field of that name by one (added at the end of the header block)."""
         self.set_headers([(name, value)])
 
     def set_headers(self, fields: Sequence[tuple[str, str]]) -> None:
-        """Replace every field of these names by the ones given (added at the end of the header block, in order):
-        one removal and one insertion for all of them."""
-        self.remove_headers([name for name, _ in fields])
-        self.append_headers(fields)
+        """Replace every field of these names by the ones given (added at the end of the header block, in order),
+        in one edit."""
+        self.edit_headers(hdr.fields_named([name for name, _ in fields]), append=fields)
 
     # -- Spam Confidence Level ------------------------------------------------------------------------
     @property
