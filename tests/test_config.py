@@ -81,6 +81,21 @@ def test_names_are_normalised(tmp_path):
     assert cfg.mailbox("bob@contoso.com") is None
 
 
+def test_a_directory_of_thousands_of_mailboxes_is_looked_up_by_address_and_follows_changes(tmp_path):
+    """`mailbox()` answers from an index (every message asks it several times); a mailbox added to the list, or
+    a list replaced, is seen at the next look-up."""
+    from transport.core.config import Mailbox
+
+    lines = "".join(f"  - address: User{i}@Contoso.com\n" for i in range(5000))
+    cfg = load_config(write(tmp_path, "mailboxes:\n" + lines))
+    assert cfg.mailbox("USER4999@contoso.com") is cfg.mailboxes[4999] and cfg.mailbox("user7@CONTOSO.com") is cfg.mailboxes[7]
+    assert cfg.mailbox("user5000@contoso.com") is None
+    cfg.mailboxes.append(Mailbox(address="user5000@contoso.com"))
+    assert cfg.mailbox("user5000@contoso.com") is cfg.mailboxes[-1]
+    cfg.mailboxes = [Mailbox(address="solo@contoso.com")]
+    assert cfg.mailbox("solo@contoso.com") is cfg.mailboxes[0] and cfg.mailbox("user1@contoso.com") is None
+
+
 def test_paths_resolve_against_the_file(tmp_path):
     cfg = load_config(write(tmp_path, """\
         data_root: data

@@ -306,6 +306,7 @@ class TransportConfig(Model):
         "the receive connectors' ports and hands accepted mail to this process, which owns the queue. Absent: one per "
         "CPU core; 0: SMTP receive runs in this process.")
     _source: tuple[str, dict[tuple, int]] = PrivateAttr(default=("transport.yaml", {}))
+    _mailbox_index: tuple[list, int, dict[str, "Mailbox"]] | None = PrivateAttr(default=None)
 
     def locate(self, *path: str | int) -> str:
         """`file:line` of a setting, for problems found after loading (an agent that will not load)."""
@@ -401,11 +402,12 @@ class TransportConfig(Model):
         return None
 
     def mailbox(self, address: str) -> Mailbox | None:
-        address = address.lower()
-        for mb in self.mailboxes:
-            if mb.address == address:
-                return mb
-        return None
+        """The mailbox of that address (case-blind), or None: a dictionary look-up, not a walk of the directory,
+        since every message asks it several times (made again when the list of mailboxes is replaced or grows)."""
+        index = self._mailbox_index
+        if index is None or index[0] is not self.mailboxes or index[1] != len(self.mailboxes):
+            index = self._mailbox_index = (self.mailboxes, len(self.mailboxes), {mb.address: mb for mb in self.mailboxes})
+        return index[2].get(address.lower())
 
     def resolve_paths(self, base: Path) -> None:
         """Make relative paths relative to the configuration file's folder."""
