@@ -29,7 +29,7 @@ from .core.clock import Clock, real_time
 from .core.config import TransportConfig
 from .core.events import Action, EndOfDataEvent, EndOfHeadersEvent, MessageEvent
 from .core.headers import (FOREST_HEADER_PREFIX, GENERATED_MESSAGE_SOURCE, ORGANIZATION_HEADER_PREFIX, SERVER_VERSION,
-                           date_now)
+                           Header, date_now)
 from .core.internal_servers import is_internal, parse_internal_servers
 from .core.mailitem import AuthAs, MailItem, RecipientStatus, ReverseDns, SessionInfo, Source, Stamp, new_message_id
 from .core.pipeline import Pipeline
@@ -62,6 +62,12 @@ def _authserv_id(value: str) -> str:
     return value.split(";", 1)[0].strip().split()[0].lower() if value.strip() else ""
 
 
+def _firewalled(own: str) -> Callable[[Header], bool]:
+    """The header firewall's test of a field, on a hub whose authserv-id is `own`: organisation and forest
+    headers, and an Authentication-Results that names us."""
+    return lambda h: h.key.startswith(_FIREWALLED) or (h.key == "authentication-results" and _authserv_id(h.value) == own)
+
+
 class SubmissionSteps:
     """The steps before the queue: the header firewall and trace stamps, then the message events. `transport
     trace` runs these alone (its tracking log is switched off), so it judges a message as the hub would."""
@@ -85,11 +91,7 @@ class SubmissionSteps:
         """
         s = item.session
         fqdn = self.config.receive.fqdn
-        firewall = None
-        if not (s.authenticated or s.internal or s.antispam_bypass):
-            own = fqdn.lower()
-            firewall = lambda h: h.key.startswith(_FIREWALLED) or (  # noqa: E731
-                h.key == "authentication-results" and _authserv_id(h.value) == own)
+        firewall = None if s.authenticated or s.internal or s.antispam_bypass else _firewalled(fqdn.lower())
         stamps = [
             (ORGANIZATION_HEADER_PREFIX + "AuthAs", s.auth_as.value),
             (ORGANIZATION_HEADER_PREFIX + "AuthSource", fqdn),
