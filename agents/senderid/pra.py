@@ -19,6 +19,7 @@ RFC's "hopelessly malformed".
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -83,7 +84,10 @@ def find_pra(headers: Iterable[tuple[str, str]]) -> PraResult:
     return PraResult(None, None, "no Resent-Sender, Resent-From, Sender or From field")
 
 
+@functools.lru_cache(maxsize=1024)
 def _select(name: str, value: str) -> PraResult:
+    """The PRA in the field chosen. Remembered by the field's text: mail from one sender repeats it, and
+    tokenizing an address list is most of what finding the PRA costs."""
     header = _CANONICAL[name]
     try:
         mailboxes = parse_mailboxes(value)
