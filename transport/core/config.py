@@ -404,7 +404,7 @@ class TransportConfig(Model):
     def mailbox(self, address: str) -> Mailbox | None:
         """The mailbox of that address (case-blind), or None: a dictionary look-up, not a walk of the directory,
         since every message asks it several times (made again when the list of mailboxes is replaced or grows)."""
-        index = self._mailbox_index
+        index = self.__pydantic_private__["_mailbox_index"]  # not `self._mailbox_index`: pydantic's __getattr__ is slow
         if index is None or index[0] is not self.mailboxes or index[1] != len(self.mailboxes):
             index = self._mailbox_index = (self.mailboxes, len(self.mailboxes), {mb.address: mb for mb in self.mailboxes})
         return index[2].get(address.lower())
