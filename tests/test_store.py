@@ -231,3 +231,27 @@ async def test_route_rewrites_the_content_only_when_an_agent_edited_it(tmp_path)
         assert store.load_message(item.internal_id).header("X-Edited") == "yes"
     finally:
         await store.close()
+
+
+@pytest.mark.parametrize("row", [
+    ("2026-12-03T11:51:03.259Z", "127.0.0.1", 7, None, 1.5, "plain text; with (parens)", ""),
+    ("a,b", "say \"hi\"", "two\r\nlines", "lf\nonly", "cr\ronly", 3, None),
+    ("",), (None,), ("x",), (" spaced ", "trailing ", ""),
+])
+def test_log_rows_joined_without_the_csv_module_are_the_bytes_it_writes(tmp_path, row):
+    """RollingLog joins a row that needs no quoting itself; any row must come out as csv.writer writes it and
+    read back field by field."""
+    import csv
+    import io
+
+    from transport.core.logfile import RollingLog, log_files, read_rows
+
+    log_ = RollingLog(tmp_path / "logs", "TEST", "Test Log", [f"f{i}" for i in range(len(row))])
+    log_.now()
+    log_.write(row)
+    log_.close()
+    expected = io.StringIO()
+    csv.writer(expected, lineterminator="\r\n").writerow(row)
+    (path,) = log_files(tmp_path / "logs", "TEST")
+    assert path.read_bytes().decode().split("\r\n", 5)[5] == expected.getvalue()
+    assert [list(r.values()) for r in read_rows(path, [])] == [["" if f is None else str(f) for f in row]]

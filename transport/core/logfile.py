@@ -93,7 +93,11 @@ class RollingLog:
             return
         if self._file is None:
             self._open(self._day or time.strftime("%Y%m%d", time.gmtime(self.clock())))
-        self._size += self._writer.writerow(row)
+        line = _plain_line(row)
+        if line is None:
+            self._size += self._writer.writerow(row)
+        else:
+            self._size += self._rows.write(line)
         if self._size >= self.max_file_size:
             self._open(self._day, roll=True)
         elif self not in _unflushed:
@@ -165,6 +169,17 @@ class RollingLog:
             self._file.close()
             self._file = None
             self._second = -1  # a later row opens the file again
+
+
+def _plain_line(row: Sequence[Any]) -> str | None:
+    """The row as the csv module would write it, when no field needs quoting (no comma, quote or line break:
+    the usual row), made by a join; None for a row the csv module must write. The csv module goes character by
+    character, three times slower on a tracking row with its custom data."""
+    fields = ["" if f is None else f if f.__class__ is str else str(f) for f in row]
+    line = ",".join(fields)
+    if line.count(",") != len(fields) - 1 or '"' in line or "\n" in line or "\r" in line or len(fields) == 1:
+        return None
+    return line + "\r\n"
 
 
 def log_files(folder: Path, prefix: str, since_day: str = "", until_day: str = "") -> list[Path]:
