@@ -52,6 +52,26 @@ def _item(n: int) -> MailItem:
                     session=SessionInfo(client_ip="192.0.2.10"), internal_id=n)
 
 
+def test_a_messages_rows_follow_its_edits_and_its_id(tmp_path):
+    """A message's rows share the Message-ID, network id, size and subject they read once; an edit of its headers
+    or a new internal id (the queue's) is seen by the next row, and another message has its own."""
+    log = TrackingLog(tmp_path, "hub.contoso.com")
+    item = _item(0)
+    log.log(TrackingEvent.RECEIVE, item, "SMTP")
+    item.set_header("Subject", "Edited by an agent")
+    log.log(TrackingEvent.AGENTINFO, item, "AGENT")
+    item.internal_id = 9
+    log.log(TrackingEvent.SUBMIT, item, "QUEUE")
+    log.log(TrackingEvent.RECEIVE, _item(1), "SMTP")
+    log.close()
+    rows = list(read_tracking_log(tmp_path))
+    assert [r["message-subject"] for r in rows] == ["Hello", "Edited by an agent", "Edited by an agent", "Hello"]
+    assert rows[0]["total-bytes"] != rows[1]["total-bytes"] == rows[2]["total-bytes"] == str(item.size)
+    assert [r["internal-message-id"] for r in rows] == ["0", "0", "9", "1"]
+    assert rows[0]["network-message-id"] == rows[1]["network-message-id"] != rows[2]["network-message-id"]
+    assert rows[2]["network-message-id"].endswith("000000000009") and rows[3]["message-id"] == "<r1@x>"
+
+
 def test_rollover_by_size_and_directory_size(tmp_path):
     log = TrackingLog(tmp_path, "hub.contoso.com", max_file_size=2000, max_directory_size=100_000)
     for n in range(40):

@@ -227,10 +227,6 @@ class MailItem:
     def remove_headers(self, names: Iterable[str], prefix: bool = False) -> None:
         self.edit_headers(hdr.fields_named(names, prefix))
 
-    def remove_fields(self, drop: Callable[[hdr.Header], bool]) -> None:
-        """Remove every header field for which `drop` is true."""
-        self.edit_headers(drop)
-
     def set_header(self, name: str, value: str) -> None:
         """Replace every field of that name by one (added at the end of the header block)."""
         self.set_headers([(name, value)])
