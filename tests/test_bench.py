@@ -100,7 +100,7 @@ def test_target_m_keeps_its_data_root_on_the_memory_file_system(tmp_path: Path) 
     memory = memory_folder()
     if memory is None:
         pytest.skip("no tmpfs at /dev/shm on this machine: (m) is skipped by the bench too")
-    before = set(memory.glob("bench-*"))
+    before, probes = set(memory.glob("bench-*")), set(memory.glob("fsync-probe-*"))
     proc = subprocess.run(
         [sys.executable, "-m", "bench", "--quick", "--scenario", "smtp", "--no-smtp-source", "--targets", "a,m",
          "--reuse", "0", "--no-results-file", "--keep", "--workdir", str(tmp_path / "work")],
@@ -112,6 +112,7 @@ def test_target_m_keeps_its_data_root_on_the_memory_file_system(tmp_path: Path) 
     assert "Without the disk, a new connection per message: (m)" in proc.stdout
     kept = set(memory.glob("bench-*")) - before
     try:
+        assert set(memory.glob("fsync-probe-*")) <= probes, "the disk probe's files were left in memory (--keep)"
         assert len(kept) == 1, kept  # --keep: the round's data root stays, in memory
         [root] = kept
         assert list((root / "var" / "mailboxes" / "alice@contoso.com" / "new").iterdir())
