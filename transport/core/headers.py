@@ -124,11 +124,6 @@ def format_field(name: str, value: str, eol: bytes = b"\r\n") -> bytes:
     return eol.join(out) + eol
 
 
-def _block(raw: bytes, fields: Sequence[tuple[str, str]]) -> bytes:
-    eol = _eol(raw)
-    return b"".join(format_field(n, v, eol) for n, v in fields)
-
-
 def _insertion_point(raw: bytes) -> tuple[int, bytes, bytes]:
     """Where appended fields go (offset), and what goes before/after them when the block has no end yet."""
     end = header_end(raw)
@@ -140,13 +135,12 @@ def _insertion_point(raw: bytes) -> tuple[int, bytes, bytes]:
 
 def prepend_headers(raw: bytes, fields: Sequence[tuple[str, str]]) -> bytes:
     """Put fields at the top of the header block, in the order given (trace headers go first)."""
-    return _block(raw, fields) + raw
+    return HeaderEditor.edit(raw, [], prepend=fields)[0]  # no view to keep in step: nothing is parsed
 
 
 def append_headers(raw: bytes, fields: Sequence[tuple[str, str]]) -> bytes:
     """Put fields at the end of the header block, just before the blank line."""
-    at, sep, tail = _insertion_point(raw)
-    return raw[:at - len(sep)] + sep + _block(raw, fields) + tail + raw[at - len(sep):]
+    return HeaderEditor.edit(raw, [], append=fields)[0]
 
 
 def fields_named(names: Iterable[str], prefix: bool = False) -> Callable[[Header], bool]:

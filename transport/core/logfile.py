@@ -173,8 +173,8 @@ class RollingLog:
 
 def _plain_line(row: Sequence[Any]) -> str | None:
     """The row as the csv module would write it, when no field needs quoting (no comma, quote or line break:
-    the usual row), made by a join; None for a row the csv module must write. The csv module goes character by
-    character, three times slower on a tracking row with its custom data."""
+    the usual row), made by a join; None for a row the csv module must write (also a row of one field, which it
+    quotes when empty). The csv module goes character by character, three times slower on a tracking row."""
     fields = ["" if f is None else f if isinstance(f, str) else str(f) for f in row]  # a str enum: its value, as csv
     line = ",".join(fields)
     if line.count(",") != len(fields) - 1 or '"' in line or "\n" in line or "\r" in line or len(fields) == 1:
