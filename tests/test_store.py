@@ -148,6 +148,22 @@ async def test_the_content_filters_rule_list_is_not_stored(store):
     assert Stamp.SCL_RULES in it.stamps  # the item in memory keeps it
 
 
+async def test_stamps_of_any_json_shape_round_trip(store):
+    """The envelope is written by orjson, and by the json module for what orjson refuses: a custom agent's stamp
+    with enum or number keys, nesting, non-ASCII text, or an integer over 64 bits comes back as json would give it;
+    a stamp JSON cannot hold fails the write as it always did."""
+    it = item(2)
+    it.stamps.update({Stamp.PRD: "fabrikam.test", "Nested": {"list": [1, 2.5, None, True], "text": "Grüße ✉"},
+                      "Keys": {7: "seven", Stamp.PRD: "enum key"}, "Big": 2 ** 70})
+    back = store.load_message(await store.enqueue(it))
+    assert back.stamps == {"PRD": "fabrikam.test", "Nested": {"list": [1, 2.5, None, True], "text": "Grüße ✉"},
+                           "Keys": {"7": "seven", "PRD": "enum key"}, "Big": 2 ** 70}
+    bad = item(3)
+    bad.stamps["Odd"] = object()
+    with pytest.raises(TypeError):
+        await store.enqueue(bad)
+
+
 async def test_a_failing_operation_fails_alone(store):
     def bad(conn: sqlite3.Connection) -> None:
         conn.execute("INSERT INTO messages(envelope, raw, received_at) VALUES ('{}', x'00', 0)")
