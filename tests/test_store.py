@@ -254,6 +254,7 @@ async def test_route_rewrites_the_content_only_when_an_agent_edited_it(tmp_path)
     ("2026-12-03T11:51:03.259Z", "127.0.0.1", 7, None, 1.5, "plain text; with (parens)", ""),
     ("a,b", "say \"hi\"", "two\r\nlines", "lf\nonly", "cr\ronly", 3, None),
     ("",), (None,), ("x",), (" spaced ", "trailing ", ""), (QueueStatus.ACTIVE, TrackingEvent.DELIVER, 2),
+    ("all", "text", "", TrackingEvent.DELIVER, "42"), ("all text", "but a, comma"), ("all", "text \"quoted\""),
 ])
 def test_log_rows_joined_without_the_csv_module_are_the_bytes_it_writes(tmp_path, row):
     """RollingLog joins a row that needs no quoting itself; any row must come out as csv.writer writes it and

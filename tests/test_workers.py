@@ -303,7 +303,8 @@ async def test_one_frame_carries_what_one_turn_sent() -> None:
 
 async def test_a_mail_item_crosses_the_channel_whole(tmp_path: Path) -> None:
     """Every field a worker sets arrives in the hub's process: recipients with their state, the session,
-    stamps, verdicts, the SCL, the parsed header view (in step with the bytes), a spooled body."""
+    stamps, verdicts, the SCL, the parsed header view (in step with the bytes), a spooled body; the content
+    filter's rule list for `transport trace` (an unstored stamp) stays behind, as it does out of the queue."""
     item = MailItem("john@fabrikam.test", [Recipient("alice@contoso.com", {"NOTIFY": "SUCCESS"}),
                                            Recipient("bob@contoso.com", status=RecipientStatus.DEFERRED,
                                                      response="451 later", next_hop="mailbox")],
@@ -326,6 +327,11 @@ async def test_a_mail_item_crosses_the_channel_whole(tmp_path: Path) -> None:
     assert got.source is Source.PICKUP and got.stamps[Stamp.PRD] == "fabrikam.test"
     got.append_headers([("X-After", "1")])  # the view arrived in step with the bytes: edits still work
     assert got.header("X-After") == "1" and got.raw.endswith(b"X-After: 1\r\n\r\nbody\r\n")
+    item.stamps[Stamp.SCL_RULES] = {"scl": 4, "rules": [{"name": "phrase", "weight": 4}]}  # `transport trace`'s
+    left.send(Frame.SUBMIT, 2, item)
+    [(_, _, got)] = await right.receive()
+    assert Stamp.SCL_RULES not in got.stamps and got.stamps[Stamp.PRD] == "fabrikam.test"
+    assert Stamp.SCL_RULES in item.stamps  # only the copy that crossed is without it
     left.close()
     right.close()
 

@@ -90,7 +90,7 @@ class AgentLog:
         remote = f"{session.client_ip}:{session.client_port}" if session and session.client_ip else ""
         self.file.write((
             self.file.now(), session.session_id if session else "", local, remote, entered,
-            item.message_id if item is not None else "", sender, p2.strip(), ";".join(recipients), len(recipients),
+            item.message_id if item is not None else "", sender, p2.strip(), ";".join(recipients), str(len(recipients)),
             agent, event.exchange_name, action, response, reason, data))
 
     def close(self) -> None:

@@ -174,10 +174,13 @@ class RollingLog:
 def _plain_line(row: Sequence[Any]) -> str | None:
     """The row as the csv module would write it, when no field needs quoting (no comma, quote or line break:
     the usual row), made by a join; None for a row the csv module must write (also a row of one field, which it
-    quotes when empty). The csv module goes character by character, three times slower on a tracking row."""
-    fields = ["" if f is None else f if isinstance(f, str) else str(f) for f in row]  # a str enum: its value, as csv
-    line = ",".join(fields)
-    if line.count(",") != len(fields) - 1 or '"' in line or "\n" in line or "\r" in line or len(fields) == 1:
+    quotes when empty). The csv module goes character by character, three times slower on a tracking row; the
+    hot rows (tracking, agent log) are all text, joined as they are, without a conversion per field."""
+    try:
+        line = ",".join(row)
+    except TypeError:  # a number or None among the fields: each as the csv module spells it (a str enum: its value)
+        line = ",".join(["" if f is None else f if isinstance(f, str) else str(f) for f in row])
+    if line.count(",") != len(row) - 1 or '"' in line or "\n" in line or "\r" in line or len(row) == 1:
         return None
     return line + "\r\n"
 

@@ -279,10 +279,13 @@ class MailItem:
     # -- persistence ----------------------------------------------------------------------------------
     def __getstate__(self) -> tuple:
         """Pickled (a receive worker hands every message to the hub's process so) as plain tuples, not as
-        nested objects: a third of the time to pickle, half the time to unpickle."""
+        nested objects: a third of the time to pickle, half the time to unpickle. The unstored stamps stay in the
+        process that made them, as they do out of the queue store."""
         s = self.session
+        stamps = self.stamps if _UNSTORED_STAMPS.isdisjoint(self.stamps) else {
+            k: v for k, v in self.stamps.items() if k not in _UNSTORED_STAMPS}
         return (self.sender, [(r.address, r.params, r.status.value, r.response, r.next_hop) for r in self.recipients],
-                self.raw, self.source.value, self.mail_params, [getattr(s, k) for k in _SESSION_FIELDS], self.stamps,
+                self.raw, self.source.value, self.mail_params, [getattr(s, k) for k in _SESSION_FIELDS], stamps,
                 [(v.agent, v.event, v.action, v.reason, v.response) for v in self.verdicts], self.internal_id,
                 self.received_at, self._scl, None if self._headers is None else [tuple(h) for h in self._headers],
                 self.stored_raw, self.spool)

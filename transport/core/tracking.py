@@ -92,20 +92,20 @@ class TrackingLog:
             return
         s = item.session
         message_id, network_message_id, size, subject = self._facts(item)
-        self.file.write((
+        self.file.write((  # all text: the log file joins such a row without converting each field
             self.file.now(), s.client_ip, s.helo, s.server_ip,
-            self.server_hostname, source_context, connector_id, source, event_id, item.internal_id,
-            message_id, network_message_id, ";".join(rcpts), recipient_status, size, len(rcpts),
+            self.server_hostname, source_context, connector_id, source, event_id, str(item.internal_id),
+            message_id, network_message_id, ";".join(rcpts), recipient_status, size, str(len(rcpts)),
             related_recipient, reference, subject, item.sender, item.sender, "", "", "",
             item.stamps.get(Stamp.ORIGINAL_CLIENT_IP, ""), "", custom_data,
         ))
 
-    def _facts(self, item: MailItem) -> tuple[str, str, int, str]:
-        """Message-ID, network-message-id, size and subject: a message's rows come together (RECEIVE, AGENTINFO,
-        SUBMIT) and repeat them, so they are read once while its bytes and its id stay the same."""
+    def _facts(self, item: MailItem) -> tuple[str, str, str, str]:
+        """Message-ID, network-message-id, size (as text) and subject: a message's rows come together (RECEIVE,
+        AGENTINFO, SUBMIT) and repeat them, so they are read once while its bytes and its id stay the same."""
         key, facts = self._last
         if key is None or key[0] is not item or key[1] is not item.raw or key[2:] != (item.internal_id, item.received_at):
-            facts = (item.message_id, self.network_message_id(item), item.size, item.subject)
+            facts = (item.message_id, self.network_message_id(item), str(item.size), item.subject)
             self._last = ((item, item.raw, item.internal_id, item.received_at), facts)
         return facts
 
