@@ -173,6 +173,7 @@ class MailItem:
     _headers: list[hdr.Header] | None = field(default=None, repr=False)
     stored_raw: bytes | None = field(default=None, repr=False, compare=False)  # what the queue store holds
     spool: Spool | None = field(default=None, compare=False)
+    _read: tuple[bytes, str, str] | None = field(default=None, repr=False, compare=False)  # raw, Message-ID, subject
 
     # -- header view ---------------------------------------------------------------------------------
     @property
@@ -195,13 +196,22 @@ class MailItem:
 
     @property
     def message_id(self) -> str:
-        return self.header("Message-ID") or ""
+        return self._facts()[1]
 
     @property
     def subject(self) -> str:
         """The subject as text for logs and tables (raw 8-bit bytes that are not UTF-8 show as U+FFFD)."""
-        value = hdr.decode_value(self.header("Subject") or "")
-        return value.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
+        return self._facts()[2]
+
+    def _facts(self) -> tuple[bytes, str, str]:
+        """(raw, Message-ID, subject), read once while the bytes stay the same: every tracking and agent-log row
+        of a message repeats them, and a message's rows come among other messages' rows."""
+        read = self._read
+        if read is None or read[0] is not self.raw:
+            subject = hdr.decode_value(self.header("Subject") or "")
+            read = self._read = (self.raw, self.header("Message-ID") or "",
+                                 subject.encode("utf-8", "surrogateescape").decode("utf-8", "replace"))
+        return read
 
     @property
     def size(self) -> int:
@@ -298,6 +308,7 @@ class MailItem:
         self.session = SessionInfo(*session)
         self.verdicts = [Verdict(*v) for v in verdicts]
         self._headers = None if headers is None else [hdr.as_header(h) for h in headers]
+        self._read = None
 
     def envelope_dict(self) -> dict[str, Any]:
         """Everything but the raw bytes (and the unstored stamps), as JSON-ready data."""

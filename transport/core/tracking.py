@@ -79,7 +79,6 @@ class TrackingLog:
         self._server_tag = f"{zlib.crc32(server_hostname.lower().encode()) & 0xFFFF:04x}"
         self.file = RollingLog(folder, PREFIX, "Message Tracking Log", FIELDS, max_file_size=max_file_size,
                                max_age_days=max_age_days, max_directory_size=max_directory_size, clock=clock)
-        self._last: tuple[Any, ...] = (None, ())  # (item, its raw, internal id, arrival) → what its rows repeat
 
     def log(self, event_id: TrackingEvent, item: MailItem, source: str, recipients: Iterable[str] | None = None,
             recipient_status: str = "", source_context: str = "", reference: str = "",
@@ -91,23 +90,13 @@ class TrackingLog:
         if not self.enabled:
             return
         s = item.session
-        message_id, network_message_id, size, subject = self._facts(item)
         self.file.write((  # all text: the log file joins such a row without converting each field
             self.file.now(), s.client_ip, s.helo, s.server_ip,
             self.server_hostname, source_context, connector_id, source, event_id, str(item.internal_id),
-            message_id, network_message_id, ";".join(rcpts), recipient_status, size, str(len(rcpts)),
-            related_recipient, reference, subject, item.sender, item.sender, "", "", "",
+            item.message_id, self.network_message_id(item), ";".join(rcpts), recipient_status, str(item.size),
+            str(len(rcpts)), related_recipient, reference, item.subject, item.sender, item.sender, "", "", "",
             item.stamps.get(Stamp.ORIGINAL_CLIENT_IP, ""), "", custom_data,
         ))
-
-    def _facts(self, item: MailItem) -> tuple[str, str, str, str]:
-        """Message-ID, network-message-id, size (as text) and subject: a message's rows come together (RECEIVE,
-        AGENTINFO, SUBMIT) and repeat them, so they are read once while its bytes and its id stay the same."""
-        key, facts = self._last
-        if key is None or key[0] is not item or key[1] is not item.raw or key[2:] != (item.internal_id, item.received_at):
-            facts = (item.message_id, self.network_message_id(item), str(item.size), item.subject)
-            self._last = ((item, item.raw, item.internal_id, item.received_at), facts)
-        return facts
 
     def append(self, row: Sequence[Any]) -> None:
         """A row a receive worker process logged (the files are this process's). Workers log only what happens
