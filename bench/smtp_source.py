@@ -5,13 +5,14 @@ from __future__ import annotations
 
 import asyncio
 import os
+import resource
 import shutil
 import statistics
 import time
 
 from .measure import log
 from .report import Report, fmt, table
-from .scenarios import Settings
+from .scenarios import Settings, speed_verdicts
 from .targets import RECIPIENT, ServerProcess, Target
 
 __all__ = ["smtp_source"]
@@ -35,15 +36,22 @@ async def smtp_source(settings: Settings, report: Report, targets: dict[str, Tar
         modes.append(True)
     lines: list[str] = []
     for keep in modes:
-        lines += await _mode(tool, keep, settings, [targets[k] for k in settings.targets])
+        lines += await _mode(tool, keep, settings, report, [targets[k] for k in settings.targets])
     report.add("SMTP load with Postfix's smtp-source", lines)
 
 
-async def _mode(tool: str, keep: bool, settings: Settings, chosen: list[Target]) -> list[str]:
-    """`--smtp-source-rounds` rounds alternating over the targets, one session mode: its table's lines."""
+def _children_cpu() -> float:
+    """User + system seconds of this process's children that have ended (smtp-source, once waited for)."""
+    used = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return used.ru_utime + used.ru_stime
+
+
+async def _mode(tool: str, keep: bool, settings: Settings, report: Report, chosen: list[Target]) -> list[str]:
+    """`--smtp-source-rounds` rounds alternating over the targets, one session mode: its table's lines, and (c)'s
+    verdicts against (a)."""
     spec = settings.spec()
     mode = "each session's connection kept for all its messages (-d)" if keep else "a new connection per message"
-    results: dict[str, list[tuple[float, int | None, float, float]]] = {t.key: [] for t in chosen}
+    results: dict[str, list[tuple[float, int | None, float, float, float]]] = {t.key: [] for t in chosen}
     rounds = settings.smtp_source_rounds
     for i in range(1, rounds + 1):
         for t in chosen:
@@ -55,12 +63,13 @@ async def _mode(tool: str, keep: bool, settings: Settings, chosen: list[Target])
                 if keep:
                     cmd.append("-d")  # keep the connection for the next message
                 cmd.append(f"{server.host}:{server.port}")
-                cpu0, own0 = server.cpu_seconds(), server.own_cpu_seconds()
+                cpu0, own0, client0 = server.cpu_seconds(), server.own_cpu_seconds(), _children_cpu()
                 t0 = time.monotonic()
                 proc = await asyncio.create_subprocess_exec(*cmd, stdout=asyncio.subprocess.DEVNULL,
                                                             stderr=asyncio.subprocess.PIPE)
                 _, err = await proc.communicate()
                 elapsed = time.monotonic() - t0
+                client = _children_cpu() - client0  # the servers are still running: only smtp-source ended
                 delivered = None
                 if t.is_hub:
                     delivered = await server.wait_delivered(spec.messages)
@@ -71,7 +80,7 @@ async def _mode(tool: str, keep: bool, settings: Settings, chosen: list[Target])
                 await server.stop()
                 if not settings.keep:
                     server.cleanup()
-            results[t.key].append((spec.messages / elapsed, delivered, cpu, own))
+            results[t.key].append((spec.messages / elapsed, delivered, cpu, own, client))
             log(f"[smtp-source, {mode}] round {i}/{rounds} ({t.key}): {spec.messages / elapsed:.0f} msg/s"
                 + (f", {delivered} delivered" if delivered is not None else ""))
     base = statistics.median(r[0] for r in results["a"]) if results.get("a") else None
@@ -85,11 +94,17 @@ async def _mode(tool: str, keep: bool, settings: Settings, chosen: list[Target])
                      fmt(med / base * 100, 0, " %") if base else "n/a",
                      f"{sum(delivered)}/{spec.messages * len(rs)}" if delivered else "n/a",
                      fmt(statistics.median(r[2] * 1000 / spec.messages for r in rs), 2),
-                     fmt(statistics.median(r[3] * 1000 / spec.messages for r in rs), 2) if delivered else "n/a"])
+                     fmt(statistics.median(r[3] * 1000 / spec.messages for r in rs), 2) if delivered else "n/a",
+                     fmt(statistics.median(r[4] * 1000 / spec.messages for r in rs), 2)])
+    c = results.get("c")
+    if base and c:
+        per_msg = [statistics.median(r[i] * 1000 / spec.messages for r in c) for i in (3, 2, 4)]
+        speed_verdicts(report, f"{spec.sessions} sessions × {spec.size:,} B with smtp-source, {mode}",
+                       statistics.median(r[0] for r in c), base, *per_msg)
     return [
         f"`smtp-source -s {spec.sessions} -m {spec.messages} -l {spec.size}{' -d' if keep else ''}`, {mode}, {rounds}"
         " round(s) alternating (`--smtp-source-rounds`); msg/s = messages / wall time of the smtp-source run (it"
         " does not report per-message replies); CPU includes the delivery of what was accepted.", "",
         *table(["target", "msg/s (median)", "min", "max", "vs (a)", "delivered", "server CPU ms/msg",
-                "hub process CPU ms/msg"], rows), ""]
+                "hub process CPU ms/msg", "client CPU ms/msg"], rows), ""]
 

@@ -38,6 +38,12 @@ def test_quick_smtp_scenario_writes_the_comparison_table(tmp_path: Path) -> None
     for key in ("a", "b", "c"):
         assert int(rows[key]["accepted"]) > 0, f"({key}) accepted nothing:\n{out}"
     assert re.search(r"(MET|MISSED): full pipeline \(c\) at 10 sessions", out)
+    ceiling = re.search(r"This machine's ceiling, 10 sessions × 4,096 B, a new connection per message: \(c\) and its"
+                        r" load generator used (\d+\.\d\d) \+ (\d+\.\d\d) ms .* its (\d+) core\(s\) carry at most"
+                        r" (\d+) msg/s", out)
+    assert ceiling, out  # the cores' ceiling is the cores over the CPU that server and client spend per message
+    server, client, cores, most = float(ceiling[1]), float(ceiling[2]), int(ceiling[3]), int(ceiling[4])
+    assert abs(most - cores * 1000 / (server + client)) <= max(2, most * 0.02)
     assert re.search(r"Ratios to bare aiosmtpd \(a\), 10 sessions × 4,096 B: \(b\) \d+%, \(c\) \d+%", out)
     files = list(tmp_path.glob("*-smtp-quick.md"))
     assert len(files) == 1
@@ -132,7 +138,7 @@ def _smtp_source() -> str | None:
 def test_smtp_source_loads_every_target_in_both_session_modes(tmp_path: Path) -> None:
     """With Postfix's smtp-source the smtp scenario loads (a) and (c) with a new connection per message and
     with each session's connection kept (`-d`): one table per mode, every message delivered, the hub process's
-    CPU beside the server's."""
+    CPU and smtp-source's beside the server's, and (c)'s verdicts against (a) in each mode."""
     tool = _smtp_source()
     assert tool is not None, "under CI smtp-source must be there: .ci/run installs it"
     proc = subprocess.run(
@@ -146,10 +152,15 @@ def test_smtp_source_loads_every_target_in_both_session_modes(tmp_path: Path) ->
     assert " -l 4096 -d`, each session's connection kept for all its messages (-d)" in tables[1]
     for text in tables:
         row = re.search(r"^\| \(c\) hub, all agents[^|]*\| (?P<rate>[\d,]+) .*\| (?P<ok>\d+)/(?P<sent>\d+)\s+\|"
-                        r" (?P<cpu>\d+\.\d\d)\s+\| (?P<own>\d+\.\d\d)\s+\|$", text, re.M)
+                        r" (?P<cpu>\d+\.\d\d)\s+\| (?P<own>\d+\.\d\d)\s+\| (?P<client>\d+\.\d\d)\s+\|$", text, re.M)
         assert row and row["ok"] == row["sent"] == "60", text
         assert 0 < float(row["own"]) <= float(row["cpu"]), text  # the hub's own process is part of the server
+        assert float(row["client"]) > 0, text  # smtp-source's own CPU, beside the server's
         assert re.search(r"^\| \(a\) bare aiosmtpd[^|]*\| [\d,]+ .*\| 100 %\s+\| n/a\s+\|", text, re.M), text
+    for mode in ("a new connection per message", "each session's connection kept for all its messages (-d)"):
+        load = re.escape(f"10 sessions × 4,096 B with smtp-source, {mode}")
+        assert re.search(rf"(MET|MISSED): full pipeline \(c\) at {load}, is \d+% of", proc.stdout), load
+        assert re.search(rf"This machine's ceiling, {load}: .* its \d+ core\(s\) carry at most \d+", proc.stdout), load
 
 
 def test_quick_relay_scenario_compares_a_smart_host_with_mailboxes(tmp_path: Path) -> None:
