@@ -391,10 +391,12 @@ async def test_a_batch_larger_than_a_frame_crosses_in_several_and_every_copy_is_
 
 
 async def test_a_batch_whose_delivery_process_died_is_planned_again_and_nothing_in_it_is_written_twice(
-        tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+        tmp_path: Path, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch) -> None:
     """The mailbox queue's side: the process wrote the first copy of a batch and was killed on the second (its
     body a FIFO nobody writes yet). The hub plans the batch again as recovered: the first copy is found in the
-    mailbox (not written again), the second is written by the hub's own threads."""
+    mailbox (not written again), the second is written by the hub's own threads. (A frame is made durable as a
+    whole, so each copy goes in a frame of its own here: the first is in the mailbox while the second is stuck.)"""
+    monkeypatch.setattr("transport.delivery.mailbox_process.FRAME_BYTES", 1)
     fifo = tmp_path / "body.fifo"
     os.mkfifo(fifo)
     writer = MailboxDeliveryProcess()
