@@ -24,10 +24,10 @@ from .targets import (
     EXAMPLE_AGENT, RECIPIENT, ServerProcess, Target, backlog_at, discover_agents, memory_folder, pickup_supported,
     remove_at_end, spf_pass_sender, tracking_times,
 )
+from .verdicts import speed_verdicts
 
 __all__ = ["Settings", "SessionMode", "build_targets", "smtp", "paced", "scaling", "memory", "pickup", "spf"]
 
-TARGET_RATIO = 0.70
 ACCEPT_P99_MS = 50.0  # end of DATA → 250, at half the maximum rate
 DELIVER_P99_MS = 100.0  # end of DATA → Maildir, at half the maximum rate
 
@@ -105,9 +105,9 @@ def build_targets(settings: Settings, report: Report) -> dict[str, Target]:
     p50, p99, cpu = fsync_cost(settings.workdir)
     memory = memory_folder()
     in_memory = f" ({fsync_cost(memory, in_memory=True)[2]:.3f} ms on the memory file system)" if memory is not None else ""
-    lines += ["", f"Disk under the work folder: writing a 4 KB file, fsync, rename and fsync of the folder (what"
-              f" a durable Maildir delivery does) takes {p50:.2f} ms p50 / {p99:.2f} ms p99, and {cpu:.3f} ms of"
-              f" CPU per file{in_memory}."]
+    lines += ["", f"Disk under the work folder: writing a 4 KB file, fsync, rename and fsync of the folder (a"
+              f" durable file written on its own; mailbox delivery makes a batch durable at once where it can, with"
+              f" syncfs) takes {p50:.2f} ms p50 / {p99:.2f} ms p99, and {cpu:.3f} ms of CPU per file{in_memory}."]
     if "m" in settings.targets and memory is None:
         settings.targets = [t for t in settings.targets if t != "m"]
         lines += ["", "(m) skipped: no memory file system (tmpfs at /dev/shm) to put its data root on."]
@@ -312,27 +312,6 @@ def _speed_verdicts(report: Report, c: Summary, base: Summary, spec: LoadSpec, m
     """(c) against the ratio target, and the rates its own (queue) process and this machine's cores cap it at."""
     speed_verdicts(report, f"{spec.sessions} sessions × {spec.size:,} B, {mode.label}", c.median, base.median,
                    c.hub_cpu_ms_per_msg, c.server_cpu_ms_per_msg, c.client_cpu_ms_per_msg)
-
-
-def speed_verdicts(report: Report, load: str, rate: float, base_rate: float, hub_cpu: float | None,
-                   server_cpu: float | None, client_cpu: float | None) -> None:
-    """The target's verdict for (c) under one load (its rate against (a)'s), then its two ceilings: the rate the
-    hub's own process caps it at (the part that does not spread over cores), and the rate this machine's cores
-    cap it at, sharing them with the load generator (what no spreading can pass here)."""
-    ratio = rate / base_rate
-    report.verdict(f"{'MET' if ratio >= TARGET_RATIO else 'MISSED'}: full pipeline (c) at {load}, is {ratio:.0%} of"
-                   f" bare aiosmtpd (a) (target ≥ {TARGET_RATIO:.0%}): {rate:.0f} vs {base_rate:.0f} msg/s.")
-    if hub_cpu:
-        report.verdict(f"Ceiling, {load}: (c)'s own process (the queue's) used {hub_cpu:.2f} ms of CPU per message;"
-                       f" with a core for each receive worker, that one core caps the hub at {1000 / hub_cpu:.0f}"
-                       f" msg/s, {1000 / hub_cpu / base_rate:.0%} of (a) here.")
-    if server_cpu and client_cpu is not None:
-        cores = len(os.sched_getaffinity(0))
-        most = cores * 1000 / (server_cpu + client_cpu)
-        report.verdict(f"This machine's ceiling, {load}: (c) and its load generator used {server_cpu:.2f} + "
-                       f"{client_cpu:.2f} ms of CPU per message, so its {cores} core(s) carry at most {most:.0f} msg/s"
-                       f" of them, {most / base_rate:.0%} of (a), however evenly the hub spreads its work; (c)"
-                       f" reached {rate / most:.0%} of that.")
 
 
 # -- smtp: latency at half the maximum rate ----------------------------------------------------------------------

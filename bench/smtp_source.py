@@ -12,8 +12,9 @@ import time
 
 from .measure import log
 from .report import Report, fmt, table
-from .scenarios import Settings, speed_verdicts
+from .scenarios import Settings
 from .targets import RECIPIENT, ServerProcess, Target
+from .verdicts import speed_verdicts
 
 __all__ = ["smtp_source"]
 
