@@ -7,9 +7,10 @@ headers), else the Maildir++ folder `.Junk` when the SCL is above the mailbox's 
 organisation's unless the mailbox overrides it; `transport.core.scl` decides), else the Inbox.
 
 A batch is planned here (`MailboxStore.plan`: folders, names, trace lines, the look-up below) and its files are
-written by `transport.delivery.maildir`: to `tmp/`, fsynced, renamed into `new/`, and each `new/` folder the batch touched
-fsynced once, so a delivery is on disk before its queue item is completed. Threads of this process write them,
-or, when the hub runs receive workers, the mailbox delivery process (`transport.delivery.mailbox_process`).
+written by `transport.delivery.maildir`: to `tmp/`, made durable, renamed into `new/`, and the renames made
+durable (two syncfs for the batch, or fsyncs), so a delivery is on disk before its queue item is completed.
+Threads of this process write them, or, when the hub runs receive workers, the mailbox delivery process
+(`transport.delivery.mailbox_process`).
 
 Exactly once: a copy's file name is made from the message (its arrival time and internal id), so the same
 message in the same mailbox always has the same name. A queue item read back from the store (after a crash,

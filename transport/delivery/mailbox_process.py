@@ -5,9 +5,9 @@ Why a process: creating and fsyncing a file is the kernel's work, and on a slow 
 it costs as much CPU as a whole SMTP transaction. Charged to the hub's own process, which owns the queue and
 cannot be multiplied, it capped the hub however many receive workers it ran. The hub still decides everything
 (folder by SCL, file name, trace lines, the look-up of copies from before a crash, the tracking rows, the queue);
-this process only writes what it is handed, with the same threads and fsyncs as the hub would, and answers per
-copy. It is started with the first batch, over a socket pair (`transport.worker_channel`), and ends when the
-hub closes the channel or dies.
+this process only writes what it is handed, made durable as the hub would (`transport.delivery.maildir`), and
+answers per copy. It is started with the first batch, over a socket pair (`transport.worker_channel`), and ends
+when the hub closes the channel or dies.
 
 Exactly once: a copy's file name is fixed by the message. When the process ends with a batch in hand, the hub
 plans that batch again as recovered, so the copies already in a mailbox are found and not written twice, and
@@ -155,7 +155,7 @@ async def _serve(fd: int) -> None:
             for _, seq, copies in await channel.receive():
                 try:
                     errors = await write_side_by_side(copies)
-                except OSError as e:  # a folder's fsync: nothing of the batch is known to be on disk
+                except OSError as e:  # a syncfs or a folder's fsync: nothing of the batch is known to be on disk
                     errors = [f"{e.strerror or e}"] * len(copies)
                 channel.send(Frame.WRITTEN, seq, errors)
     except ChannelClosed:
