@@ -9,6 +9,7 @@ import resource
 import shutil
 import statistics
 import time
+from typing import NamedTuple
 
 from .measure import log
 from .report import Report, fmt, table
@@ -41,6 +42,17 @@ async def smtp_source(settings: Settings, report: Report, targets: dict[str, Tar
     report.add("SMTP load with Postfix's smtp-source", lines)
 
 
+class _Round(NamedTuple):
+    """One smtp-source run against one target: msg/s, messages delivered (None for (a)), and CPU seconds of the
+    server's processes, of the hub's own process, and of smtp-source."""
+
+    rate: float
+    delivered: int | None
+    cpu: float
+    own: float
+    client: float
+
+
 def _children_cpu() -> float:
     """User + system seconds of this process's children that have ended (smtp-source, once waited for)."""
     used = resource.getrusage(resource.RUSAGE_CHILDREN)
@@ -52,7 +64,7 @@ async def _mode(tool: str, keep: bool, settings: Settings, report: Report, chose
     verdicts against (a)."""
     spec = settings.spec()
     mode = "each session's connection kept for all its messages (-d)" if keep else "a new connection per message"
-    results: dict[str, list[tuple[float, int | None, float, float, float]]] = {t.key: [] for t in chosen}
+    results: dict[str, list[_Round]] = {t.key: [] for t in chosen}
     rounds = settings.smtp_source_rounds
     for i in range(1, rounds + 1):
         for t in chosen:
@@ -81,27 +93,29 @@ async def _mode(tool: str, keep: bool, settings: Settings, report: Report, chose
                 await server.stop()
                 if not settings.keep:
                     server.cleanup()
-            results[t.key].append((spec.messages / elapsed, delivered, cpu, own, client))
+            results[t.key].append(_Round(spec.messages / elapsed, delivered, cpu, own, client))
             log(f"[smtp-source, {mode}] round {i}/{rounds} ({t.key}): {spec.messages / elapsed:.0f} msg/s"
                 + (f", {delivered} delivered" if delivered is not None else ""))
-    base = statistics.median(r[0] for r in results["a"]) if results.get("a") else None
+    def ms_per_msg(rs: list[_Round], seconds: str) -> float:
+        return statistics.median(getattr(r, seconds) * 1000 / spec.messages for r in rs)
+
+    base = statistics.median(r.rate for r in results["a"]) if results.get("a") else None
     labels = {t.key: t.label for t in chosen}
     rows = []
     for key, rs in results.items():
-        rates = [r[0] for r in rs]
+        rates = [r.rate for r in rs]
         med = statistics.median(rates)
-        delivered = [r[1] for r in rs if r[1] is not None]
+        delivered = [r.delivered for r in rs if r.delivered is not None]
         rows.append([f"({key}) {labels[key]}", fmt(med), fmt(min(rates)), fmt(max(rates)),
                      fmt(med / base * 100, 0, " %") if base else "n/a",
                      f"{sum(delivered)}/{spec.messages * len(rs)}" if delivered else "n/a",
-                     fmt(statistics.median(r[2] * 1000 / spec.messages for r in rs), 2),
-                     fmt(statistics.median(r[3] * 1000 / spec.messages for r in rs), 2) if delivered else "n/a",
-                     fmt(statistics.median(r[4] * 1000 / spec.messages for r in rs), 2)])
+                     fmt(ms_per_msg(rs, "cpu"), 2), fmt(ms_per_msg(rs, "own"), 2) if delivered else "n/a",
+                     fmt(ms_per_msg(rs, "client"), 2)])
     c = results.get("c")
     if base and c:
-        per_msg = [statistics.median(r[i] * 1000 / spec.messages for r in c) for i in (3, 2, 4)]
         speed_verdicts(report, f"{spec.sessions} sessions × {spec.size:,} B with smtp-source, {mode}",
-                       statistics.median(r[0] for r in c), base, *per_msg)
+                       statistics.median(r.rate for r in c), base, ms_per_msg(c, "own"), ms_per_msg(c, "cpu"),
+                       ms_per_msg(c, "client"))
     return [
         f"`smtp-source -s {spec.sessions} -m {spec.messages} -l {spec.size}{' -d' if keep else ''}`, {mode}, {rounds}"
         " round(s) alternating (`--smtp-source-rounds`); msg/s = messages / wall time of the smtp-source run (it"
