@@ -311,8 +311,18 @@ class QueueStore:
 
         The `claim` of the file the message came from is committed together with the message or not at all.
         """
+        await self._enqueue(item, {queue: [r.address for r in item.pending()]}, claim)
+        return item.internal_id
+
+    async def enqueue_routed(self, item: MailItem, deliveries: dict[str, list[str]],
+                             claim: FileClaim | None = None) -> dict[str, int]:
+        """Persist a new message straight into its delivery queues (next hop → recipients), one item each, when
+        it was routed before its first commit (see `Categorizer.route_ahead`); returns next hop → item id."""
+        return await self._enqueue(item, deliveries, claim)
+
+    async def _enqueue(self, item: MailItem, queues: dict[str, list[str]], claim: FileClaim | None) -> dict[str, int]:
         envelope = _dumps(item.envelope_dict())
-        recipients = _dumps([r.address for r in item.pending()])
+        items = [(queue, _dumps(recipients)) for queue, recipients in queues.items()]
         body_file = None
         if item.spool is not None:
             if item.spool.path.parent != self.spool_folder:
@@ -322,21 +332,21 @@ class QueueStore:
                envelope, item.raw, item.received_at, body_file)
         created = self.clock()
 
-        def op(conn: sqlite3.Connection) -> int:
+        def op(conn: sqlite3.Connection) -> tuple[int, dict[str, int]]:
             cur = conn.execute(
                 "INSERT INTO messages(message_id, sender, subject, size, source, envelope, raw, received_at, body_file)"
                 " VALUES (?,?,?,?,?,?,?,?,?)", row)
             mid = cur.lastrowid
-            conn.execute("INSERT INTO queue_items(message, queue, recipients, created) VALUES (?,?,?,?)",
-                         (mid, queue, recipients, created))
+            ids = {queue: conn.execute("INSERT INTO queue_items(message, queue, recipients, created) VALUES (?,?,?,?)",
+                                       (mid, queue, recipients, created)).lastrowid for queue, recipients in items}
             if claim is not None:
                 conn.execute("INSERT OR REPLACE INTO file_claims(directory, name, sha256, message) VALUES (?,?,?,?)",
                              (claim.directory, claim.name, claim.sha256, mid))
-            return mid
+            return mid, ids
 
-        item.internal_id = await self._write(op)
+        item.internal_id, ids = await self._write(op)
         item.stored_raw = row[6]
-        return item.internal_id
+        return ids
 
     async def mark_in_process(self, message_ids: Sequence[int], queue: str = SUBMISSION) -> None:
         """Mark messages durably "in process" before anything runs on them (the poison-message guard)."""
@@ -485,6 +495,10 @@ class QueueStore:
     def ready(self, queue: str, limit: int = -1) -> list[StoredItem]:
         """A queue's Ready items, oldest first."""
         return self.items("queue=? AND status=?", (queue, QueueStatus.READY), limit)
+
+    def message_ids(self) -> set[int]:
+        """The internal ids of every message the store holds."""
+        return {r[0] for r in self.read("SELECT id FROM messages")}
 
     def oldest_arrival(self) -> float | None:
         """When the oldest message the store holds arrived (None when it holds none)."""

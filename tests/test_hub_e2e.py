@@ -471,7 +471,8 @@ async def test_message_left_in_the_submission_queue_is_categorized_once_after_a_
     def no_categorizer(hub: Hub) -> None:
         hub.categorizer.run = never  # acknowledged with 250, still in the Submission queue at shutdown
 
-    async with running_hub(tmp_path, before_start=no_categorizer) as hub:
+    routing_agent = {"agents": [agent("hubtools:RouteTrace")]}  # so the message is not routed ahead of its commit
+    async with running_hub(tmp_path, routing_agent, before_start=no_categorizer) as hub:
         _, reply = await send(hub.addresses[0][1], "john@fabrikam.test", ["alice@contoso.com"],
                               make_message(message_id="<sub@fabrikam.test>"))
         assert reply[0] == 250

@@ -44,7 +44,7 @@ async def test_agent_crashing_twice_sends_message_to_poison_and_hub_keeps_servin
 
 async def test_crash_left_in_process_counts_at_restart(tmp_path):
     """A message found "in process" at start-up counts one crash; at the threshold it goes to Poison."""
-    extra = {"queue": {"poison_threshold": 1}}
+    extra = {"queue": {"poison_threshold": 1}, "agents": [agent("hubtools:RouteTrace")]}
     async with running_hub(tmp_path, extra) as hub:
         hub.categorizer.push = lambda item: None  # received and committed, never categorized
         await send(hub.addresses[0][1], "john@fabrikam.test", ["alice@contoso.com"], make_message(message_id="<p@t>"))
@@ -217,7 +217,8 @@ def test_the_internal_id_of_the_250_reply_is_the_identity_everywhere(tmp_path):
 
 async def test_back_pressure_answers_452_and_recovers(tmp_path):
     gate = asyncio.Event()
-    extra = {"queue": {"max_submission_queue_length": 2}}
+    extra = {"queue": {"max_submission_queue_length": 2},
+             "agents": [agent("hubtools:RouteTrace")]}  # a routing agent: messages wait in the Submission queue
     async with running_hub(tmp_path, extra) as hub:
         port = hub.addresses[0][1]
         original = hub.categorizer._categorize
@@ -236,6 +237,33 @@ async def test_back_pressure_answers_452_and_recovers(tmp_path):
         await wait_for(lambda: len(messages(hub, "alice@contoso.com")) == 3)
         _, reply = await send(port, "john@fabrikam.test", ["alice@contoso.com"], make_message(message_id="<b4@t>"))
         assert reply[0] == 250
+
+
+async def test_with_no_routing_agent_a_message_is_committed_once_straight_into_its_delivery_queues(tmp_path):
+    """Routed ahead of its commit: one commit puts it in the mailbox queue, with the rows a trip through the
+    Submission queue writes."""
+    gate = asyncio.Event()
+    async with running_hub(tmp_path) as hub:
+        original = hub.scheduler.queues["mailbox"]._deliver
+
+        async def held(batch):
+            await gate.wait()
+            await original(batch)
+
+        hub.scheduler.queues["mailbox"]._deliver = held
+        await wait_for(lambda: not hub.store.pending_writes)  # the start-up's own writes
+        commits = hub.store.commits
+        _, reply = await send(hub.addresses[0][1], "john@fabrikam.test", ["alice@contoso.com", "bob@contoso.com"],
+                              make_message(message_id="<ahead@t>"))
+        assert reply[0] == 250
+        assert hub.store.commits == commits + 1
+        assert [(i.queue, i.recipients) for i in hub.store.items()] == [("mailbox", ["alice@contoso.com", "bob@contoso.com"])]
+        both = "alice@contoso.com;bob@contoso.com"
+        assert [(r["event-id"], r["recipient-address"]) for r in tracking(hub) if r["message-id"] == "<ahead@t>"] == [
+            ("RECEIVE", both), ("SUBMIT", both)]
+        gate.set()
+        await wait_for(lambda: len(rows_for(hub, "DELIVER", "<ahead@t>")) == 2)
+        assert len(messages(hub, "alice@contoso.com")) == len(messages(hub, "bob@contoso.com")) == 1
 
 
 async def test_delivery_backlog_beyond_capacity_waits_in_the_store_and_is_delivered_once(tmp_path):

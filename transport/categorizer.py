@@ -4,6 +4,10 @@ Order, as Exchange runs it: OnSubmittedMessage → resolve recipients → OnReso
 recipient's next hop) → OnRoutedMessage → OnCategorizedMessage → one delivery queue item per next hop.
 Before any routing agent runs, the batch is durably marked "in process", so a message that crashes the process
 is counted at the next start and, at the poison threshold, isolated in the Poison queue.
+
+Beyond Exchange, when no agent handles a routing event, a message whose recipients all resolve is categorized
+as it is queued (`Categorizer.route_ahead`) and committed straight into its delivery queues: the same rows in
+the tracking log (RECEIVE, SUBMIT), one commit instead of two.
 """
 
 from __future__ import annotations
@@ -96,16 +100,34 @@ class Categorizer:
         except AgentFailure as failure:
             await self._crashed(item, str(failure))
             return
-        deliveries: dict[str, list[str]] = {}
-        for r in item.recipients:
-            if r.status is RecipientStatus.READY:
-                deliveries.setdefault(r.next_hop, []).append(r.address)
+        deliveries = _deliveries(item)
         ids = await self.store.route(item, deliveries)
         for r in unknown:  # those failed on the way in have their FAIL row from the submission path
             self.tracking.log(TrackingEvent.FAIL, item, "ROUTING", [r.address], r.response)
         failed = [r for r in item.recipients if r.status is RecipientStatus.FAILED]  # here, or by a receive agent
         if failed:
             await self.notifier.ndr(item, failed)
+        self._dispatch(item, deliveries, ids)
+
+    def route_ahead(self, item: MailItem) -> dict[str, list[str]] | None:
+        """The delivery queues of a message about to be queued (next hop → recipients), when its categorization
+        can be done before its first commit: no agent handles a routing event, no recipient has failed and every
+        one resolves, so nothing but routing can happen between Submission and the delivery queues. The
+        submission path then commits it straight into them (`QueueStore.enqueue_routed`): one commit per message,
+        not two. None: it goes through the Submission queue and `run`, as in Exchange."""
+        if self.pipeline.has_routing_agents or not item.recipients or any(
+                r.status is not RecipientStatus.READY or self.routes.is_unknown(r) for r in item.recipients):
+            return None
+        route(item, self.routes, self.queues.queues)
+        return _deliveries(item)
+
+    def routed(self, item: MailItem, deliveries: dict[str, list[str]], ids: dict[str, int]) -> None:
+        """A message committed straight into its delivery queues (`route_ahead`): tracked as submitted and handed to
+        them."""
+        self.tracking.log(TrackingEvent.SUBMIT, item, "QUEUE", source_context="Submission")
+        self._dispatch(item, deliveries, ids)
+
+    def _dispatch(self, item: MailItem, deliveries: dict[str, list[str]], ids: dict[str, int]) -> None:
         for queue, rcpts in deliveries.items():
             if queue == UNREACHABLE:
                 self.tracking.log(TrackingEvent.DEFER, item, "ROUTING", rcpts, "451 4.4.0 Unreachable: no route to next hop",
@@ -135,6 +157,15 @@ class Categorizer:
         poisoned = await self.store.crash(item.internal_id, self.config.queue.poison_threshold)
         if poisoned:
             self.tracking.log(TrackingEvent.POISONMESSAGE, item, "POISONMESSAGE", custom_data=why, source_context=POISON)
+
+
+def _deliveries(item: MailItem) -> dict[str, list[str]]:
+    """Next hop → the addresses of the recipients ready to go there."""
+    deliveries: dict[str, list[str]] = {}
+    for r in item.recipients:
+        if r.status is RecipientStatus.READY:
+            deliveries.setdefault(r.next_hop, []).append(r.address)
+    return deliveries
 
 
 def resolve(item: MailItem, routes: RoutingTable) -> list[Recipient]:

@@ -37,6 +37,7 @@ from .core.clock import Clock, real_time
 from .core.config import TransportConfig
 from .core.counters import Counters
 from .core.dns import DnsResolver
+from .core.mailitem import MailItem
 from .core.pipeline import load_pipeline
 from .core.protocol_log import Direction, ProtocolLoggingLevel, protocol_log
 from .core.tracking import TrackingEvent, recorded, tracking_log
@@ -89,9 +90,7 @@ class Hub:
         self.send_connectors = SendConnectors(config, self.outbound, self._start_queue)
         self.categorizer = Categorizer(config, self.pipeline, self.store, self.tracking,
                                        RoutingTable(config, self.send_connectors), self.scheduler, self.notifications)
-        self.submission = Submission(config, self.pipeline, self.store, self.tracking,
-                                     lambda item: self.categorizer.push(item),
-                                     lambda: self.categorizer.backlog, clock)
+        self.submission = Submission(config, self.pipeline, self.store, self.tracking, self.categorizer, clock)
         context.submit = self.submission.submit_from_agent
         self.mailboxes = MailboxStore(root / "mailboxes", config)
         # with receive worker processes, the Maildir files are written by a process of their own too
@@ -185,6 +184,11 @@ class Hub:
         if self._running:
             self._tasks.append(asyncio.create_task(queue.run(), name=f"{queue.next_hop}-delivery"))
 
+    def _received_at_start_up(self, item: MailItem) -> None:
+        self.tracking.log(TrackingEvent.RECEIVE, item, item.source.value,
+                          connector_id=item.session.connector or self.config.receive.name,
+                          source_context=item.session.session_id, custom_data="written at start-up")
+
     async def _recover(self) -> None:
         """Feed back what the store holds.
 
@@ -207,10 +211,14 @@ class Hub:
             if item is None:
                 continue
             if item.internal_id not in received:  # committed, then the process died before its row was written
-                self.tracking.log(TrackingEvent.RECEIVE, item, item.source.value,
-                                  connector_id=item.session.connector or self.config.receive.name,
-                                  source_context=item.session.session_id, custom_data="written at start-up")
+                self._received_at_start_up(item)
             self.categorizer.push(item)
+        if self.tracking.enabled:  # committed straight into a delivery queue (routed ahead), then the process died
+            for message_id in sorted(self.store.message_ids() - received - {s.message for s in submission}):
+                item = self.store.load_message(message_id)
+                if item is not None:
+                    self._received_at_start_up(item)
+                    self.tracking.log(TrackingEvent.SUBMIT, item, "QUEUE", source_context="Submission")
         waiting = 0
         self.send_connectors.restore(self.store.delivery_queues())
         for next_hop in self.scheduler.queues:

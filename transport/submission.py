@@ -10,7 +10,8 @@ mail all hand their mail item to `Submission.receive`, which does the same steps
    quarantine (a verdict that ends the message is recorded in the tracking log as AGENTINFO);
 3. the durable submit: the message (and the claim record of the file it came from, if any) is committed to
    the Submission queue, RECEIVE (and FAIL for recipients already failed) and the agents' other verdicts are
-   tracked, and the categorizer is fed.
+   tracked, and the categorizer is fed (or, when it routed the message ahead, the message was committed
+   straight into its delivery queues and is handed to them).
 
 Only the answer differs between sources: an SMTP client gets a reply, a dropped file goes to badmail or away.
 Back pressure is asked by each source where it takes new work (MAIL FROM, claiming files).
@@ -21,7 +22,7 @@ from __future__ import annotations
 import logging
 import shutil
 from datetime import datetime, timezone
-from typing import Callable
+from typing import Callable, Protocol
 
 from queues.store import QueueStore
 
@@ -127,20 +128,36 @@ class SubmissionSteps:
         return None
 
 
+class Categorizing(Protocol):
+    """The categorizer (`transport.categorizer.Categorizer`) as the submission path sees it."""
+
+    @property
+    def backlog(self) -> int:
+        """Messages waiting for or in categorization."""
+
+    def route_ahead(self, item: MailItem) -> dict[str, list[str]] | None:
+        """The message's delivery queues (next hop → recipients) if it can be routed before it is queued."""
+
+    def routed(self, item: MailItem, deliveries: dict[str, list[str]], ids: dict[str, int]) -> None:
+        """A message committed straight into its delivery queues (`ids`: next hop → queue item id)."""
+
+    def push(self, item: MailItem) -> None:
+        """A message committed to the Submission queue, to categorize."""
+
+
 class Submission(SubmissionSteps):
     """Built once by the hub; every source holds it (see `transport.core.sources.SubmissionPath`). A message's
     arrival time (`received_at`: its OriginalArrivalTime, the start of its expiry and delay timeouts) is read from
     `clock`, the hub's, as the path takes it."""
 
     def __init__(self, config: TransportConfig, pipeline: Pipeline, store: QueueStore, tracking: TrackingLog,
-                 categorize: Callable[[MailItem], None], backlog: Callable[[], int], clock: Clock = real_time) -> None:
+                 categorizer: Categorizing, clock: Clock = real_time) -> None:
         super().__init__(config, pipeline, tracking)
         self.clock = clock
         self.store = store
         self.claims = store
         self.spool_folder = store.spool_folder
-        self._categorize = categorize
-        self._backlog = backlog
+        self.categorizer = categorizer
         self._pressure = False
         self._disk_low = False
 
@@ -150,7 +167,7 @@ class Submission(SubmissionSteps):
         """On when the Submission queue passes max_submission_queue_length or free disk under the data root is
         below min_free_disk_space; off again once the queue is back under 80 % of the limit and disk is free."""
         limit = self.config.queue.max_submission_queue_length
-        backlog = self._backlog()
+        backlog = self.categorizer.backlog
         if not self._pressure and (backlog > limit or self._disk_low):
             self._pressure = True
             log.warning("back pressure on: Submission queue %d (limit %d), disk low: %s", backlog, limit, self._disk_low)
@@ -243,7 +260,12 @@ class Submission(SubmissionSteps):
 
     async def submit(self, item: MailItem, claim: FileClaim | None = None) -> int:
         """Durably queue a message in the Submission queue; returns its internal id once committed."""
-        internal_id = await self.store.enqueue(item, claim=claim)
+        deliveries = self.categorizer.route_ahead(item)
+        if deliveries is None:
+            internal_id = await self.store.enqueue(item, claim=claim)
+        else:
+            ids = await self.store.enqueue_routed(item, deliveries, claim)
+            internal_id = item.internal_id
         made_by = item.stamps.get(Stamp.GENERATED_BY)
         self.tracking.log(TrackingEvent.RECEIVE, item, item.source.value,
                           connector_id=item.session.connector or self.config.receive.name,
@@ -260,5 +282,8 @@ class Submission(SubmissionSteps):
         for address, why in (item.stamps.get(Stamp.QUARANTINE) or {}).items() if quarantine else ():
             self.tracking.log(TrackingEvent.REDIRECT, item, "AGENT", [address], QUARANTINED, related_recipient=quarantine,
                               source_context=item.session.session_id, custom_data=why)
-        self._categorize(item)
+        if deliveries is None:
+            self.categorizer.push(item)
+        else:
+            self.categorizer.routed(item, deliveries, ids)
         return internal_id
