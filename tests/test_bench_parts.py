@@ -130,3 +130,27 @@ async def test_load_generator_sends_again_after_4xx_and_counts_5xx() -> None:
     assert sum(result.deferred.values()) == 1 and sum(result.rejected.values()) == 1
     assert "550 5.7.1" in result.problems() and "deferred" in result.problems()
     assert not result.errors
+
+
+async def test_load_generator_gives_up_on_a_server_that_stops_answering(monkeypatch) -> None:
+    """A server that answers EHLO and then never MAIL FROM: each message's transaction times out as a session
+    error (the message is not sent again), so the run ends instead of waiting for ever."""
+    import asyncio
+
+    from bench import loadgen
+
+    async def session(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        writer.write(b"220 fake ready\r\n")
+        while line := await reader.readline():
+            if line[:4].upper() == b"EHLO":
+                writer.write(b"250 fake\r\n")
+        writer.close()
+
+    monkeypatch.setattr(loadgen, "REPLY_TIMEOUT", 0.05)
+    server = await asyncio.start_server(session, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    async with server:
+        result = await asyncio.wait_for(loadgen.run_load(loadgen.LoadSpec("127.0.0.1", port, sessions=2, messages=10,
+                                                                          size=1024)), 30)
+    assert result.accepted == 0
+    assert list(result.errors) == ["session: TimeoutError: "] and result.errors["session: TimeoutError: "] == 10
