@@ -33,7 +33,7 @@ class SendStatus(str, enum.Enum):
     """Where a message handed to the Outbox stands (the `status` column and JSON field)."""
 
     SUBMITTED = "submitted"  # in the Outbox, not followed (no --wait)
-    QUEUED = "queued"        # in the Submission queue; --wait gave up before every recipient was settled
+    QUEUED = "queued"        # committed to the queue; --wait gave up before every recipient was settled
     DELIVERED = "delivered"  # every recipient delivered (or sent on by a send connector)
     FAILED = "failed"        # at least one recipient failed (the others delivered)
     BAD = "bad"              # the store driver could not submit it (badmail)

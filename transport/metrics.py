@@ -97,7 +97,7 @@ class MetricsEndpoint:
         self.settings = settings
         self.clock = clock  # the hub's, which stamped each message's arrival
         self.registry = CollectorRegistry()
-        self.received = Counter("transport_messages_received", "Messages committed to the Submission queue",
+        self.received = Counter("transport_messages_received", "Messages received and committed to the queue",
                                 registry=self.registry)
         self.delivered = Counter("transport_messages_delivered", "Recipients' copies delivered to a mailbox or handed to a next hop",
                                  registry=self.registry)

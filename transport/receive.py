@@ -4,7 +4,7 @@ aiosmtpd does the line handling, STARTTLS and the AUTH exchanges; this subclass 
 behaviour Exchange defines (HELO/EHLO, MAIL, RCPT, DATA, RSET, QUIT, NOOP) so that each one fires its event
 through the agent pipeline, answers with Exchange's texts and enhanced status codes, and enforces the receive
 connector's limits. End of DATA builds the mail item, runs OnEndOfHeaders and OnEndOfData, and answers 250 only
-once the Submission queue has durably committed the message.
+once the queue database has durably committed the message.
 """
 
 from __future__ import annotations
