@@ -261,6 +261,7 @@ class Submission(SubmissionSteps):
     async def submit(self, item: MailItem, claim: FileClaim | None = None) -> int:
         """Durably queue a message in the Submission queue; returns its internal id once committed."""
         deliveries = self.categorizer.route_ahead(item)
+        ids: dict[str, int] = {}  # next hop → queue item, when routed ahead
         if deliveries is None:
             internal_id = await self.store.enqueue(item, claim=claim)
         else:
