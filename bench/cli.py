@@ -56,8 +56,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="messages per connection in the smtp comparison's second mode, reused sessions, run with"
                         " one round fewer than --rounds (default 20; 0 leaves the mode out)")
     p.add_argument("--targets", default="a,b,c,s,d,m",
-                   help="targets to compare: a (bare aiosmtpd), b (hub, no agents), c (hub, all agents, a receive"
-                        " worker process per core), s (c in one process), d (c on uvloop), m (c with its data root"
+                   help="targets to compare: a (bare aiosmtpd), b (hub, no agents), c (hub, all agents, one receive"
+                        " process per core, the hub's among them), s (c in one process), d (c on uvloop), m (c with its data root"
                         " in memory, tmpfs), n (hub, no agents, queue not durable), w (c with the dashboard open);"
                         " default a,b,c,s,d,m")
     p.add_argument("--scaling-messages", type=int, help="messages per 4 KB scaling point (default 1000; quick 30)")

@@ -170,7 +170,8 @@ class Summary:
 
     @property
     def hub_cpu_ms_per_msg(self) -> float | None:
-        """The server's own process alone: with receive workers, the queue process, which one core must carry."""
+        """The server's own process alone: with receive workers, the queue process (and its share of the
+        sessions), which one core must carry."""
         values = [r.hub_cpu_s * 1000 / r.load.accepted for r in self.rounds if r.load.accepted]
         return statistics.median(values) if values else None
 

@@ -65,8 +65,8 @@ class Settings:
 
 
 def build_targets(settings: Settings, report: Report) -> dict[str, Target]:
-    """(a) bare aiosmtpd, (b) hub without agents, (c) hub with every built-in agent (a receive worker process
-    per core, the default), (s) (c) in one process, (d) (c) on uvloop."""
+    """(a) bare aiosmtpd, (b) hub without agents, (c) hub with every built-in agent (one receive process per
+    core, the hub's own among them: the default), (s) (c) in one process, (d) (c) on uvloop."""
     specs, notes = discover_agents()
     shipped = _shipped_agents()
     from transport.core.pipeline import resolve_class
@@ -193,7 +193,7 @@ COLUMNS = ("Python asyncio load generator (no pipelining, closed loop: each sess
            " = delivered per second from the first connect to the last DELIVER row. Server CPU = the user + system"
            " time of the server's processes (a hub's and its receive workers') from the start of the load to the"
            " last delivery, per message; hub process CPU = the hub's own process alone (the queue, the categorizer,"
-           " delivery: with enough cores for the workers, one core carrying it caps the hub at 1000 / that msg/s);"
+           " delivery, its share of the SMTP sessions: with enough cores for the workers, one core carrying it caps the hub at 1000 / that msg/s);"
            " \"CPU vs (a)\" = (a)'s CPU per message over the target's (the ratio if the server had a core to"
            " itself). Peak RSS sums the peaks of the server's processes.")
 

@@ -23,9 +23,9 @@ def speed_verdicts(report: Report, load: str, rate: float, base_rate: float, hub
     report.verdict(f"{'MET' if ratio >= TARGET_RATIO else 'MISSED'}: full pipeline (c) at {load}, is {ratio:.0%} of"
                    f" bare aiosmtpd (a) (target ≥ {TARGET_RATIO:.0%}): {rate:.0f} vs {base_rate:.0f} msg/s.")
     if hub_cpu:
-        report.verdict(f"Ceiling, {load}: (c)'s own process (the queue's) used {hub_cpu:.2f} ms of CPU per message;"
-                       f" with a core for each receive worker, that one core caps the hub at {1000 / hub_cpu:.0f}"
-                       f" msg/s, {1000 / hub_cpu / base_rate:.0%} of (a) here.")
+        report.verdict(f"Ceiling, {load}: (c)'s own process (the queue's, with its share of the SMTP sessions)"
+                       f" used {hub_cpu:.2f} ms of CPU per message; with a core for each receive worker, that one"
+                       f" core caps the hub at {1000 / hub_cpu:.0f} msg/s, {1000 / hub_cpu / base_rate:.0%} of (a) here.")
     if server_cpu and client_cpu is not None:
         cores = len(os.sched_getaffinity(0))
         most = cores * 1000 / (server_cpu + client_cpu)

@@ -286,3 +286,13 @@ def test_mailbox_under_a_wildcard_accepted_domain(tmp_path):
         """))
     assert cfg.accepted_domain("sales.contoso.com").domain == "*.contoso.com"
     assert cfg.mailbox("alice@sales.contoso.com") is not None
+
+
+@pytest.mark.parametrize("cores, hub_receives, workers, serves", [
+    (2, True, 1, True), (8, True, 7, True), (1, True, 0, True), (2, False, 2, False), (1, False, 1, False)])
+def test_by_default_there_is_one_receive_process_per_core(monkeypatch, cores, hub_receives, workers, serves):
+    """`workers` absent: the hub's process is one of the receive processes unless hub_receives is off."""
+    monkeypatch.setattr("os.cpu_count", lambda: cores)
+    config = TransportConfig(hub_receives=hub_receives)
+    assert (config.receive_workers, config.hub_serves_sessions) == (workers, serves)
+    assert TransportConfig(workers=3).receive_workers == 3

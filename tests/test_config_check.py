@@ -63,3 +63,12 @@ mailboxes:
     twice = run_cli("check-config", "-c", str(fixed))
     assert twice.returncode == 1
     assert twice.stderr.strip() == f"{fixed}:4: mailboxes.1.address: mailbox alice@contoso.com is listed twice"
+
+
+def test_a_hub_with_no_receive_process_is_refused(tmp_path: Path) -> None:
+    config = _write(tmp_path, "workers: 0\nhub_receives: false\n")
+    result = run_cli("check-config", "-c", str(config))
+    assert result.returncode == 1
+    assert (f"{config}:2: hub_receives: with workers: 0 SMTP receive runs in the hub's process: hub_receives cannot "
+            "be off") in result.stderr
+    assert run_cli("check-config", "-c", str(_write(tmp_path, "workers: 1\nhub_receives: false\n"))).returncode == 0

@@ -73,9 +73,10 @@ def _delivered(root: Path) -> Counter:
     return Counter(header_value(m, "Message-ID") for m in messages(root, "alice@contoso.com"))
 
 
-def _workers_config(tmp_path: Path, port: int, extra: dict | None = None) -> Path:
-    return write_config(tmp_path, {"workers": 2, "receive": {"bindings": [f"127.0.0.1:{port}"]},
-                                   "queue": {"durable": True},
+def _workers_config(tmp_path: Path, port: int, extra: dict | None = None, hub_receives: bool = False) -> Path:
+    """Two workers; unless told otherwise, the only receive processes (every session is a worker's)."""
+    return write_config(tmp_path, {"workers": 2, "hub_receives": hub_receives,
+                                   "receive": {"bindings": [f"127.0.0.1:{port}"]}, "queue": {"durable": True},
                                    "agents": [agent("agents.sender_filter:SenderFilterAgent")], **(extra or {})})
 
 
@@ -108,6 +109,30 @@ def test_workers_receive_and_the_hub_queues_and_delivers_each_message_once(tmp_p
     counters = json.loads((root / "logs" / "counters.json").read_text())
     assert counters["counters"]["MSExchange Sender Filter Agent"]["Messages Evaluated by Sender Filter"] == 200
     assert counters["agents"]["Sender Filter Agent"]["calls"] >= 400  # MAIL FROM and end of data, in the workers
+
+
+def test_the_hubs_process_receives_beside_its_workers_and_each_message_is_queued_and_delivered_once(
+        tmp_path: Path) -> None:
+    """The default (hub_receives): the hub's process serves sessions on the port its workers share, through
+    the same submission path."""
+    port = free_port()
+    root = tmp_path / "data"
+    hub = HubProcess(_workers_config(tmp_path, port, hub_receives=True)).start()
+    try:
+        workers = _both_workers(hub)
+        accepted: list[str] = []
+        _load(port, [f"<h{n}@load.test>" for n in range(200)], accepted)
+        assert len(accepted) == 200
+        wait_file(lambda: len(_delivered(root)) >= 200, timeout=30)
+    finally:
+        hub.signal(signal.SIGTERM)
+        assert hub.wait() == 0
+        hub.stop()
+    assert set(_delivered(root).values()) == {1} and set(_delivered(root)) == set(accepted)
+    receive = [r for r in tracking(root) if r["event-id"] == "RECEIVE"]
+    assert Counter(r["message-id"] for r in receive) == _delivered(root)
+    session_pids = {int(r["source-context"][:-8], 16) for r in receive}
+    assert session_pids == workers | {hub.proc.pid}, "the workers and the hub's process serve the port"
 
 
 def test_a_killed_worker_is_started_again_and_nothing_answered_250_is_lost(tmp_path: Path) -> None:
@@ -229,7 +254,7 @@ def test_worker_log_rows_reach_the_hubs_files(tmp_path: Path) -> None:
 
 async def test_back_pressure_of_the_hub_reaches_the_workers(tmp_path: Path) -> None:
     """Free disk under the minimum: the hub's back pressure, and so every worker's MAIL FROM, answers 452."""
-    async with running_hub(tmp_path, {"workers": 1, "queue": {"min_free_disk_space": "1000000GB"}}) as hub:
+    async with running_hub(tmp_path, {"workers": 1, "hub_receives": False, "queue": {"min_free_disk_space": "1000000GB"}}) as hub:
         assert hub.workers is not None and len(hub.workers.pids) == 1
         port = hub.addresses[0][1]
         reader, writer = await asyncio.open_connection("127.0.0.1", port)
@@ -243,7 +268,7 @@ async def test_back_pressure_of_the_hub_reaches_the_workers(tmp_path: Path) -> N
 
 
 async def test_a_message_that_cannot_cross_to_the_hub_is_answered_451_and_the_worker_serves_on(tmp_path: Path) -> None:
-    async with running_hub(tmp_path, {"workers": 1, "agents": [agent("hubtools:OddStamp")]}) as hub:
+    async with running_hub(tmp_path, {"workers": 1, "hub_receives": False, "agents": [agent("hubtools:OddStamp")]}) as hub:
         port = hub.addresses[0][1]
         _, reply = await asyncio.to_thread(send_sync, port, "john@fabrikam.test", ["alice@contoso.com"],
                                            make_message(subject="odd"))
@@ -256,7 +281,7 @@ async def test_a_message_that_cannot_cross_to_the_hub_is_answered_451_and_the_wo
 async def test_a_hung_worker_is_killed_and_started_again(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
     """A worker whose event loop an agent blocks sends nothing; after `hang_timeout` it is killed and replaced,
     and the client of the blocked session, never answered 250, may send again."""
-    async with running_hub(tmp_path, {"workers": 1, "agents": [agent("hubtools:BlockLoop")]},
+    async with running_hub(tmp_path, {"workers": 1, "hub_receives": False, "agents": [agent("hubtools:BlockLoop")]},
                            before_start=lambda hub: setattr(hub.workers, "hang_timeout", 1.5)) as hub:
         port = hub.addresses[0][1]
         [first] = hub.workers.pids

@@ -10,9 +10,10 @@ a recipient is handed. Nothing but this module (and the command that runs it) kn
 each time-driven part (the queue store and scheduler, notifications, the log files, the counters) the one clock
 the hub was given (`transport.core.clock`: the real time unless a test brings its own).
 
-SMTP receive runs in the receive worker processes (`transport.workers`, `workers:` in the configuration) unless
-`workers` is 0: they hand each message to this process's submission path, which commits it as it would one
-received here. Everything else, and every file, is this process's.
+SMTP receive runs in the receive worker processes (`transport.workers`, `workers:` in the configuration) and,
+unless `hub_receives` is off, in this process too, on the same ports: the workers hand each message to this
+process's submission path, which commits it as it would one received here. Everything else, and every file, is
+this process's.
 """
 
 from __future__ import annotations
@@ -154,10 +155,19 @@ class Hub:
         self._start_directories()
         if self.workers is None:
             await self.connectors.start()
-        else:
-            await self.workers.start(self.connectors.bind(self.workers.count))
-        log.info("listening on %s%s", ", ".join(f"{h}:{p}" for h, p in self.addresses),
-                 f" ({self.workers.count} receive worker processes)" if self.workers else "")
+        else:  # the last process's sockets are this one's when it receives too
+            here = self.config.hub_serves_sessions
+            sockets = self.connectors.bind(self.workers.count + (1 if here else 0))
+            await self.workers.start(sockets[:self.workers.count])
+            if here:
+                await self.connectors.start(sockets[-1])
+        log.info("listening on %s%s", ", ".join(f"{h}:{p}" for h, p in self.addresses), self._receivers())
+
+    def _receivers(self) -> str:
+        if self.workers is None:
+            return ""
+        return f" ({self.workers.count} receive worker process{'es' if self.workers.count > 1 else ''}" + (
+            " and this one)" if self.config.hub_serves_sessions else ")")
 
     def _start_directories(self) -> None:
         """A watcher for the Pickup and the Replay directory, each unless its path is empty, and one for each
@@ -261,9 +271,7 @@ class Hub:
         deadline = time.monotonic() + grace
         self._running = False
         await asyncio.gather(*(w.close() for w in self.watchers + self.outboxes))
-        if self.workers is not None:
-            await self.workers.stop(grace)
-        await self.connectors.close(max(0.0, deadline - time.monotonic()))
+        await asyncio.gather(self.connectors.close(grace), *([self.workers.stop(grace)] if self.workers else []))
         await self.idle(max(0.0, deadline - time.monotonic()))
         for task in self._tasks:
             task.cancel()

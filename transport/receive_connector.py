@@ -146,12 +146,12 @@ class ReceiveConnectors:
                 groups.setdefault((host, port, i if port == 0 else -1), []).append(connector)  # port 0: its own
         return [(host, port, group) for (host, port, _), group in groups.items()]
 
-    def bind(self, workers: int) -> list[list[socket.socket]]:
-        """For each receive worker process, its listening sockets (one per address, in `_groups` order), to serve
-        with `start(sockets)`; this process serves none. The workers' sockets for one address share its port
-        with SO_REUSEPORT, so the kernel spreads new connections over them (one shared socket would let the
-        worker that wakes first accept every waiting connection)."""
-        per_worker: list[list[socket.socket]] = [[] for _ in range(workers)]
+    def bind(self, processes: int) -> list[list[socket.socket]]:
+        """For each receive process (the workers, and the hub's own when it receives too), its listening sockets
+        (one per address, in `_groups` order), to serve with `start(sockets)`. The sockets for one address share
+        its port with SO_REUSEPORT, so the kernel spreads new connections over the processes (one shared socket
+        would let the process that wakes first accept every waiting connection)."""
+        per_worker: list[list[socket.socket]] = [[] for _ in range(processes)]
         try:
             for host, port, group in self._groups():
                 family = socket.AF_INET6 if ":" in host else socket.AF_INET
@@ -171,7 +171,8 @@ class ReceiveConnectors:
         return per_worker
 
     async def start(self, sockets: list[socket.socket] | None = None) -> None:
-        """Listen on every address, or serve the sockets `bind` made (in a receive worker process)."""
+        """Listen on every address, or serve sockets `bind` made (in a receive worker process, or in the hub's
+        beside its workers)."""
         loop = asyncio.get_running_loop()
         for i, (host, port, group) in enumerate(self._groups()):
             if sockets is None:

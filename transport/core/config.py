@@ -302,9 +302,14 @@ class TransportConfig(Model):
     dns: DnsSettings = Field(default_factory=DnsSettings, description="DNS servers and local zone files.")
     agents: list[AgentEntry] = Field(default_factory=list, description="Transport agents, in any order (priority orders them).")
     workers: int | None = Field(
-        None, ge=0, le=64, description="Receive worker processes: each serves SMTP receive and the receive agents on "
-        "the receive connectors' ports and hands accepted mail to this process, which owns the queue. Absent: one per "
-        "CPU core; 0: SMTP receive runs in this process.")
+        None, ge=0, le=64, description="Receive worker processes beside the hub's: each serves SMTP receive and the "
+        "receive agents on the receive connectors' ports and hands accepted mail to the hub's process, which owns the "
+        "queue. Absent: one receive process per CPU core (the hub's own counts as one when hub_receives is on); 0: "
+        "SMTP receive runs in the hub's process alone.")
+    hub_receives: bool = Field(
+        True, description="The hub's process serves SMTP sessions too, on the same ports as its receive workers "
+        "(off: only the workers do, so an agent that blocks its event loop or crashes its process stops a worker, "
+        "which is started again, never the queue's process).")
     _source: tuple[str, dict[tuple, int]] = PrivateAttr(default=("transport.yaml", {}))
     _mailbox_index: tuple[list, int, dict[str, "Mailbox"]] | None = PrivateAttr(default=None)
 
@@ -320,6 +325,15 @@ class TransportConfig(Model):
     send_connectors: list[SendConnector] = Field(
         default_factory=list, description="Send connectors: where mail for other domains goes (none = it waits in Unreachable).")
     dsn: DsnSettings = Field(default_factory=DsnSettings, description="Delivery status notifications (NDRs, delay and success notices).")
+
+    @model_validator(mode="after")
+    def _someone_receives(self) -> "TransportConfig":
+        if self.workers == 0 and not self.hub_receives:
+            problem = PydanticCustomError("nobody_receives", "with workers: 0 SMTP receive runs in the hub's process: "
+                                          "hub_receives cannot be off", {})
+            raise ValidationError.from_exception_data("TransportConfig", [InitErrorDetails(
+                type=problem, loc=("hub_receives",), input=False)])
+        return self
 
     @model_validator(mode="after")
     def _send_connector_names(self) -> "TransportConfig":
@@ -344,8 +358,17 @@ class TransportConfig(Model):
 
     @property
     def receive_workers(self) -> int:
-        """How many receive worker processes the hub starts (`workers`, or one per core when absent)."""
-        return self.workers if self.workers is not None else (os.cpu_count() or 1)
+        """How many receive worker processes the hub starts: `workers`, or when absent one receive process per
+        core, the hub's own among them when it receives too (so none on one core: the hub receives alone)."""
+        if self.workers is not None:
+            return self.workers
+        cores = os.cpu_count() or 1
+        return cores - 1 if self.hub_receives else cores
+
+    @property
+    def hub_serves_sessions(self) -> bool:
+        """Whether the hub's own process serves SMTP sessions (always when it has no receive worker)."""
+        return self.hub_receives or not self.receive_workers
 
     @property
     def postmaster(self) -> str:
