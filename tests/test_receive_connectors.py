@@ -3,12 +3,14 @@ limits and agents, the connector-id in the tracking log, and the shipped configu
 
 from __future__ import annotations
 
+import asyncio
 import base64
+import socket
 
 import yaml
 
 from filtertools import CONNECTION_FILTER, as_client, send_raw
-from hubtools import REPO, RawSmtp, agent, free_port, make_message, running_hub, tracking
+from hubtools import REPO, RawSmtp, agent, free_port, make_message, running_hub, tracking, write_config
 from transport.core.config import load_config
 
 LOGIN = base64.b64encode(b"\0alice@contoso.com\0Passw0rd!").decode()
@@ -129,3 +131,40 @@ async def test_the_shipped_configuration(tmp_path):
         assert await c.cmd("MAIL FROM:<alice@contoso.com>") == "530 5.7.1 Client was not authenticated"
     finally:
         await hub.stop(grace=1.0)
+
+
+async def test_bind_gives_each_receive_process_its_share_of_sockets_per_address(tmp_path):
+    """`bind([2, 1])`: the first process two sockets per address, the second one, every block in address order
+    and every socket of an address on its port; the second process takes a third of the new connections."""
+    from transport.hub import Hub
+
+    config = load_config(write_config(tmp_path, {"receive": [
+        {"name": "A", "bindings": ["127.0.0.1:0"]}, {"name": "B", "bindings": ["127.0.0.1:0"]}]}))
+    connectors = Hub(config).connectors
+    first, second = connectors.bind([2, 1])
+    try:
+        ports = [s.getsockname()[1] for s in first]
+        assert len(first) == 4 and ports[:2] == ports[2:] and ports[0] != ports[1]
+        assert [s.getsockname()[1] for s in second] == ports[:2]
+        assert connectors.addresses == [("127.0.0.1", p) for p in ports[:2]]
+        port = ports[0]
+        for sock in first + second:
+            sock.setblocking(False)
+        clients = [socket.create_connection(("127.0.0.1", port)) for _ in range(300)]
+        await asyncio.sleep(0.2)
+        taken = []
+        for sock in (first[0], first[2], second[0]):
+            n = 0
+            while True:
+                try:
+                    sock.accept()[0].close()
+                    n += 1
+                except BlockingIOError:
+                    break
+            taken.append(n)
+        for client in clients:
+            client.close()
+        assert sum(taken) == 300 and 50 <= taken[2] <= 150, taken  # a third: 100 ± 50 (over 8 deviations)
+    finally:
+        for sock in first + second:
+            sock.close()

@@ -114,25 +114,26 @@ def test_workers_receive_and_the_hub_queues_and_delivers_each_message_once(tmp_p
 def test_the_hubs_process_receives_beside_its_workers_and_each_message_is_queued_and_delivered_once(
         tmp_path: Path) -> None:
     """The default (hub_receives): the hub's process serves sessions on the port its workers share, through
-    the same submission path."""
+    the same submission path, and takes half a worker's share of the connections (a fifth, beside two)."""
     port = free_port()
     root = tmp_path / "data"
     hub = HubProcess(_workers_config(tmp_path, port, hub_receives=True)).start()
+    sent = [f"<h{n}@load.test>" for n in range(100)]
     try:
         workers = _both_workers(hub)
-        accepted: list[str] = []
-        _load(port, [f"<h{n}@load.test>" for n in range(200)], accepted)
-        assert len(accepted) == 200
-        wait_file(lambda: len(_delivered(root)) >= 200, timeout=30)
+        for mid in sent:  # a connection each: the kernel spreads connections, not messages
+            send_sync(port, "john@fabrikam.test", ["alice@contoso.com"], make_message(message_id=mid))
+        wait_file(lambda: len(_delivered(root)) >= 100, timeout=30)
     finally:
         hub.signal(signal.SIGTERM)
         assert hub.wait() == 0
         hub.stop()
-    assert set(_delivered(root).values()) == {1} and set(_delivered(root)) == set(accepted)
+    assert set(_delivered(root).values()) == {1} and set(_delivered(root)) == set(sent)
     receive = [r for r in tracking(root) if r["event-id"] == "RECEIVE"]
     assert Counter(r["message-id"] for r in receive) == _delivered(root)
-    session_pids = {int(r["source-context"][:-8], 16) for r in receive}
-    assert session_pids == workers | {hub.proc.pid}, "the workers and the hub's process serve the port"
+    by_process = Counter(int(r["source-context"][:-8], 16) for r in receive)
+    assert set(by_process) == workers | {hub.proc.pid}, "the workers and the hub's process serve the port"
+    assert 5 <= by_process[hub.proc.pid] <= 45, by_process  # 20 expected; 45 is over six deviations away
 
 
 def test_a_killed_worker_is_started_again_and_nothing_answered_250_is_lost(tmp_path: Path) -> None:

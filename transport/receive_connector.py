@@ -146,39 +146,44 @@ class ReceiveConnectors:
                 groups.setdefault((host, port, i if port == 0 else -1), []).append(connector)  # port 0: its own
         return [(host, port, group) for (host, port, _), group in groups.items()]
 
-    def bind(self, processes: int) -> list[list[socket.socket]]:
-        """For each receive process (the workers, and the hub's own when it receives too), its listening sockets
-        (one per address, in `_groups` order), to serve with `start(sockets)`. The sockets for one address share
-        its port with SO_REUSEPORT, so the kernel spreads new connections over the processes (one shared socket
-        would let the process that wakes first accept every waiting connection)."""
-        per_worker: list[list[socket.socket]] = [[] for _ in range(processes)]
+    def bind(self, shares: list[int]) -> list[list[socket.socket]]:
+        """For each receive process (the workers, then the hub's own when it receives too), its listening sockets,
+        to serve with `start(sockets)`: `shares[i]` sockets per address (each a block of one per address, in
+        `_groups` order). Every socket for one address shares its port with SO_REUSEPORT, and the kernel spreads
+        new connections evenly over the sockets, so a process with two per address takes twice the connections
+        of one with one (one shared socket would let the process that wakes first accept every waiting one)."""
+        blocks: list[list[list[socket.socket]]] = [[[] for _ in range(share)] for share in shares]
+        made: list[socket.socket] = []
         try:
             for host, port, group in self._groups():
                 family = socket.AF_INET6 if ":" in host else socket.AF_INET
-                for sockets in per_worker:
+                for block in (b for process in blocks for b in process):
                     sock = socket.create_server((host, port), family=family, backlog=511, reuse_port=True,
                                                 dualstack_ipv6=family == socket.AF_INET6 and host == "::")
+                    made.append(sock)
                     port = sock.getsockname()[1]  # port 0: the others take the port the first was given
-                    sockets.append(sock)
+                    block.append(sock)
                     for connector in group:
                         connector.bound.append(sock)
-                self.bound.append(per_worker[0][-1])
-            self._bound_all = [s for sockets in per_worker for s in sockets]
+                self.bound.append(blocks[0][0][-1])
         except OSError:
-            for sock in (s for sockets in per_worker for s in sockets):
+            for sock in made:
                 sock.close()
             raise
-        return per_worker
+        self._bound_all = made
+        return [[sock for block in process for sock in block] for process in blocks]
 
     async def start(self, sockets: list[socket.socket] | None = None) -> None:
         """Listen on every address, or serve sockets `bind` made (in a receive worker process, or in the hub's
-        beside its workers)."""
+        beside its workers): socket j serves the address `j % addresses`."""
         loop = asyncio.get_running_loop()
-        for i, (host, port, group) in enumerate(self._groups()):
+        groups = self._groups()
+        for j in range(len(sockets) if sockets is not None else len(groups)):
+            host, port, group = groups[j % len(groups)]
             if sockets is None:
                 server = await loop.create_server(group[0].protocol, host, port, reuse_address=True)
             else:
-                server = await loop.create_server(group[0].protocol, sock=sockets[i])
+                server = await loop.create_server(group[0].protocol, sock=sockets[j])
             local = server.sockets[0].getsockname()[:2] if server.sockets else (host, port)
             for connector in group:
                 connector.servers.append(server)

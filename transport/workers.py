@@ -1,8 +1,9 @@
 """The hub's receive worker processes (Exchange's transport worker processes): SMTP receive on every core.
 
-With `workers: N` (one per core by default) the hub binds the receive connectors' listening sockets, N per
-address sharing its port (SO_REUSEPORT: the kernel spreads new connections over them), and starts N worker
-processes (`transport.worker_process`), each accepting on its own, as Postfix's smtpd processes serve one port.
+With `workers: N` (by default one receive process per core, the hub's among them) the hub binds the receive
+connectors' listening sockets, sharing each address's port (SO_REUSEPORT: the kernel spreads new connections over
+them; see `Hub._bind` for each process's share), and starts N worker processes (`transport.worker_process`), each
+accepting on its own, as Postfix's smtpd processes serve one port.
 The hub keeps every socket open, so connections that arrive while a worker is being replaced wait for it.
 Each worker runs the SMTP sessions and the receive agents; at the end of DATA it hands the mail item to this
 process, which owns the queue: the Submission path commits it here (one queue, one writer, so exactly-once
