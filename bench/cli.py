@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Sequence
 
 from . import BENCH_DIR
+from .disk import settle
 from .measure import Summary, log
 from .report import Report
 from .scenarios import Settings, build_targets
@@ -77,6 +78,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-results-file", action="store_true", help="print the tables only")
     p.add_argument("--workdir", type=Path, help="where servers keep their data (default: a temporary folder)")
     p.add_argument("--keep", action="store_true", help="keep each server's data root, config and logs")
+    p.add_argument("--settle", type=float, metavar="SECONDS",
+                   help="before the first round, wait up to this long for the work folder's disk to finish freeing"
+                        " the inodes of files deleted before the run (it makes creating a file, which every hub"
+                        " does per message, cost many times more for minutes; default 300, quick 0; 0: no wait)")
     return p
 
 
@@ -142,6 +147,8 @@ async def run(args: argparse.Namespace, argv: Sequence[str]) -> int:
         smtp_source_rounds=args.smtp_source_rounds,
         baseline=args.baseline,
     )
+    workdir.mkdir(parents=True, exist_ok=True)
+    settings.settling = await settle(workdir, args.settle if args.settle is not None else (0 if quick else 300))
     report = Report(argv, quick, args.smtp_source if not args.no_smtp_source else None)
     print("\n".join(report.header()) + "\n", flush=True)
     targets = build_targets(settings, report)

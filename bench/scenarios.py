@@ -11,12 +11,13 @@ import subprocess
 import sys
 import tempfile
 import time
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 
 import yaml
 from pathlib import Path
 
 from . import BENCH_DIR, REPO
+from .disk import Settling
 from .loadgen import LoadSpec
 from .measure import RoundResult, Summary, log, measure_round, round_line
 from .report import Report, fmt, fmt_ms, table
@@ -52,6 +53,7 @@ class Settings:
     smtp_source_path: str | None = None
     smtp_source_rounds: int = 1
     baseline: Path | None = None  # another checkout (an earlier commit): its (c) is target (p)
+    settling: Settling = field(default_factory=Settling)  # how the disk stood before the first round
     sender: str = "bench@fabrikam.com"
 
     @property
@@ -107,7 +109,8 @@ def build_targets(settings: Settings, report: Report) -> dict[str, Target]:
     in_memory = f" ({fsync_cost(memory, in_memory=True)[2]:.3f} ms on the memory file system)" if memory is not None else ""
     lines += ["", f"Disk under the work folder: writing a 4 KB file, fsync, rename and fsync of the folder (a"
               f" durable file written on its own; mailbox delivery makes a batch durable at once where it can, with"
-              f" syncfs) takes {p50:.2f} ms p50 / {p99:.2f} ms p99, and {cpu:.3f} ms of CPU per file{in_memory}."]
+              f" syncfs) takes {p50:.2f} ms p50 / {p99:.2f} ms p99, and {cpu:.3f} ms of CPU per file{in_memory}.",
+              "", settings.settling.sentence()]
     if "m" in settings.targets and memory is None:
         settings.targets = [t for t in settings.targets if t != "m"]
         lines += ["", "(m) skipped: no memory file system (tmpfs at /dev/shm) to put its data root on."]

@@ -53,6 +53,14 @@ class _Round(NamedTuple):
     client: float
 
 
+async def _run(cmd: list[str], messages: int) -> tuple[asyncio.subprocess.Process, bytes]:
+    """smtp-source sending `messages`; the ended process and what it wrote to stderr."""
+    proc = await asyncio.create_subprocess_exec(*cmd[:1], "-m", str(messages), *cmd[1:],
+                                                stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.PIPE)
+    _, err = await proc.communicate()
+    return proc, err
+
+
 def _children_cpu() -> float:
     """User + system seconds of this process's children that have ended (smtp-source, once waited for)."""
     used = resource.getrusage(resource.RUSAGE_CHILDREN)
@@ -71,21 +79,23 @@ async def _mode(tool: str, keep: bool, settings: Settings, report: Report, chose
             server = ServerProcess(t, settings.workdir / f"smtp-source-{t.key}-{'d' if keep else 'new'}-r{i}")
             await server.start()
             try:
-                cmd = [tool, "-s", str(spec.sessions), "-m", str(spec.messages), "-l", str(spec.size),
+                cmd = [tool, "-s", str(spec.sessions), "-l", str(spec.size),
                        "-f", spec.sender, "-t", RECIPIENT, "-M", "loadgen.bench.test"]
                 if keep:
                     cmd.append("-d")  # keep the connection for the next message
                 cmd.append(f"{server.host}:{server.port}")
+                warm = settings.warmup  # as the bench client's rounds: a hub's first messages start its
+                await _run(cmd, warm)  # mailbox delivery process and fill its caches; (a) is warmed alike
+                if t.is_hub:
+                    await server.wait_delivered(warm, stall=10)
                 cpu0, own0, client0 = server.cpu_seconds(), server.own_cpu_seconds(), _children_cpu()
                 t0 = time.monotonic()
-                proc = await asyncio.create_subprocess_exec(*cmd, stdout=asyncio.subprocess.DEVNULL,
-                                                            stderr=asyncio.subprocess.PIPE)
-                _, err = await proc.communicate()
+                proc, err = await _run(cmd, spec.messages)
                 elapsed = time.monotonic() - t0
                 client = _children_cpu() - client0  # the servers are still running: only smtp-source ended
                 delivered = None
                 if t.is_hub:
-                    delivered = await server.wait_delivered(spec.messages)
+                    delivered = await server.wait_delivered(warm + spec.messages) - warm
                 cpu, own = server.cpu_seconds() - cpu0, server.own_cpu_seconds() - own0
                 if proc.returncode != 0:
                     log(f"smtp-source against ({t.key}) exited {proc.returncode}: {err.decode(errors='replace')[-200:]}")
@@ -118,7 +128,8 @@ async def _mode(tool: str, keep: bool, settings: Settings, report: Report, chose
                        ms_per_msg(c, "client"))
     return [
         f"`smtp-source -s {spec.sessions} -m {spec.messages} -l {spec.size}{' -d' if keep else ''}`, {mode}, {rounds}"
-        " round(s) alternating (`--smtp-source-rounds`); msg/s = messages / wall time of the smtp-source run (it"
+        f" round(s) alternating (`--smtp-source-rounds`), each server warmed up first with {settings.warmup} messages"
+        " the same way (and a hub's delivered); msg/s = messages / wall time of the smtp-source run (it"
         " does not report per-message replies); CPU includes the delivery of what was accepted.", "",
         *table(["target", "msg/s (median)", "min", "max", "vs (a)", "delivered", "server CPU ms/msg",
                 "hub process CPU ms/msg", "client CPU ms/msg"], rows), ""]

@@ -150,6 +150,7 @@ def test_smtp_source_loads_every_target_in_both_session_modes(tmp_path: Path) ->
     assert len(tables) == 2, section
     assert " -l 4096`, a new connection per message" in tables[0]
     assert " -l 4096 -d`, each session's connection kept for all its messages (-d)" in tables[1]
+    assert all("each server warmed up first with 10 messages" in t for t in tables), section  # not counted below
     for text in tables:
         row = re.search(r"^\| \(c\) hub, all agents[^|]*\| (?P<rate>[\d,]+) .*\| (?P<ok>\d+)/(?P<sent>\d+)\s+\|"
                         r" (?P<cpu>\d+\.\d\d)\s+\| (?P<own>\d+\.\d\d)\s+\| (?P<client>\d+\.\d\d)\s+\|$", text, re.M)

@@ -1,13 +1,17 @@
 """The benchmark's own pieces: message bodies, percentiles, the tracking-log reader, the configurations it
-writes, agent discovery, py-spy output parsing. Fast; no servers started."""
+writes, agent discovery, py-spy output parsing, the disk's settling before the rounds. Fast; no servers started."""
 
 from __future__ import annotations
 
+import asyncio
 from pathlib import Path
 
+import pytest
+
+from bench import disk
 from bench.loadgen import make_body, percentile
 from bench.profile import _parse_collapsed, _thread_view
-from bench.targets import EXAMPLE_AGENT, Target, discover_agents, hub_config, tracking_times
+from bench.targets import EXAMPLE_AGENT, Target, discover_agents, hub_config, remove_left_on_disk, tracking_times
 from transport.core.config import TransportConfig
 from transport.core.tracking import FIELDS
 
@@ -154,3 +158,38 @@ async def test_load_generator_gives_up_on_a_server_that_stops_answering(monkeypa
                                                                           size=1024)), 30)
     assert result.accepted == 0
     assert list(result.errors) == ["session: TimeoutError: "] and result.errors["session: TimeoutError: "] == 10
+
+
+def test_settle_probes_file_creation_and_keeps_the_probe_files_until_the_run_ends(tmp_path: Path) -> None:
+    """One probe when the limit leaves no time for a second; its files stay until the end of the run, since
+    deleting them would free inodes of its own."""
+    settling = asyncio.run(disk.settle(tmp_path, limit=disk.PROBE_INTERVAL / 2))
+    [cost] = settling.probes
+    assert cost > 0 and settling.quiet == (cost <= disk.QUIET_US) and settling.waited < disk.PROBE_INTERVAL
+    [probe] = tmp_path.glob("create-probe-*")
+    assert len(list(probe.iterdir())) == disk.PROBE_FILES
+    remove_left_on_disk()
+    assert not probe.exists()
+
+
+def test_settle_waits_up_to_its_limit_while_file_creation_stays_dear(tmp_path: Path,
+                                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    """With no cost counting as quiet, it probes every interval until the limit and says the rates are low."""
+    monkeypatch.setattr(disk, "QUIET_US", 0.0)
+    monkeypatch.setattr(disk, "PROBE_INTERVAL", 0.2)
+    settling = asyncio.run(disk.settle(tmp_path, limit=1.0))
+    remove_left_on_disk()
+    assert not settling.quiet and 4 <= len(settling.probes) <= 6 and 0.8 <= settling.waited < 2.0
+    assert "above the 0 µs of a quiet disk" in settling.sentence() and "longer `--settle`" in settling.sentence()
+
+
+def test_settle_zero_probes_nothing_and_the_report_says_so(tmp_path: Path) -> None:
+    settling = asyncio.run(disk.settle(tmp_path, limit=0))
+    assert settling.probes == [] and not list(tmp_path.iterdir())
+    assert "not probed" in settling.sentence() and "--settle 0" in settling.sentence()
+
+
+def test_the_report_says_how_long_the_bench_waited_for_a_disk_that_was_freeing_inodes() -> None:
+    waited = disk.Settling(probes=[900.0, 361.0, 20.0], waited=20.4).sentence()
+    assert "waited 20 s" in waited and "cost 20 µs" in waited and "900, 361, 20 µs" in waited
+    assert "nothing was waited for" in disk.Settling(probes=[15.0]).sentence()
