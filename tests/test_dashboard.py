@@ -136,6 +136,7 @@ async def test_track_timeline_and_mailbox_pages(hub_and_dashboard):
     await send(hub.addresses[0][1], "john@fabrikam.test", ["alice@contoso.com"],
                make_message(subject="Quarterly numbers", message_id="<d2@t>"))
     await wait_for(lambda: messages(hub, "alice@contoso.com"))
+    assert await hub.idle()  # the file shows in new/ before its DELIVER row is written
     status, page = await call(base, "/track?message_id=%3Cd2%40t%3E")
     assert status == 200 and 'id="timeline"' in page
     assert [e in page for e in ("RECEIVE", "SUBMIT", "DELIVER")] == [True, True, True]

@@ -517,6 +517,7 @@ async def test_raw_8bit_headers_are_queued_and_delivered(hub, port):
     _, reply = await send(port, "jerome@fabrikam.test", ["alice@contoso.com"], raw)
     assert reply[0] == 250
     await wait_for(lambda: messages(hub, "alice@contoso.com"))
+    assert await hub.idle()  # the file shows in new/ before its DELIVER row is written
     assert b"Subject: \xe9t\xe9 \xff\r\n" in messages(hub, "alice@contoso.com")[0]  # the bytes are untouched
     rows = [r for r in tracking(hub) if r["message-id"] == "<latin1@t>"]
     assert {r["event-id"] for r in rows} >= {"RECEIVE", "DELIVER"}

@@ -90,6 +90,7 @@ async def test_send_as_denied_fails_every_recipient_with_an_ndr_to_the_mailbox(t
             "554 5.2.0 STOREDRV.Submission.Exception:SendAsDeniedException.MapiExceptionSendAsDenied") for r in fails)
         assert [(r["source"], r["recipient-address"]) for r in fails] == [("STOREDRIVER", "carol@contoso.com")]
         [ndr] = await wait_for(lambda: messages(hub, "alice@contoso.com"))  # the NDR goes to the mailbox that sent
+        assert await hub.idle()  # the file shows in new/ before its DELIVER row is written
         assert b"SendAsDeniedException.MapiExceptionSendAsDenied" in ndr and header_value(ndr, "Return-Path") == "<>"
         assert [r["recipient-address"] for r in tracking(hub) if r["event-id"] == "DELIVER"] == ["alice@contoso.com"]
 
