@@ -147,7 +147,6 @@ async def run(args: argparse.Namespace, argv: Sequence[str]) -> int:
         smtp_source_rounds=args.smtp_source_rounds,
         baseline=args.baseline,
     )
-    workdir.mkdir(parents=True, exist_ok=True)
     settings.settling = await settle(workdir, args.settle if args.settle is not None else (0 if quick else 300))
     report = Report(argv, quick, args.smtp_source if not args.no_smtp_source else None)
     print("\n".join(report.header()) + "\n", flush=True)

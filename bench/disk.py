@@ -77,10 +77,10 @@ async def settle(folder: Path, limit: float) -> Settling:
         return result
     start = time.monotonic()
     result.probes.append(create_cost(folder))
+    if not result.quiet and limit >= PROBE_INTERVAL:
+        log(f"creating a file costs {result.probes[0]:.0f} µs (quiet: ≤ {QUIET_US:.0f}): files deleted before"
+            f" this run are still being freed; waiting up to {limit:.0f} s (--settle)")
     while not result.quiet and time.monotonic() - start + PROBE_INTERVAL <= limit:
-        if len(result.probes) == 1:
-            log(f"creating a file costs {result.probes[0]:.0f} µs (quiet: ≤ {QUIET_US:.0f}): files deleted before"
-                f" this run are still being freed; waiting up to {limit:.0f} s (--settle)")
         await asyncio.sleep(PROBE_INTERVAL)
         result.probes.append(create_cost(folder))
         log(f"  {time.monotonic() - start:.0f} s: {result.probes[-1]:.0f} µs per file creation")
