@@ -19,7 +19,7 @@ from transport.core.events import (
     EndOfHeadersEvent, HeloEvent, MailFromEvent, RcptToEvent, RejectEvent, Replies, ResolvedEvent, RoutedEvent,
     RsetEvent, SmtpResponse, StartTlsEvent, SubmittedEvent,
 )
-from transport.core.headers import ORGANIZATION_HEADER_PREFIX, fields_named
+from transport.core.headers import ORGANIZATION_HEADER_PREFIX, addresses, fields_named
 from transport.core.mailitem import (AuthAs, MailItem, Recipient, RecipientStatus, ReverseDns, SessionInfo, Source, Stamp,
                                      Verdict)
 
@@ -29,5 +29,5 @@ __all__ = [
     "EndOfHeadersEvent", "HeloEvent", "MailFromEvent", "RcptToEvent", "RejectEvent", "Replies", "ResolvedEvent",
     "RoutedEvent", "RsetEvent", "SmtpResponse", "StartTlsEvent", "SubmittedEvent",
     "AuthAs", "MailItem", "Recipient", "RecipientStatus", "ReverseDns", "SessionInfo", "Source", "Stamp", "Verdict",
-    "ORGANIZATION_HEADER_PREFIX", "fields_named",
+    "ORGANIZATION_HEADER_PREFIX", "addresses", "fields_named",
 ]

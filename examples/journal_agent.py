@@ -20,11 +20,11 @@ mailbox itself cannot loop. Enable it in transport.yaml:
 from __future__ import annotations
 
 import uuid
-from email.utils import formatdate, getaddresses
+from email.utils import formatdate
 
 from pydantic import field_validator
 
-from agents import AgentConfig, MailItem, RoutedEvent, RoutingAgent
+from agents import AgentConfig, MailItem, RoutedEvent, RoutingAgent, addresses
 
 EXCHANGE_RECIPIENT = "MicrosoftExchange329e71ec88ae4615bbc36ab6ce41109e"
 """The local part of the Microsoft Exchange recipient, which sends the organisation's system messages."""
@@ -53,7 +53,7 @@ class JournalAgent(RoutingAgent):
 
     def report(self, item: MailItem) -> bytes:
         """The envelope journal report of a message (headers, the report body, the original attached)."""
-        shown = {kind: {a.lower() for _, a in getaddresses(item.header_values(kind))} for kind in ("To", "Cc")}
+        shown = {kind: {a.lower() for _, a in addresses(item.header_values(kind))} for kind in ("To", "Cc")}
         lines = [f"Sender: {item.sender}", f"Subject: {item.subject}", f"Message-Id: {item.message_id}"]
         for r in item.recipients:
             kind = next((k for k in ("To", "Cc") if r.address.lower() in shown[k]), "Bcc")

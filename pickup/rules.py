@@ -17,14 +17,15 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 from pathlib import Path
-from email.utils import formatdate, getaddresses
+from email.utils import formatdate
 from typing import Callable
 
 from transport.core.replay_format import ReplayFormatError, read_injected
 from transport.core.errors import BadFileError
 from transport.core.config import DirectorySettings, PickupDirectory, TransportConfig
 from transport.core.events import SmtpResponse
-from transport.core.headers import ORGANIZATION_HEADER_PREFIX, SERVER_VERSION, date_now, header_end, not_a_message
+from transport.core.headers import (ORGANIZATION_HEADER_PREFIX, SERVER_VERSION, addresses, date_now, header_end,
+                                    not_a_message)
 from transport.core.mailitem import MailItem, Recipient, RecipientStatus, Source, new_message_id
 
 from .session import simulated_session
@@ -102,7 +103,7 @@ def _addresses(values: list[str]) -> list[str]:
                 if address:
                     found.append(address)
         else:
-            found.extend(address for _, address in getaddresses([value]) if address)
+            found.extend(address for _, address in addresses([value]) if address)
     return found
 
 

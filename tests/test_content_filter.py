@@ -9,7 +9,8 @@ import pytest
 import yaml
 
 from filtertools import as_client, hub_with, send_raw
-from hubtools import PASSWORD, REPO, agent, header_value, make_message, messages, run_cli, running_hub, send, tracking
+from hubtools import (PASSWORD, REPO, agent, header_value, make_message, messages, returns_within, run_cli, running_hub,
+                      send, tracking)
 from agents import MailItem, Recipient, ReverseDns, Stamp
 from agents.content_filter import COUNTERS, EXPLANATION_HEADER, ContentFilterConfig
 from agents.content_filter.bayes import tokens
@@ -92,6 +93,44 @@ def test_a_malformed_link_does_not_stop_the_scan():
     assert tokens(MessageView.of(MailItem("x@fabrikam.test", [], raw), raw)) >= {"url:", "url:x.example"}
 
 
+def test_links_pair_each_opening_tag_with_the_next_closing_one():
+    """An opening tag without an href is no link; an opening tag inside a link's text is part of that text; a
+    link never closed is none; tags and entities in a link's text are read as a reader sees them."""
+    body = ('<a name="top">Top</a> <A\r\nclass=x HREF=https://a.example/1>one <b>&amp;</b> <a href="https://b.example">'
+            "two</a > <a href='https://c.example'>three</A> <a href=https://d.example>never closed")
+    raw = make_message(extra_headers=DATE + "Content-Type: text/html\r\n", body=body + "\r\n")
+    view = MessageView.of(MailItem("x@fabrikam.test", [], raw), raw)
+    assert view.links == [("https://a.example/1", "one & two"), ("https://c.example", "three")]
+    assert view.urls == {"https://a.example/1", "https://b.example", "https://c.example", "https://d.example"}
+    assert "never closed" in view.text and "<" not in view.text
+
+
+def test_parts_nested_past_the_parsers_depth_are_read_as_one_text():
+    """3,000 nested multiparts (180 KB) made the standard library's MIME parser recurse past Python's limit: the
+    content filter raised and the message went in unscanned. Now its body is read as one plain text."""
+    body = "".join(f"--b{i}\r\nContent-Type: multipart/mixed; boundary=b{i + 1}\r\n\r\n" for i in range(3000))
+    raw = make_message(subject="Hi", body=body + "--b3000\r\nContent-Type: text/plain\r\n\r\nWIN A FREE CRUISE\r\n",
+                       extra_headers=DATE + "Content-Type: multipart/mixed; boundary=b0\r\n")
+    assert "bad_phrase" in fired(raw, bad_phrases=["win a free cruise"])
+
+
+HOSTILE_MARKUP = {
+    "openings without end": "<a href=" * 200_000,    # 16 KB of it took the old patterns 26 s: cubic
+    "links never closed": "<a href=x>" * 200_000,
+    "brackets": "<" * 1_000_000,
+    "closings without openings": "</a " * 200_000,
+}
+
+
+@pytest.mark.parametrize("markup", HOSTILE_MARKUP.values(), ids=HOSTILE_MARKUP.keys())
+def test_hostile_markup_is_read_in_one_pass(markup):
+    """Markup a spammer can send (MBs of it, under the default max_scan_size) is scanned in time proportional to
+    its length: no pattern rescans the rest of the message at every "<". The guard only catches a hang."""
+    raw = make_message(extra_headers=DATE + "Content-Type: text/html\r\n", body=markup + "\r\n")
+    view = returns_within(60, MessageView.of, MailItem("x@fabrikam.test", [], raw), raw)
+    assert view.has_html and view.links == []
+
+
 def test_good_phrase_wins_and_score_maps_to_scl():
     rules = build_rules(ContentFilterConfig(good_phrases=["hello"], bad_phrases=["cruise"]), SITE)
     both = make_message(subject="hello cruise", extra_headers=DATE)
@@ -128,6 +167,29 @@ async def test_reject_threshold_and_counters(tmp_path):
         assert hub.counters.get(COUNTERS, "Messages with SCL 5") == 1
         info = [r["custom-data"] for r in tracking(hub) if r["event-id"] == "AGENTINFO"]
         assert any(d.startswith("Content Filter Agent: SCL 9") and "bad_phrase SCL 9" in d for d in info)
+
+
+async def test_a_message_of_hostile_markup_gets_its_answer(tmp_path):
+    """1.6 MB of `<a href=` (well under max_scan_size) once held a receive worker's event loop for over 30 s,
+    until the hub killed it as hung: now it is scanned like any message, and the next one is answered too."""
+    async with running_hub(tmp_path, cf()) as hub:
+        bomb = make_message(extra_headers=DATE + "Content-Type: text/html\r\n", body="<a href=" * 200_000 + "\r\n")
+        _, reply = await deliver(hub, bomb)
+        assert reply[0] == 250
+        _, reply = await deliver(hub, PLAIN)
+        assert reply[0] == 250
+        assert await hub.idle()
+        assert hub.counters.get(COUNTERS, "Messages Scanned") == 2
+
+
+async def test_a_from_field_of_nested_comments_is_scanned_not_skipped(tmp_path):
+    """`From: ((((…` made the standard library's address parser recurse past Python's limit: the content filter
+    raised, failed open, and the message went in unscanned. Now that From holds no address, and the scan goes on."""
+    async with running_hub(tmp_path, cf()) as hub:
+        raw = make_message(sender="(" * 5000, body="WIN A FREE CRUISE\r\n", extra_headers=DATE)
+        _, reply = await deliver(hub, raw)
+        assert reply == (550, b"5.7.1 Message rejected due to content restrictions")
+        assert [la.errors for la in hub.pipeline.agents] == [0]
 
 
 async def test_lower_reject_threshold_rejects_scl_5(tmp_path):

@@ -6,6 +6,7 @@ from ipaddress import ip_address
 
 import pytest
 
+from hubtools import returns_within
 from agents.senderid.origin import is_internal, originating_ip, parse_internal_servers, received_from_ip
 
 INTERNAL = parse_internal_servers(["192.0.2.25", "198.51.100.0/24", "2001:db8:1::/48"])
@@ -34,6 +35,19 @@ PICKUP_HOP = "from localhost by Pickup with Microsoft SMTP Server id 15.0.1497.2
 ])
 def test_received_from_ip(value: str, expected: str | None) -> None:
     found = received_from_ip(value)
+    assert found == (ip_address(expected) if expected else None)
+
+
+@pytest.mark.parametrize(("value", "expected"), [
+    ("from x (" + "a" * 250_000 + " [203.0.113.13]) by mx.example", "203.0.113.13"),  # 10 KB of it once took 1 s
+    ("from " + "f" * 250_000 + " by mx.example", None),
+    ("from x ([" + "[" * 250_000 + "203.0.113.14]) by mx.example", "203.0.113.14"),
+    ("from " + "(" * 100_000 + " by mx.example", None),
+])
+def test_a_hostile_received_line_is_read_in_one_pass(value: str, expected: str | None) -> None:
+    """A Received field as long as the receive connector's MaxHeaderSize lets in (256 KB) is read in time
+    proportional to its length (the guard only catches a hang)."""
+    found = returns_within(60, received_from_ip, value)
     assert found == (ip_address(expected) if expected else None)
 
 

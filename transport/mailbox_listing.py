@@ -12,12 +12,12 @@ import enum
 import os
 from dataclasses import asdict, dataclass
 from datetime import datetime, timezone
-from email.utils import getaddresses, parsedate_to_datetime
+from email.utils import parsedate_to_datetime
 from pathlib import Path
 from typing import Any
 
 from .core.errors import AdminError
-from .core.headers import ORGANIZATION_HEADER_PREFIX, decode_value, header_end, parse_headers
+from .core.headers import ORGANIZATION_HEADER_PREFIX, addresses, decode_value, header_end, parse_headers
 from .delivery.mailbox import JUNK_FOLDER, OUTBOX_FOLDER, SENT_ITEMS_FOLDER
 
 __all__ = ["MailboxFolder", "MessageSummary", "list_folder"]
@@ -68,7 +68,7 @@ def _iso_date(value: str) -> str:
 def _sender(value: str) -> str:
     """`Display Name <address>` of the first From address, or the field as written when it does not parse."""
     text = decode_value(value)
-    parsed = [(n, a) for n, a in getaddresses([text]) if a]
+    parsed = [(n, a) for n, a in addresses([text]) if a]
     if not parsed:
         return text
     name, address = parsed[0]

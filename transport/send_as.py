@@ -13,10 +13,10 @@ left to the anti-spam agents, as before.
 from __future__ import annotations
 
 import enum
-from email.utils import getaddresses
 
 from .core.config import TransportConfig
 from .core.events import SmtpResponse
+from .core.headers import addresses
 from .core.mailitem import MailItem
 
 __all__ = ["SendRight", "SEND_AS_DENIED_SMTP", "SEND_AS_DENIED_STOREDRV", "from_address", "send_right", "smtp_refusal"]
@@ -38,7 +38,7 @@ class SendRight(enum.Enum):
 
 def from_address(item: MailItem) -> str | None:
     """The address in From, lower-cased; None when From holds none (or several, which needs a Sender)."""
-    found = [a for _, a in getaddresses(item.header_values("From")) if a]
+    found = [a for _, a in addresses(item.header_values("From")) if a]
     return found[0].strip().lower() if len(found) == 1 else None
 
 

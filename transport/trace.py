@@ -16,7 +16,6 @@ import enum
 import logging
 import time
 from dataclasses import dataclass, field, fields, replace
-from email.utils import getaddresses
 from typing import Any, Sequence
 
 from queues.store import UNREACHABLE
@@ -31,7 +30,7 @@ from .core.dns import DnsAnswer, DnsError, DnsResolver, DnsTempError, record_tex
 from .core.errors import AgentLoadError, BadFileError, ConfigError, TransportError
 from .core.events import (Action, CategorizedEvent, Event, ReceiveEvent, ResolvedEvent, RoutedEvent, RoutingEvent,
                           SubmittedEvent)
-from .core.headers import decode_value, not_a_message
+from .core.headers import addresses, decode_value, not_a_message
 from .core.mailitem import MailItem, Recipient, RecipientStatus, SessionInfo, Stamp
 from .core.pipeline import LoadedAgent, Pipeline, load_pipeline
 from .core.tracking import TrackingLog
@@ -198,7 +197,7 @@ class Trace:
 
 def _addresses(item: MailItem, *names: str) -> list[str]:
     values = [decode_value(v) for n in names for v in item.header_values(n)]
-    return [a for _, a in getaddresses(values) if "@" in a]
+    return [a for _, a in addresses(values) if "@" in a]
 
 
 def _connector(config: TransportConfig, name: str | None) -> ReceiveConnector:

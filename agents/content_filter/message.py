@@ -7,6 +7,7 @@ URLs and the attachment file names.
 
 from __future__ import annotations
 
+import bisect
 import email
 import html
 import re
@@ -22,9 +23,13 @@ from transport.core.headers import addresses, decode_value, header_end
 __all__ = ["MessageView", "first_address"]
 
 _PART_FIELDS = ("Content-Type", "Content-Transfer-Encoding", "Content-Disposition")
-_TAG = re.compile(r"<[^>]*>")
+# No pattern here can scan past the next "<": markup from a hostile sender (`<a href=` repeated, no ">" in
+# sight) then costs time in proportion to its length, not to its square or cube.
+_TAG = re.compile(r"<[^<>]*>")
 _URL = re.compile(r"https?://[^\s\"'<>()]+", re.IGNORECASE)
-_ANCHOR = re.compile(r"""<a\s[^>]*?href\s*=\s*["']?([^"'\s>]+)[^>]*>(.*?)</a\s*>""", re.IGNORECASE | re.DOTALL)
+_ANCHOR_OPEN = re.compile(r"<a\s[^<>]*>", re.IGNORECASE)
+_ANCHOR_CLOSE = re.compile(r"</a\s*>", re.IGNORECASE)
+_HREF = re.compile(r"""href\s*=\s*["']?([^"'\s<>]+)""", re.IGNORECASE)
 
 
 def url_host(url: str) -> str:
@@ -40,6 +45,31 @@ def first_address(item: MailItem, name: str) -> tuple[str, str]:
     """(display name, address) of the first mailbox in a header, decoded; empty strings when there is none."""
     pairs = addresses(decode_value(v) for v in item.header_values(name))
     return next(((n, a.lower()) for n, a in pairs if "@" in a), ("", ""))
+
+
+def _visible(markup: str) -> str:
+    """HTML as a reader sees its text: tags out, entities decoded."""
+    return html.unescape(_TAG.sub(" ", markup))
+
+
+def _links(markup: str) -> list[tuple[str, str]]:
+    """(href, the text a reader sees) of each link: an opening tag with an href and what runs to the next closing
+    tag (an opening tag inside a link's text is part of that text). The closing tags are found once and each
+    opening tag looks its own up, so unclosed links cost no rescan of the rest of the message."""
+    closes = list(_ANCHOR_CLOSE.finditer(markup))
+    starts = [c.start() for c in closes]
+    links: list[tuple[str, str]] = []
+    resume = 0  # where the last link's closing tag ended
+    for tag in _ANCHOR_OPEN.finditer(markup):
+        href = _HREF.search(tag.group()) if tag.start() >= resume else None
+        if href is None:
+            continue
+        i = bisect.bisect_left(starts, tag.end())
+        if i == len(starts):  # no closing tag after this one, so none after any later one either
+            break
+        links.append((href.group(1), " ".join(_visible(markup[tag.end():starts[i]]).split())))
+        resume = closes[i].end()
+    return links
 
 
 def _urls(text: str) -> list[str]:
@@ -135,7 +165,12 @@ class MessageView:
         from_name, from_address = first_address(item, "From")
         view = cls(item, item.subject, from_name, from_address, first_address(item, "Reply-To")[1])
         texts = [view.subject]
-        for kind, filename, disposition, text in _leaves(item, content):
+        try:
+            leaves = list(_leaves(item, content))
+        except RecursionError:  # parts nested deeper than the standard library's parser recurses: one text part
+            body = content[header_end(content):]
+            leaves = [("text/plain", None, None, lambda: _decode(body, None))]
+        for kind, filename, disposition, text in leaves:
             if filename or disposition == "attachment":
                 view.attachments.append(decode_value(filename or ""))
                 continue
@@ -146,9 +181,8 @@ class MessageView:
                 view.has_html = True
                 raw = text()
                 view.urls.update(_urls(raw))  # href targets count, not only the visible text
-                view.links += [(href, " ".join(html.unescape(_TAG.sub(" ", text)).split()))
-                               for href, text in _ANCHOR.findall(raw)]
-                body = html.unescape(_TAG.sub(" ", raw))
+                view.links += _links(raw)
+                body = _visible(raw)
             else:
                 continue
             view.urls.update(_urls(body))

@@ -23,7 +23,9 @@ from transport.core.internal_servers import (IPAddress, IPNetwork, client_addres
 __all__ = ["IPAddress", "IPNetwork", "is_internal", "originating_ip", "parse_internal_servers", "received_from_ip"]
 
 
-_CANDIDATE = re.compile(r"\[(?:IPv6:)?([^\]\s]+)\]|([0-9A-Fa-f.:]*[.:][0-9A-Fa-f.:]*)", re.I)
+_CANDIDATE = re.compile(r"\[(?:IPv6:)?([^\[\]\s]+)\]|([0-9A-Fa-f.:]+)", re.I)
+"""An address literal, or a run of hex digits, dots and colons (a run with neither is no address, and the parse
+below says so): no part of it can rescan a run, so a hostile Received line costs time in proportion to its length."""
 _FROM = re.compile(r"\s*from\s+(.*?)(?=\s(?:by|via|with|id|for)\s|;|\Z)", re.I | re.S)
 _BY = re.compile(r"(?:^|\s)by\s+([^\s;]+)", re.I)
 

@@ -228,7 +228,8 @@ def decode_value(value: str) -> str:
 
 
 def addresses(values: Iterable[str]) -> tuple[tuple[str, str], ...]:
-    """(display name, address) of every mailbox in these field values, as `email.utils.getaddresses` gives them.
+    """(display name, address) of every mailbox in these field values, as `email.utils.getaddresses` gives them;
+    none for a value it cannot parse at all. Every reader of address fields goes through here.
 
     Several agents read the same From of a message; its parse is remembered rather than redone by each."""
     return _addresses(", ".join(values))
@@ -236,4 +237,7 @@ def addresses(values: Iterable[str]) -> tuple[tuple[str, str], ...]:
 
 @functools.lru_cache(maxsize=1024)
 def _addresses(joined: str) -> tuple[tuple[str, str], ...]:
-    return tuple(getaddresses([joined]))
+    try:
+        return tuple(getaddresses([joined]))
+    except RecursionError:  # the standard library recurses once per nested comment: From: ((((… from a spammer
+        return ()
