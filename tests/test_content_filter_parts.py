@@ -38,6 +38,7 @@ FIELDS = [
     [("Content-Type", "")],
     [("Content-Type", ";charset=utf-8")],
     [("Content-Type", "text/plain; charset=ut\u00e9f-8")],
+    [("Content-Type", "text/plain; charset=a\x00b")],  # no codec can be named so: read as UTF-8, not raised on
     [("Content-Type", "text/pl\u00e4in")],
     [("Content-Type", "text/html; charset=utf-8"), ("Content-Type", "text/plain; charset=latin-1")],
     [("Content-Type", "text/plain; charset=utf-8"), ("Content-Transfer-Encoding", "8bit")],

@@ -109,6 +109,19 @@ async def test_header_firewall_for_anonymous_senders(tmp_path):
         assert header_value(raw, "Authentication-Results") == "mx.fabrikam.com; spf=pass smtp.mailfrom=fabrikam.com"
 
 
+async def test_an_authentication_results_without_an_authserv_id_is_kept(tmp_path):
+    """`Authentication-Results: ;` (no authserv-id) once made the header firewall raise: the message got 451 at
+    every try and never arrived. It names no one, so it is not ours to remove, and the message is delivered."""
+    async with running_hub(tmp_path, hub_with()) as hub:
+        c = await as_client(hub.addresses[0][1], "198.51.100.7")
+        replies = await send_raw(c, "x@fabrikam.com", ["alice@contoso.com"],
+                                 make_message(extra_headers="Authentication-Results: ;\r\nAuthentication-Results:   \r\n"))
+        assert replies[-1].startswith("250 2.6.0"), replies
+        assert await hub.idle(), "the hub did not settle"
+        [raw] = messages(hub, "alice@contoso.com")
+        assert header_value(raw, "Authentication-Results") == ";"
+
+
 async def test_authenticated_senders_keep_organization_headers(tmp_path):
     from hubtools import send
     async with running_hub(tmp_path, hub_with()) as hub:

@@ -60,7 +60,7 @@ _FIREWALLED = (ORGANIZATION_HEADER_PREFIX.lower(), FOREST_HEADER_PREFIX.lower())
 
 def _authserv_id(value: str) -> str:
     """The authserv-id an Authentication-Results value starts with (RFC 8601 §2.2), lower-cased."""
-    return value.split(";", 1)[0].strip().split()[0].lower() if value.strip() else ""
+    return next(iter(value.split(";", 1)[0].split()), "").lower()
 
 
 def _firewalled(own: str) -> Callable[[Header], bool]:

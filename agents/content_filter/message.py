@@ -138,7 +138,7 @@ def _message_leaves(parts: Iterable[Message]) -> Iterable[Leaf]:
 def _decode(payload: bytes, charset: str | None) -> str:
     try:
         return payload.decode(charset or "utf-8", "replace")
-    except LookupError:  # an unknown charset name
+    except (LookupError, ValueError):  # an unknown charset name, or one no codec name can be (a NUL in it)
         return payload.decode("utf-8", "replace")
 
 
