@@ -381,6 +381,25 @@ async def test_starttls_session_must_say_hello_again(tmp_path):
         assert "starttls" not in features  # not offered twice
 
 
+async def test_a_botched_tls_handshake_is_one_warning_and_the_hub_serves_on(tmp_path, caplog):
+    """A client that says STARTTLS and then sends no TLS (a scanner, a broken client) is the client's fault: one
+    warning line without a traceback, where it used to be an ERROR with one per attempt."""
+    async with running_hub(tmp_path, {"receive": {"tls": {"enabled": True}}}) as hub:
+        port = hub.addresses[0][1]
+        c = await RawSmtp.connect(port)
+        await c.cmd("EHLO client.fabrikam.test")
+        assert (await c.cmd("STARTTLS")).startswith("220")
+        await c.write(b"\x16\x03\x01\x00\x05hello")  # a TLS record header, then no ClientHello
+        await c.close()
+        await wait_for(lambda: any("TLS negotiation" in r.getMessage() for r in caplog.records))
+        [record] = [r for r in caplog.records if "TLS negotiation" in r.getMessage()]
+        assert record.levelname == "WARNING" and record.exc_info is None
+        assert "failed: SSLError" in record.getMessage()
+        assert not [r for r in caplog.records if r.levelname == "ERROR"]
+        _, reply = await send(port, "john@fabrikam.test", ["alice@contoso.com"], make_message())
+        assert reply[0] == 250
+
+
 async def test_auth_requires_tls_when_configured(tmp_path):
     async with running_hub(tmp_path, {"receive": {"require_tls_for_auth": True, "tls": {"enabled": True}}}) as hub:
         port = hub.addresses[0][1]

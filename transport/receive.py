@@ -17,7 +17,7 @@ import ssl
 from dataclasses import replace
 from typing import Any, Awaitable, Callable, Iterator, Optional, Protocol
 
-from aiosmtpd.smtp import SMTP, AuthResult, LoginPassword, _AuthMechAttr
+from aiosmtpd.smtp import SMTP, AuthResult, LoginPassword, TLSSetupException, _AuthMechAttr
 
 from .core import events as ev
 from .core.config import PermissionGroup, ReceiveConnector, TransportConfig
@@ -227,8 +227,14 @@ class ReceiveProtocol(SMTP):
         super()._timeout_cb()
 
     async def handle_exception(self, error: Exception) -> str:
-        """A bug while handling a command: log it, answer a transient error, keep serving."""
-        log.error("session %s: %s: %s", self.info.session_id, type(error).__name__, error, exc_info=error)
+        """A bug while handling a command: log it, answer a transient error, keep serving. A TLS handshake the
+        client broke off or botched is the client's doing: one line, no traceback (the session then ends)."""
+        if isinstance(error, TLSSetupException):
+            cause = error.__cause__
+            log.warning("session %s: TLS negotiation with %s failed: %s", self.info.session_id, self.info.client_ip,
+                        f"{type(cause).__name__}: {cause}" if cause is not None else "no reason given")
+        else:
+            log.error("session %s: %s: %s", self.info.session_id, type(error).__name__, error, exc_info=error)
         return "451 4.7.0 Temporary server error. Please try again later"
 
     async def push(self, status: Any) -> None:
