@@ -139,6 +139,7 @@ async def test_envelope_sender_and_recipient_rules(tmp_path: Path) -> None:
         "cr-only.eml": b"From: john@fabrikam.test\rTo: alice@contoso.com\r\rHi\r",
         "random.eml": bytes(range(256)) * 4,
         "prose.eml": b"Dear Alice,\r\nthis is not a message file.\r\n",
+        "nul-header.eml": b"From: john@fabrikam.test\r\nTo: alice@contoso.com\r\nSubject: n\x00ul\r\n\r\nHi\r\n",
     }
     async with running_hub(tmp_path, FAST) as hub:
         for name, content in files.items():
@@ -156,6 +157,7 @@ async def test_envelope_sender_and_recipient_rules(tmp_path: Path) -> None:
         assert "lines end in CR alone" in reasons["cr-only"]
         assert reasons["random"] == reasons["prose"] == (
             "the file is not a message: it does not start with a header field (Name: value)")
+        assert reasons["nul-header"] == "the file is not a message: its header block holds a NUL byte"
         assert "'not-an-address' is not an SMTP address" in reasons["bad-sender"]
         assert "no recipients" in reasons["no-recipients"]
         assert "no recipient is an SMTP address: alice, bob" in reasons["bad-recipients"]

@@ -68,8 +68,10 @@ def not_a_message(raw: bytes) -> str | None:
     if b"\n" not in raw and b"\r" in raw:
         return "the file's lines end in CR alone (old Mac line endings); a message's lines end in CRLF or LF"
     name, colon, _ = raw.split(b"\n", 1)[0].partition(b":")
-    if not colon or not name or not all(33 <= c <= 126 for c in name) or b"\x00" in raw[:header_end(raw)]:
+    if not colon or not name or not all(33 <= c <= 126 for c in name):
         return "the file is not a message: it does not start with a header field (Name: value)"
+    if b"\x00" in raw[:header_end(raw)]:
+        return "the file is not a message: its header block holds a NUL byte"
     return None
 
 
