@@ -14,7 +14,6 @@ import smtplib
 import socket
 import subprocess
 import sys
-import threading
 import time
 from pathlib import Path
 from typing import Any, AsyncIterator, Callable, Iterable
@@ -169,28 +168,6 @@ async def directory_scans(hub: Hub, count: int = 2) -> None:
     """Wait until every watched directory (Pickup, Replay, the Outboxes) has been scanned `count` more times."""
     goals = [(w, w.scans + count) for w in hub.watchers + hub.outboxes]
     await wait_for(lambda: all(w.scans >= goal for w, goal in goals), timeout=10)
-
-
-def returns_within(seconds: float, fn: Callable[..., Any], *args: Any) -> Any:
-    """fn(*args), run in a daemon thread; the test fails if it has not returned after `seconds`. A guard against
-    a hang (hostile input that makes a pattern run for hours), not a speed target: a daemon thread still
-    running does not hold up the rest of the suite."""
-    outcome: list[tuple[bool, Any]] = []
-
-    def run() -> None:
-        try:
-            outcome.append((True, fn(*args)))
-        except BaseException as e:
-            outcome.append((False, e))
-
-    thread = threading.Thread(target=run, daemon=True)
-    thread.start()
-    thread.join(seconds)
-    assert outcome, f"{getattr(fn, '__qualname__', fn)} was still running after {seconds:g}s"
-    ok, value = outcome[0]
-    if not ok:
-        raise value
-    return value
 
 
 def drop_file(directory: Path, name: str, content: bytes) -> None:

@@ -9,8 +9,8 @@ import pytest
 import yaml
 
 from filtertools import as_client, hub_with, send_raw
-from hubtools import (PASSWORD, REPO, agent, header_value, make_message, messages, returns_within, run_cli, running_hub,
-                      send, tracking)
+from guards import returns_within
+from hubtools import PASSWORD, REPO, agent, header_value, make_message, messages, run_cli, running_hub, send, tracking
 from agents import MailItem, Recipient, ReverseDns, Stamp
 from agents.content_filter import COUNTERS, EXPLANATION_HEADER, ContentFilterConfig
 from agents.content_filter.bayes import tokens

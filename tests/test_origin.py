@@ -6,7 +6,7 @@ from ipaddress import ip_address
 
 import pytest
 
-from hubtools import returns_within
+from guards import returns_within
 from agents.senderid.origin import is_internal, originating_ip, parse_internal_servers, received_from_ip
 
 INTERNAL = parse_internal_servers(["192.0.2.25", "198.51.100.0/24", "2001:db8:1::/48"])
