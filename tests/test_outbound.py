@@ -6,6 +6,8 @@ from __future__ import annotations
 import json
 import threading
 
+import pytest
+
 from dsntools import Sink, SinkServer, mx_zone, report_parts, send_dsn
 from hubtools import PASSWORD, FakeClock, free_port, make_message, messages, run_cli, running_hub, scheduler_ticks, tracking, wait_for
 
@@ -114,6 +116,26 @@ async def test_4xx_is_retried_then_delivered_and_listed_meanwhile(tmp_path):
             await wait_for(lambda: rows(hub, "SEND", "<retry@contoso.com>"))
             assert await hub.idle()
     assert len(sink.received) == 1 and messages(hub, "alice@contoso.com") == []
+
+
+@pytest.mark.parametrize("sink", [
+    Sink(data_replies=["2xx what"]),  # no SMTP reply at all: aiosmtplib reads it as code -1
+    Sink(data_replies=["354 go on"]),  # a reply, but not one that ends DATA
+    Sink(rcpt_replies={"john@fabrikam.test": "252 2.1.5 Cannot VRFY user, but will accept message"}),
+], ids=["malformed", "354 to the end of DATA", "252 to RCPT"])
+async def test_a_reply_that_accepts_nothing_is_retried_never_counted_as_sent(tmp_path, sink):
+    """A next hop's reply that is not a 2xx where the hub needs one, and not a 4xx or 5xx either, accepted
+    nothing the hub can know of: the recipient waits in Retry. Such replies used to count as delivered (every
+    code below 400 did), and the message was tracked as sent and removed from the queue without being sent."""
+    with SinkServer(sink) as port:
+        async with running_hub(tmp_path, smart_host(port)) as hub:
+            await send_out(hub, ["john@fabrikam.test"], "<odd@contoso.com>")
+            [defer] = await wait_for(lambda: rows(hub, "DEFER", "<odd@contoso.com>"))
+            assert await hub.idle()
+            assert defer["recipient-status"].startswith("451 4.4.0 the next hop's reply was not what SMTP allows here: ")
+            assert not rows(hub, "SEND", "<odd@contoso.com>")
+            assert [i.status for i in hub.store.items()] == ["Retry"]
+    assert sink.received == []
 
 
 async def test_5xx_fails_those_recipients_with_an_ndr(tmp_path):

@@ -11,7 +11,8 @@ The client is aiosmtplib; this module decides what to send and what the replies 
   next hop that advertises DSN; a recipient that asked NOTIFY=SUCCESS of one that does not gets a "relayed" notice.
 - **What the replies mean**: per recipient. 2xx: delivered here (tracking SEND with the remote reply); 5xx:
   failed, an NDR for it; 4xx, a connection that fails or drops: the recipient waits in Retry on the queue's
-  schedule, until it expires.
+  schedule, until it expires. A reply that is not one (a malformed line, or a 2xx or 3xx where the command
+  needed another) counts as a 4xx: better a message sent twice than one counted as sent that was not.
 - **Connections**: at most `max_connections_per_domain` at once to the next hop, each reused for up to
   `max_messages_per_connection` messages while more wait; a new connection opens only when the waiting
   messages outnumber what the open ones will carry.
@@ -192,7 +193,7 @@ class SmtpDeliveryQueue(QueueFeed):
                 await client.mail(item.sender, options=mail_options, encoding="utf-8")
             except aiosmtplib.SMTPResponseException as e:
                 await self._reset(client)
-                return {r.address: _reply(e.code, e.message) for r in recipients}
+                return {r.address: _refusal(e) for r in recipients}
             accepted = []
             for r in recipients:
                 options = [f"{k}={r.params[k]}" for k in ("NOTIFY", "ORCPT") if r.params.get(k)] if session.dsn else []
@@ -200,7 +201,7 @@ class SmtpDeliveryQueue(QueueFeed):
                     await client.rcpt(r.address, options=options, encoding="utf-8")
                     accepted.append(r)
                 except aiosmtplib.SMTPResponseException as e:
-                    replies[r.address] = _reply(e.code, e.message)
+                    replies[r.address] = _refusal(e)
             if not accepted:
                 await self._reset(client)
                 return replies
@@ -209,7 +210,7 @@ class SmtpDeliveryQueue(QueueFeed):
                 done = await client.data(content)
                 reply = _reply(done.code, done.message)
             except aiosmtplib.SMTPResponseException as e:
-                reply = _reply(e.code, e.message)
+                reply = _refusal(e)
             replies.update({r.address: reply for r in accepted})
             return replies
         except (aiosmtplib.SMTPServerDisconnected, aiosmtplib.SMTPTimeoutError, OSError) as e:
@@ -332,6 +333,16 @@ def _reply(code: int, message: str) -> SmtpResponse:
         return SmtpResponse.parse(f"{code} {text}")
     except ValueError:
         return SmtpResponse(code, "", text)
+
+
+def _refusal(error: aiosmtplib.SMTPResponseException) -> SmtpResponse:
+    """The reply that refused a command. One that is neither a 4xx nor a 5xx (aiosmtplib's -1 for a malformed
+    line, or a 2xx or 3xx where the command needed another) refuses nothing the hub can act on and accepts
+    nothing either: a transient failure, so the message is tried again, never counted as sent."""
+    reply = _reply(error.code, error.message)
+    if 400 <= reply.code < 600:
+        return reply
+    return SmtpResponse(451, "4.4.0", f"the next hop's reply was not what SMTP allows here: {reply}")
 
 
 def _reason(error: Exception) -> str:
