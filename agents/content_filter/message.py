@@ -61,7 +61,9 @@ def _links(markup: str) -> list[tuple[str, str]]:
     links: list[tuple[str, str]] = []
     resume = 0  # where the last link's closing tag ended
     for tag in _ANCHOR_OPEN.finditer(markup):
-        href = _HREF.search(tag.group()) if tag.start() >= resume else None
+        if tag.start() < resume:  # inside the last link's text
+            continue
+        href = _HREF.search(tag.group())
         if href is None:
             continue
         i = bisect.bisect_left(starts, tag.end())
